@@ -1,0 +1,63 @@
+#ifndef SEQUENT_OPS_OP_LIST_H_
+#define SEQUENT_OPS_OP_LIST_H_
+
+// The op list: every op of the IR, once, with the ops/ family file that defines it.
+// X(family, op) expands per op; family `linear` defines `OpDef Make_matmul_Op()` in
+// ops/linear.cc, and so on. The registry (ops/registry.cc) is built from this table alone,
+// so an op missing here is unknown, and an op listed here without a definition fails to link.
+#define SEQUENT_FORWARD_OPS(X)                                     \
+  X(linear, matmul)                                                \
+  X(linear, bias_add)                                              \
+  X(linear, dense)                                                 \
+  X(elementwise, add)                                              \
+  X(elementwise, sub)                                              \
+  X(elementwise, mul)                                              \
+  X(elementwise, div)                                              \
+  X(elementwise, maximum)                                          \
+  X(elementwise, neg)                                              \
+  X(elementwise, exp)                                              \
+  X(elementwise, log)                                              \
+  X(elementwise, sqrt)                                             \
+  X(elementwise, square)                                           \
+  X(elementwise, abs)                                              \
+  X(activation, relu)                                              \
+  X(activation, leaky_relu)                                        \
+  X(activation, elu)                                               \
+  X(activation, selu)                                              \
+  X(activation, sigmoid)                                           \
+  X(activation, tanh)                                              \
+  X(activation, gelu)                                              \
+  X(activation, swish)                                             \
+  X(activation, softplus)                                          \
+  X(activation, softmax)                                           \
+  X(activation, log_softmax)                                       \
+  X(reduce, reduce_sum)                                            \
+  X(reduce, reduce_mean)                                           \
+  X(reduce, reduce_max)                                            \
+  X(shape, reshape)                                                \
+  X(shape, flatten)                                                \
+  X(shape, transpose)                                              \
+  X(shape, concat)                                                 \
+  X(shape, slice)                                                  \
+  X(shape, cast)                                                   \
+  X(random, dropout)                                               \
+  X(conv, conv2d)                                                  \
+  X(pool, max_pool2d)                                              \
+  X(pool, avg_pool2d)                                              \
+  X(pool, global_avg_pool2d)                                       \
+  X(norm, batch_norm)                                              \
+  X(norm, layer_norm)                                              \
+  X(loss, mse)                                                     \
+  X(loss, mae)                                                     \
+  X(loss, huber)                                                   \
+  X(loss, binary_crossentropy)                                     \
+  X(loss, categorical_crossentropy)                                \
+  X(loss, sparse_categorical_crossentropy)                         \
+  X(metric, sparse_categorical_accuracy)                           \
+  X(metric, categorical_accuracy)                                  \
+  X(metric, binary_accuracy)
+
+// Backward and optimizer ops (the autodiff issue) are appended as further X(...) lines.
+#define SEQUENT_ALL_OPS(X) SEQUENT_FORWARD_OPS(X)
+
+#endif  // SEQUENT_OPS_OP_LIST_H_
