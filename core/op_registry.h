@@ -56,6 +56,9 @@ struct OpDef {
   GradientFn gradient;  // Empty: not differentiable.
   // Randomness or side effects: CSE and constant folding leave the node alone.
   bool stateful = false;
+  // Output 0 may reuse the buffer of this input when the input dies at this node
+  // (elementwise ops); -1: never. The memory planner reads it.
+  int inplace_input = -1;
 };
 
 // The set of known ops. Core code receives it by reference; ops/ builds the default one.
