@@ -4,6 +4,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <utility>
 #include "absl/strings/string_view.h"
 #include <vector>
 
@@ -56,9 +57,10 @@ struct OpDef {
   GradientFn gradient;  // Empty: not differentiable.
   // Randomness or side effects: CSE and constant folding leave the node alone.
   bool stateful = false;
-  // Output 0 may reuse the buffer of this input when the input dies at this node
-  // (elementwise ops); -1: never. The memory planner reads it.
-  int inplace_input = -1;
+  // (output, input) pairs that may share one buffer when the input dies at this node
+  // (elementwise ops: {{0, 0}}; optimizer updates write their variable and slots in place).
+  // The memory planner reads it.
+  std::vector<std::pair<int, int>> inplace;
 };
 
 // The set of known ops. Core code receives it by reference; ops/ builds the default one.
