@@ -3,6 +3,7 @@
 
 // Helpers shared by the op families: dtype dispatch and common shape-rule checks.
 
+#include <cstdint>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -32,6 +33,20 @@ absl::Status DispatchFloat(DType dtype, absl::string_view op, F&& f) {
 absl::Status ExpectFloating(const TensorType& type, absl::string_view what);
 // "x must have rank 2, got f32[N,3,4]".
 absl::Status ExpectRank(const TensorType& type, int rank, absl::string_view what);
+
+// Index helpers for reference kernels (row-major, static shapes).
+
+// Element strides of a row-major tensor of `shape`: the last dimension has stride 1.
+std::vector<int64_t> RowMajorStrides(const Shape& shape);
+
+// Strides for reading an input of shape `in` that numpy-broadcasts to `out`: one entry per
+// dimension of `out`, 0 where `in` has size 1 or lacks the dimension.
+std::vector<int64_t> BroadcastStrides(const Shape& in, const Shape& out);
+
+// The element of the input that output element `out_index` reads, given `strides` from
+// BroadcastStrides (or any per-output-dimension strides).
+int64_t BroadcastSourceIndex(int64_t out_index, const Shape& out,
+                             const std::vector<int64_t>& strides);
 
 }  // namespace sequent::ops
 
