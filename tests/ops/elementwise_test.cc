@@ -1,0 +1,202 @@
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "core/op_registry.h"
+#include "core/tensor.h"
+#include "ops/op_defs.h"
+
+namespace sequent::ops {
+namespace {
+
+// Registers `def` in a local registry so that shape rules run with defaults
+// filled and the
+// "[op] " prefix, exactly as graphs see them.
+class OpHarness {
+ public:
+  explicit OpHarness(std::vector<OpDef> defs) {
+    for (OpDef& def : defs) {
+      const std::string name = def.name;
+      EXPECT_TRUE(registry_.Register(std::move(def)).ok()) << name;
+    }
+  }
+
+  absl::StatusOr<std::vector<TensorType>> Infer(absl::string_view op,
+                                                std::vector<TensorType> inputs,
+                                                Attributes attrs = {}) const {
+    return registry_.InferTypes(op, inputs, attrs);
+  }
+
+  // Infers the output types from the inputs' (static) types, allocates the
+  // outputs and runs the reference kernel.
+  absl::StatusOr<std::vector<Tensor>> Run(
+      absl::string_view op, const std::vector<const Tensor*>& inputs,
+      Attributes attrs = {}) const {
+    std::vector<TensorType> types;
+    for (const Tensor* t : inputs) types.push_back(t->type());
+    auto out_types = registry_.InferTypes(op, types, attrs);
+    if (!out_types.ok()) return out_types.status();
+    std::vector<Tensor> outputs;
+    for (const TensorType& t : *out_types) outputs.emplace_back(t);
+    std::vector<Tensor*> out_ptrs;
+    for (Tensor& t : outputs) out_ptrs.push_back(&t);
+    const OpDef* def = registry_.Find(op);
+    absl::Status status = def->reference(inputs, attrs, out_ptrs);
+    if (!status.ok()) return status;
+    return outputs;
+  }
+
+ private:
+  OpRegistry registry_;
+};
+
+constexpr int64_t N = Shape::kBatch;
+
+TensorType F32(Shape shape) { return {DType::kF32, std::move(shape)}; }
+
+void ExpectValues(const Tensor& t, const std::vector<double>& expected,
+                  double tol = 1e-5) {
+  ASSERT_EQ(t.num_elements(), static_cast<int64_t>(expected.size()))
+      << t.ToString();
+  for (size_t i = 0; i < expected.size(); ++i) {
+    EXPECT_NEAR(t.GetAsDouble(i), expected[i], tol)
+        << "element " << i << " of " << t.ToString();
+  }
+}
+
+void ExpectError(const absl::StatusOr<std::vector<TensorType>>& result,
+                 const std::vector<std::string>& fragments) {
+  ASSERT_FALSE(result.ok())
+      << "expected an error, got " << (*result)[0].ToString();
+  for (const std::string& f : fragments) {
+    EXPECT_NE(result.status().message().find(f), std::string::npos)
+        << "message \"" << result.status().message() << "\" lacks \"" << f
+        << "\"";
+  }
+}
+
+OpHarness Elementwise() {
+  return OpHarness({Make_add_Op(), Make_sub_Op(), Make_mul_Op(), Make_div_Op(),
+                    Make_maximum_Op(), Make_neg_Op(), Make_exp_Op(),
+                    Make_log_Op(), Make_sqrt_Op(), Make_square_Op(),
+                    Make_abs_Op()});
+}
+
+TEST(BinaryTest, ShapeRuleBroadcasts) {
+  OpHarness h = Elementwise();
+  for (const char* op : {"add", "sub", "mul", "div", "maximum"}) {
+    SCOPED_TRACE(op);
+    auto out = h.Infer(op, {F32({N, 3}), F32({3})});
+    ASSERT_TRUE(out.ok()) << out.status();
+    EXPECT_EQ((*out)[0], F32({N, 3}));
+    out = h.Infer(op, {F32({N, 1, 4}), F32({2, 1})});
+    ASSERT_TRUE(out.ok()) << out.status();
+    EXPECT_EQ((*out)[0], F32({N, 2, 4}));
+    out = h.Infer(op, {F32({1, 5}), F32({N, 1})});
+    ASSERT_TRUE(out.ok()) << out.status();
+    EXPECT_EQ((*out)[0], F32({N, 5}));
+    out = h.Infer(op, {F32({}), F32({N, 2})});
+    ASSERT_TRUE(out.ok()) << out.status();
+    EXPECT_EQ((*out)[0], F32({N, 2}));
+
+    ExpectError(h.Infer(op, {F32({N, 3}), F32({4})}),
+                {"[" + std::string(op) + "]", "f32[N,3]", "f32[4]"});
+    ExpectError(h.Infer(op, {F32({N, 3}), {DType::kF64, Shape{N, 3}}}),
+                {"dtypes differ", "f32[N,3]", "f64[N,3]"});
+  }
+  // Integer arithmetic is allowed where it stays exact; division is not.
+  TensorType i32{DType::kI32, Shape{N, 2}};
+  EXPECT_TRUE(h.Infer("add", {i32, i32}).ok());
+  ExpectError(h.Infer("div", {i32, i32}), {"floating-point", "i32[N,2]"});
+  TensorType b{DType::kBool, Shape{2}};
+  ExpectError(h.Infer("mul", {b, b}), {"numeric", "bool[2]"});
+}
+
+TEST(BinaryTest, Reference) {
+  OpHarness h = Elementwise();
+  Tensor x = Tensor::FromVector<float>({1, 2, 3, 4, 5, 6}, {2, 3});
+  Tensor row = Tensor::FromVector<float>({10, 20, 30}, {3});
+  Tensor col = Tensor::FromVector<float>({2, 4}, {2, 1});
+
+  auto out = h.Run("add", {&x, &row});
+  ASSERT_TRUE(out.ok()) << out.status();
+  ExpectValues((*out)[0], {11, 22, 33, 14, 25, 36});
+  out = h.Run("sub", {&row, &x});
+  ASSERT_TRUE(out.ok()) << out.status();
+  ExpectValues((*out)[0], {9, 18, 27, 6, 15, 24});
+  out = h.Run("mul", {&x, &col});
+  ASSERT_TRUE(out.ok()) << out.status();
+  ExpectValues((*out)[0], {2, 4, 6, 16, 20, 24});
+  out = h.Run("div", {&x, &col});
+  ASSERT_TRUE(out.ok()) << out.status();
+  ExpectValues((*out)[0], {0.5, 1, 1.5, 1, 1.25, 1.5});
+  // [2,1] against [3] broadcasts to [2,3].
+  Tensor odd = Tensor::FromVector<float>({1, 3, 5}, {3});
+  out = h.Run("maximum", {&col, &odd});
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ((*out)[0].shape(), (Shape{2, 3}));
+  ExpectValues((*out)[0], {2, 3, 5, 4, 4, 5});
+
+  Tensor a64 = Tensor::FromVector<double>({1.5, -2}, {2});
+  Tensor s64 = Tensor::Scalar<double>(0.25);
+  out = h.Run("mul", {&a64, &s64});
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ((*out)[0].dtype(), DType::kF64);
+  ExpectValues((*out)[0], {0.375, -0.5});
+
+  Tensor i = Tensor::FromVector<int64_t>({3, -4}, {2});
+  out = h.Run("add", {&i, &i});
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ((*out)[0].ToVector<int64_t>(), (std::vector<int64_t>{6, -8}));
+}
+
+TEST(UnaryTest, ShapeRule) {
+  OpHarness h = Elementwise();
+  for (const char* op : {"neg", "exp", "log", "sqrt", "square", "abs"}) {
+    SCOPED_TRACE(op);
+    auto out = h.Infer(op, {F32({N, 3, 2})});
+    ASSERT_TRUE(out.ok()) << out.status();
+    EXPECT_EQ((*out)[0], F32({N, 3, 2}));
+    ExpectError(h.Infer(op, {{DType::kBool, Shape{N, 3}}}),
+                {"[" + std::string(op) + "]", "bool[N,3]"});
+  }
+  ExpectError(h.Infer("exp", {{DType::kI32, Shape{N}}}),
+              {"floating-point", "i32[N]"});
+  ExpectError(h.Infer("neg", {F32({2}), F32({2})}), {"[neg]", "expects 1"});
+}
+
+TEST(UnaryTest, Reference) {
+  OpHarness h = Elementwise();
+  Tensor x = Tensor::FromVector<float>({-2, 0.5f, 4}, {3});
+  Tensor pos = Tensor::FromVector<double>({1, 4, 0.25}, {3});
+  struct Case {
+    const char* op;
+    const Tensor* input;
+    std::vector<double> expected;
+  };
+  const std::vector<Case> cases = {
+      {"neg", &x, {2, -0.5, -4}},
+      {"exp", &x, {0.1353353, 1.6487213, 54.5981500}},
+      {"log", &pos, {0, 1.3862944, -1.3862944}},
+      {"sqrt", &pos, {1, 2, 0.5}},
+      {"square", &x, {4, 0.25, 16}},
+      {"abs", &x, {2, 0.5, 4}},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.op);
+    auto out = h.Run(c.op, {c.input});
+    ASSERT_TRUE(out.ok()) << out.status();
+    EXPECT_EQ((*out)[0].dtype(), c.input->dtype());
+    ExpectValues((*out)[0], c.expected, 1e-4);
+  }
+  Tensor i = Tensor::FromVector<int32_t>({-3, 5}, {2});
+  auto out = h.Run("abs", {&i});
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ((*out)[0].ToVector<int32_t>(), (std::vector<int32_t>{3, 5}));
+}
+
+}  // namespace
+}  // namespace sequent::ops
