@@ -1,0 +1,1088 @@
+#include "backends/cpu/cpu_backend.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <dnnl.hpp>
+#include <functional>
+#include <unordered_map>
+#include <utility>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "backends/cpu/kernels.h"
+#include "backends/cpu/onednn_util.h"
+#include "backends/host_variable_store.h"
+#include "core/initializers.h"
+#include "core/status_macros.h"
+#include "ops/activation_fn.h"
+#include "ops/registry.h"
+
+namespace sequent {
+namespace cpu {
+namespace {
+
+using dnnl::memory;
+using tag = dnnl::memory::format_tag;
+
+// Scratchpad memories of the steps point at one shared buffer, named by this
+// value id.
+constexpr ValueId kScratchpad = -2;
+
+absl::Status WithLayer(const Node& node, absl::Status s) {
+  if (s.ok() || node.layer.empty()) return s;
+  return absl::Status(s.code(),
+                      absl::StrCat("layer '", node.layer, "': ", s.message()));
+}
+
+absl::Status Unsupported(const Node& node, absl::string_view why) {
+  return absl::UnimplementedError(
+      absl::StrCat("[", node.op, "] the cpu backend ", why));
+}
+
+// ---------------------------------------------------------------------------------------
+// Buffers. Every value lives in the arena, in a variable of the store, in an
+// owned constant, or aliases another value (reshape). AssignBuffers is the one
+// place that decides; the core memory planner will replace it with
+// liveness-based offsets.
+
+struct Location {
+  enum class Kind { kArena, kVariable, kConstant, kAlias };
+  Kind kind = Kind::kArena;
+  int64_t offset = 0;  // kArena.
+  int64_t bytes = 0;
+  ValueId alias_of = kNoValue;  // kAlias.
+  std::string variable;         // kVariable.
+};
+
+constexpr int64_t kAlign = 64;
+int64_t AlignUp(int64_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+
+// One buffer per value: simple and safe while nothing reuses memory.
+int64_t AssignBuffers(const std::vector<TensorType>& types,
+                      std::vector<Location>& locations) {
+  int64_t arena = 0;
+  for (size_t v = 0; v < locations.size(); ++v) {
+    Location& loc = locations[v];
+    loc.bytes = types[v].shape.IsStatic()
+                    ? types[v].shape.NumElements() *
+                          static_cast<int64_t>(DTypeSize(types[v].dtype))
+                    : 0;
+    if (loc.kind != Location::Kind::kArena) continue;
+    loc.offset = arena;
+    arena += AlignUp(loc.bytes);
+  }
+  return arena;
+}
+
+struct AlignedFree {
+  void operator()(std::byte* p) const { std::free(p); }
+};
+using AlignedBuffer = std::unique_ptr<std::byte[], AlignedFree>;
+AlignedBuffer AllocateAligned(int64_t bytes) {
+  return AlignedBuffer(static_cast<std::byte*>(
+      std::aligned_alloc(kAlign, AlignUp(std::max<int64_t>(bytes, 1)))));
+}
+
+// ---------------------------------------------------------------------------------------
+// The schedule.
+
+struct MemArg {
+  int arg;
+  memory mem;
+  ValueId value;  // or kScratchpad
+};
+
+using Pointers = std::vector<std::byte*>;  // Indexed by ValueId.
+
+struct Step {
+  std::string label;  // "op" or "op (layer)", for errors.
+  dnnl::primitive primitive;
+  std::vector<MemArg> args;
+  std::unordered_map<int, memory> arg_map;
+  // Our own loop, when `primitive` is empty.
+  std::function<void(const Pointers&)> loop;
+};
+
+class CpuExecutable : public Executable {
+ public:
+  absl::Status Run(absl::Span<const Feed> feeds,
+                   std::vector<Tensor>& outputs) override;
+  const std::vector<std::string>& output_names() const override {
+    return output_names_;
+  }
+  int64_t batch_size() const override { return batch_size_; }
+
+  // Everything below is filled by Compile.
+  int num_threads = 0;
+  int64_t batch_size_ = 0;
+  dnnl::engine engine;
+  dnnl::stream stream;
+  std::vector<Step> steps;
+  std::vector<TensorType> types;  // Batch-bound, per value.
+  std::vector<Location> locations;
+  AlignedBuffer arena;
+  AlignedBuffer scratchpad;
+  AlignedBuffer staging;
+  absl::flat_hash_map<ValueId, Tensor> constants;
+  Pointers pointers;
+  struct Input {
+    std::string name;
+    ValueId value;
+  };
+  std::vector<Input> inputs;
+  std::vector<std::string> input_names;
+  std::vector<ValueId> output_values;
+  std::vector<std::string> output_names_;
+  struct Update {
+    Tensor* variable;
+    ValueId value;
+    // Set when the new value lives in variable storage, which an earlier update
+    // may overwrite: it is copied here first (`a := b, b := a` must swap).
+    std::byte* staging = nullptr;
+  };
+  std::vector<Update> updates;
+  HostVariableStore* store = nullptr;
+};
+
+absl::Status CpuExecutable::Run(absl::Span<const Feed> feeds,
+                                std::vector<Tensor>& outputs) {
+  // Feeds are validated like the reference backend's, with the same messages.
+  const std::string expected =
+      input_names.empty() ? "none" : absl::StrJoin(input_names, ", ");
+  std::vector<const Tensor*> fed(inputs.size(), nullptr);
+  for (const Feed& feed : feeds) {
+    size_t i = 0;
+    while (i < inputs.size() && inputs[i].name != feed.name) ++i;
+    if (i == inputs.size()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown feed '", feed.name,
+                       "'; the graph's inputs are: ", expected));
+    }
+    if (feed.tensor == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("feed '", feed.name, "' has no tensor"));
+    }
+    if (fed[i] != nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("feed '", feed.name, "' is given twice"));
+    }
+    const TensorType& want = types[inputs[i].value];
+    if (feed.tensor->type() != want) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "feed '", feed.name, "' has type ", feed.tensor->type().ToString(),
+          ", the graph expects ", want.ToString()));
+    }
+    fed[i] = feed.tensor;
+  }
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (fed[i] == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("missing feed '", inputs[i].name,
+                       "'; the graph's inputs are: ", expected));
+    }
+  }
+
+  if (num_threads > 0 && omp_get_max_threads() != num_threads)
+    omp_set_num_threads(num_threads);
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (fed[i]->num_bytes() > 0) {
+      std::memcpy(pointers[inputs[i].value], fed[i]->raw_data(),
+                  fed[i]->num_bytes());
+    }
+  }
+  try {
+    for (Step& step : steps) {
+      if (step.loop) {
+        step.loop(pointers);
+      } else {
+        step.primitive.execute(stream, step.arg_map);
+      }
+    }
+    stream.wait();
+  } catch (const dnnl::error& e) {
+    return DnnlError(e, "running the cpu executable");
+  }
+
+  outputs.resize(output_values.size());
+  for (size_t i = 0; i < output_values.size(); ++i) {
+    const TensorType& type = types[output_values[i]];
+    if (outputs[i].type() != type) outputs[i] = Tensor(type);
+    if (outputs[i].num_bytes() > 0) {
+      std::memcpy(outputs[i].raw_data(), pointers[output_values[i]],
+                  outputs[i].num_bytes());
+    }
+  }
+  for (Update& u : updates) {
+    if (u.staging != nullptr) {
+      std::memcpy(u.staging, pointers[u.value], u.variable->num_bytes());
+    }
+  }
+  for (Update& u : updates) {
+    const std::byte* src = u.staging != nullptr ? u.staging : pointers[u.value];
+    if (src != u.variable->raw_data() && u.variable->num_bytes() > 0) {
+      std::memcpy(u.variable->raw_data(), src, u.variable->num_bytes());
+    }
+  }
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------------------------------
+// Lowering.
+
+class Lowering {
+ public:
+  explicit Lowering(CpuExecutable& exe) : exe_(exe) {}
+
+  const TensorType& type(ValueId v) const { return exe_.types[v]; }
+  const dnnl::engine& engine() const { return exe_.engine; }
+
+  // An attribute set with the user-managed scratchpad (so Run allocates
+  // nothing).
+  dnnl::primitive_attr Attr() const {
+    dnnl::primitive_attr attr;
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    return attr;
+  }
+
+  absl::StatusOr<memory::desc> Desc(ValueId v) const {
+    return PlainDesc(type(v));
+  }
+
+  // Adds a primitive whose arguments view values through the given descriptors.
+  template <typename PD>
+  void AddPrimitive(const PD& pd, dnnl::primitive primitive,
+                    std::vector<std::tuple<int, ValueId, memory::desc>> args) {
+    Step step;
+    step.label = label_;
+    step.primitive = std::move(primitive);
+    for (auto& [arg, value, desc] : args) {
+      memory mem(desc, engine(), DNNL_MEMORY_NONE);
+      step.args.push_back({arg, mem, value});
+      step.arg_map.emplace(arg, mem);
+    }
+    const memory::desc scratch = pd.scratchpad_desc();
+    if (scratch.get_size() > 0) {
+      scratchpad_bytes_ =
+          std::max<int64_t>(scratchpad_bytes_, scratch.get_size());
+      memory mem(scratch, engine(), DNNL_MEMORY_NONE);
+      step.args.push_back({DNNL_ARG_SCRATCHPAD, mem, kScratchpad});
+      step.arg_map.emplace(DNNL_ARG_SCRATCHPAD, mem);
+    }
+    exe_.steps.push_back(std::move(step));
+  }
+
+  void AddLoop(std::function<void(const Pointers&)> loop) {
+    Step step;
+    step.label = label_;
+    step.loop = std::move(loop);
+    exe_.steps.push_back(std::move(step));
+  }
+
+  void Alias(ValueId out, ValueId in) {
+    exe_.locations[out].kind = Location::Kind::kAlias;
+    exe_.locations[out].alias_of = in;
+  }
+
+  // A reorder (copy with layout or type change) from `src` viewed as `src_desc`
+  // into `dst` viewed as `dst_desc`.
+  void AddReorder(ValueId src, const memory::desc& src_desc, ValueId dst,
+                  const memory::desc& dst_desc) {
+    dnnl::reorder::primitive_desc pd(engine(), src_desc, engine(), dst_desc,
+                                     Attr());
+    AddPrimitive(
+        pd, dnnl::reorder(pd),
+        {{DNNL_ARG_FROM, src, src_desc}, {DNNL_ARG_TO, dst, dst_desc}});
+  }
+
+  // dst = chain(src), one eltwise primitive per step (the later ones in place).
+  absl::Status AddEltwiseChain(ValueId src, ValueId dst,
+                               const std::vector<EltwiseStep>& chain) {
+    SEQUENT_ASSIGN_OR_RETURN(memory::desc desc, Desc(src));
+    if (chain.empty()) {
+      AddReorder(src, desc, dst, desc);
+      return absl::OkStatus();
+    }
+    ValueId in = src;
+    for (const EltwiseStep& e : chain) {
+      dnnl::eltwise_forward::desc d(dnnl::prop_kind::forward_inference, e.alg,
+                                    desc, e.alpha, e.beta);
+      dnnl::eltwise_forward::primitive_desc pd(d, Attr(), engine());
+      AddPrimitive(pd, dnnl::eltwise_forward(pd),
+                   {{DNNL_ARG_SRC, in, desc}, {DNNL_ARG_DST, dst, desc}});
+      in = dst;
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status LowerNode(const Node& node, const Attributes& attrs);
+
+  void set_label(std::string label) { label_ = std::move(label); }
+  int64_t scratchpad_bytes() const { return scratchpad_bytes_; }
+
+ private:
+  absl::Status LowerDense(const Node& node, const Attributes& attrs);
+  absl::Status LowerMatmul(const Node& node, const Attributes& attrs);
+  absl::Status LowerBinary(const Node& node, dnnl::algorithm alg,
+                           BinaryKind kind);
+  absl::Status LowerSoftmax(const Node& node, const Attributes& attrs,
+                            bool log);
+  absl::Status LowerReduce(const Node& node, const Attributes& attrs,
+                           dnnl::algorithm alg);
+  absl::Status LowerTranspose(const Node& node, const Attributes& attrs);
+  absl::Status LowerConcat(const Node& node, const Attributes& attrs);
+  absl::Status LowerCast(const Node& node);
+  absl::Status LowerDropout(const Node& node, const Attributes& attrs);
+  absl::Status LowerConv2d(const Node& node, const Attributes& attrs);
+  absl::Status LowerPool2d(const Node& node, const Attributes& attrs, bool max);
+  absl::Status LowerGlobalAvgPool2d(const Node& node);
+
+  CpuExecutable& exe_;
+  std::string label_;
+  int64_t scratchpad_bytes_ = 0;
+};
+
+absl::Status ExpectF32(const Node& node, const TensorType& t) {
+  if (t.dtype == DType::kF32) return absl::OkStatus();
+  return Unsupported(node,
+                     absl::StrCat("runs f32 only so far, got ", t.ToString()));
+}
+
+memory::dims Dims(std::initializer_list<int64_t> d) { return memory::dims(d); }
+
+absl::Status Lowering::LowerDense(const Node& node, const Attributes& attrs) {
+  const TensorType& x = type(node.inputs[0]);
+  const TensorType& kernel = type(node.inputs[1]);
+  const TensorType& out = type(node.outputs[0]);
+  SEQUENT_RETURN_IF_ERROR(ExpectF32(node, x));
+  SEQUENT_ASSIGN_OR_RETURN(
+      ops::Activation act,
+      ops::ParseActivation(StringAttrOr(attrs, "activation", "linear")));
+  const int64_t m = x.shape[0], k = kernel.shape[0], p = kernel.shape[1];
+  const auto f32 = memory::data_type::f32;
+  const memory::desc src({m, k}, f32, tag::ab);
+  // The kernel is [K,P] row-major: as oneDNN's {OC=P, IC=K} weights that is the
+  // `io` layout.
+  const memory::desc weights({p, k}, f32, tag::io);
+  const memory::desc dst({m, p}, f32, tag::ab);
+  dnnl::post_ops post;
+  for (const EltwiseStep& e : EltwiseChain(act))
+    post.append_eltwise(1.f, e.alg, e.alpha, e.beta);
+  dnnl::primitive_attr attr = Attr();
+  attr.set_post_ops(post);
+  const bool has_bias = node.inputs.size() > 2;
+  std::vector<std::tuple<int, ValueId, memory::desc>> args = {
+      {DNNL_ARG_SRC, node.inputs[0], src},
+      {DNNL_ARG_WEIGHTS, node.inputs[1], weights},
+      {DNNL_ARG_DST, node.outputs[0], dst}};
+  dnnl::inner_product_forward::primitive_desc pd;
+  if (has_bias) {
+    const memory::desc bias({p}, f32, tag::a);
+    args.push_back({DNNL_ARG_BIAS, node.inputs[2], bias});
+    pd = dnnl::inner_product_forward::primitive_desc(
+        dnnl::inner_product_forward::desc(dnnl::prop_kind::forward_inference,
+                                          src, weights, bias, dst),
+        attr, engine());
+  } else {
+    pd = dnnl::inner_product_forward::primitive_desc(
+        dnnl::inner_product_forward::desc(dnnl::prop_kind::forward_inference,
+                                          src, weights, dst),
+        attr, engine());
+  }
+  (void)out;
+  AddPrimitive(pd, dnnl::inner_product_forward(pd), std::move(args));
+  return absl::OkStatus();
+}
+
+absl::Status Lowering::LowerMatmul(const Node& node, const Attributes& attrs) {
+  const TensorType& a = type(node.inputs[0]);
+  const TensorType& b = type(node.inputs[1]);
+  SEQUENT_RETURN_IF_ERROR(ExpectF32(node, a));
+  const bool ta = BoolAttrOr(attrs, "transpose_a", false);
+  const bool tb = BoolAttrOr(attrs, "transpose_b", false);
+  const int64_t m = ta ? a.shape[1] : a.shape[0];
+  const int64_t k = ta ? a.shape[0] : a.shape[1];
+  const int64_t p = tb ? b.shape[0] : b.shape[1];
+  const auto f32 = memory::data_type::f32;
+  // A transposed operand is the stored matrix read with swapped strides.
+  const memory::desc src({m, k}, f32, ta ? Dims({1, m}) : Dims({k, 1}));
+  const memory::desc weights({k, p}, f32, tb ? Dims({1, k}) : Dims({p, 1}));
+  const memory::desc dst({m, p}, f32, tag::ab);
+  dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src, weights, dst), Attr(),
+                                  engine());
+  AddPrimitive(pd, dnnl::matmul(pd),
+               {{DNNL_ARG_SRC, node.inputs[0], src},
+                {DNNL_ARG_WEIGHTS, node.inputs[1], weights},
+                {DNNL_ARG_DST, node.outputs[0], dst}});
+  return absl::OkStatus();
+}
+
+// `shape` right-aligned to `rank` with leading 1s (numpy broadcasting).
+memory::dims PadDims(const Shape& shape, int rank) {
+  memory::dims d(rank, 1);
+  for (int i = 0; i < shape.rank(); ++i) d[rank - shape.rank() + i] = shape[i];
+  return d;
+}
+
+absl::Status Lowering::LowerBinary(const Node& node, dnnl::algorithm alg,
+                                   BinaryKind kind) {
+  ValueId a = node.inputs[0], b = node.inputs[1];
+  const ValueId out = node.outputs[0];
+  const TensorType& out_type = type(out);
+  const int rank = std::max(1, out_type.shape.rank());
+  const memory::dims out_dims = ToDnnlDims(out_type.shape);
+  memory::dims ad = PadDims(type(a).shape, rank),
+               bd = PadDims(type(b).shape, rank);
+  const bool a_full = ad == out_dims, b_full = bd == out_dims;
+  if (HasDnnlType(out_type.dtype) && (a_full || b_full)) {
+    // oneDNN broadcasts src1 only; a broadcast src0 swaps, fixing
+    // non-commutative ops with a post-op: a - b = -(b - a), a / b = (b / a)^-1.
+    dnnl::post_ops post;
+    if (!a_full) {
+      std::swap(a, b);
+      std::swap(ad, bd);
+      if (kind == BinaryKind::kSub) {
+        post.append_eltwise(1.f, dnnl::algorithm::eltwise_linear, -1.f, 0.f);
+      } else if (kind == BinaryKind::kDiv) {
+        post.append_eltwise(1.f, dnnl::algorithm::eltwise_pow, 1.f, -1.f);
+      }
+    }
+    SEQUENT_ASSIGN_OR_RETURN(memory::desc src0, PlainDesc(ad, type(a).dtype));
+    SEQUENT_ASSIGN_OR_RETURN(memory::desc src1, PlainDesc(bd, type(b).dtype));
+    SEQUENT_ASSIGN_OR_RETURN(memory::desc dst,
+                             PlainDesc(out_dims, out_type.dtype));
+    dnnl::primitive_attr attr = Attr();
+    attr.set_post_ops(post);
+    dnnl::binary::primitive_desc pd(dnnl::binary::desc(alg, src0, src1, dst),
+                                    attr, engine());
+    AddPrimitive(pd, dnnl::binary(pd),
+                 {{DNNL_ARG_SRC_0, a, src0},
+                  {DNNL_ARG_SRC_1, b, src1},
+                  {DNNL_ARG_DST, out, dst}});
+    return absl::OkStatus();
+  }
+  // Both operands broadcast (or a dtype oneDNN lacks): our strided loop.
+  const DType dtype = out_type.dtype;
+  if (dtype != DType::kF32 && dtype != DType::kF64 && dtype != DType::kI32 &&
+      dtype != DType::kI64) {
+    return Unsupported(node,
+                       absl::StrCat("has no ", DTypeName(dtype), " version"));
+  }
+  auto strides = [&](const memory::dims& d) {
+    std::vector<int64_t> s = RowMajorStrides(d);
+    for (int i = 0; i < rank; ++i) {
+      if (d[i] == 1) s[i] = 0;
+    }
+    return s;
+  };
+  std::vector<int64_t> as = strides(ad), bs = strides(bd);
+  std::vector<int64_t> od(out_dims.begin(), out_dims.end());
+  AddLoop([=](const Pointers& ptr) {
+    BroadcastBinary(kind, dtype, ptr[a], as, ptr[b], bs, ptr[out], od);
+  });
+  return absl::OkStatus();
+}
+
+absl::Status Lowering::LowerSoftmax(const Node& node, const Attributes& attrs,
+                                    bool log) {
+  const TensorType& x = type(node.inputs[0]);
+  SEQUENT_RETURN_IF_ERROR(ExpectF32(node, x));
+  SEQUENT_ASSIGN_OR_RETURN(
+      int axis, NormalizeAxis(IntAttrOr(attrs, "axis", -1), x.shape.rank()));
+  SEQUENT_ASSIGN_OR_RETURN(memory::desc desc, Desc(node.inputs[0]));
+  if (log) {
+    dnnl::logsoftmax_forward::primitive_desc pd(
+        dnnl::logsoftmax_forward::desc(dnnl::prop_kind::forward_inference, desc,
+                                       axis),
+        Attr(), engine());
+    AddPrimitive(pd, dnnl::logsoftmax_forward(pd),
+                 {{DNNL_ARG_SRC, node.inputs[0], desc},
+                  {DNNL_ARG_DST, node.outputs[0], desc}});
+  } else {
+    dnnl::softmax_forward::primitive_desc pd(
+        dnnl::softmax_forward::desc(dnnl::prop_kind::forward_inference, desc,
+                                    axis),
+        Attr(), engine());
+    AddPrimitive(pd, dnnl::softmax_forward(pd),
+                 {{DNNL_ARG_SRC, node.inputs[0], desc},
+                  {DNNL_ARG_DST, node.outputs[0], desc}});
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Lowering::LowerReduce(const Node& node, const Attributes& attrs,
+                                   dnnl::algorithm alg) {
+  const TensorType& x = type(node.inputs[0]);
+  SEQUENT_RETURN_IF_ERROR(ExpectF32(node, x));
+  const int rank = x.shape.rank();
+  const memory::dims src_dims = ToDnnlDims(x.shape);
+  memory::dims dst_dims = src_dims;
+  std::vector<int64_t> axes = IntListAttrOr(attrs, "axes", {});
+  if (axes.empty()) {
+    // No axes: reduce everything.
+    for (auto& d : dst_dims) d = 1;
+  }
+  for (int64_t a : axes) {
+    SEQUENT_ASSIGN_OR_RETURN(int axis, NormalizeAxis(a, rank));
+    dst_dims[axis] = 1;
+  }
+  SEQUENT_ASSIGN_OR_RETURN(memory::desc src, Desc(node.inputs[0]));
+  SEQUENT_ASSIGN_OR_RETURN(memory::desc dst, PlainDesc(dst_dims, x.dtype));
+  if (src_dims == dst_dims) {
+    AddReorder(node.inputs[0], src, node.outputs[0], dst);
+    return absl::OkStatus();
+  }
+  dnnl::reduction::primitive_desc pd(
+      dnnl::reduction::desc(alg, src, dst, 0.f, 0.f), Attr(), engine());
+  AddPrimitive(pd, dnnl::reduction(pd),
+               {{DNNL_ARG_SRC, node.inputs[0], src},
+                {DNNL_ARG_DST, node.outputs[0], dst}});
+  return absl::OkStatus();
+}
+
+absl::Status Lowering::LowerTranspose(const Node& node,
+                                      const Attributes& attrs) {
+  const TensorType& x = type(node.inputs[0]);
+  const TensorType& out = type(node.outputs[0]);
+  const int rank = x.shape.rank();
+  std::vector<int64_t> perm = IntListAttrOr(attrs, "perm", {});
+  if (perm.empty()) {
+    for (int i = rank - 1; i >= 0; --i) perm.push_back(i);
+  }
+  if (static_cast<int>(perm.size()) != rank) {
+    return Unsupported(node, "got a perm that does not match the input rank");
+  }
+  const memory::dims in_strides = RowMajorStrides(ToDnnlDims(x.shape));
+  const memory::dims out_dims = ToDnnlDims(out.shape);
+  memory::dims strides(rank);
+  for (int i = 0; i < rank; ++i) strides[i] = in_strides[perm[i]];
+  SEQUENT_ASSIGN_OR_RETURN(memory::data_type dt, ToDnnlType(x.dtype));
+  const memory::desc src(out_dims, dt, strides);
+  SEQUENT_ASSIGN_OR_RETURN(memory::desc dst, Desc(node.outputs[0]));
+  AddReorder(node.inputs[0], src, node.outputs[0], dst);
+  return absl::OkStatus();
+}
+
+absl::Status Lowering::LowerConcat(const Node& node, const Attributes& attrs) {
+  const TensorType& out = type(node.outputs[0]);
+  SEQUENT_ASSIGN_OR_RETURN(
+      int axis, NormalizeAxis(IntAttrOr(attrs, "axis", -1), out.shape.rank()));
+  std::vector<memory::desc> srcs;
+  std::vector<std::tuple<int, ValueId, memory::desc>> args;
+  for (size_t i = 0; i < node.inputs.size(); ++i) {
+    SEQUENT_ASSIGN_OR_RETURN(memory::desc d, Desc(node.inputs[i]));
+    srcs.push_back(d);
+    args.push_back(
+        {DNNL_ARG_MULTIPLE_SRC + static_cast<int>(i), node.inputs[i], d});
+  }
+  SEQUENT_ASSIGN_OR_RETURN(memory::desc dst, Desc(node.outputs[0]));
+  args.push_back({DNNL_ARG_DST, node.outputs[0], dst});
+  dnnl::concat::primitive_desc pd(dst, axis, srcs, engine(), Attr());
+  AddPrimitive(pd, dnnl::concat(pd), std::move(args));
+  return absl::OkStatus();
+}
+
+absl::Status Lowering::LowerCast(const Node& node) {
+  const ValueId in = node.inputs[0], out = node.outputs[0];
+  const DType from = type(in).dtype, to = type(out).dtype;
+  // oneDNN's reorder rounds float -> int to nearest; the reference truncates,
+  // so only float <-> float conversions go through it.
+  if (IsFloating(from) && IsFloating(to) && HasDnnlType(from) &&
+      HasDnnlType(to)) {
+    SEQUENT_ASSIGN_OR_RETURN(memory::desc src, Desc(in));
+    SEQUENT_ASSIGN_OR_RETURN(memory::desc dst, Desc(out));
+    AddReorder(in, src, out, dst);
+    return absl::OkStatus();
+  }
+  const int64_t n = type(in).shape.NumElements();
+  AddLoop([=](const Pointers& ptr) {
+    CastElements(from, ptr[in], to, ptr[out], n);
+  });
+  return absl::OkStatus();
+}
+
+absl::Status Lowering::LowerDropout(const Node& node, const Attributes& attrs) {
+  const TensorType& x = type(node.inputs[0]);
+  if (x.dtype != DType::kF32 && x.dtype != DType::kF64) {
+    return Unsupported(node,
+                       absl::StrCat("has no ", DTypeName(x.dtype), " version"));
+  }
+  const double rate = FloatAttrOr(attrs, "rate", 0.5);
+  const bool active = BoolAttrOr(attrs, "training", true) && rate > 0.0;
+  const uint64_t seed = static_cast<uint64_t>(IntAttrOr(attrs, "seed", 0));
+  const ValueId in = node.inputs[0], y = node.outputs[0],
+                mask = node.outputs[1];
+  const ValueId step = node.inputs.size() > 1 ? node.inputs[1] : kNoValue;
+  const DType step_type = step != kNoValue ? type(step).dtype : DType::kI64;
+  const int64_t n = x.shape.NumElements();
+  const DType dtype = x.dtype;
+  AddLoop([=](const Pointers& ptr) {
+    uint64_t s = 0;
+    if (step != kNoValue) {
+      s = step_type == DType::kI64
+              ? static_cast<uint64_t>(
+                    *reinterpret_cast<const int64_t*>(ptr[step]))
+              : static_cast<uint64_t>(static_cast<int64_t>(
+                    *reinterpret_cast<const int32_t*>(ptr[step])));
+    }
+    DropoutForward(dtype, ptr[in], ptr[y], ptr[mask], n, rate, seed, s, active);
+  });
+  return absl::OkStatus();
+}
+
+// TF/Keras "same" padding for one spatial dimension: the odd pixel goes at the
+// end.
+std::pair<int64_t, int64_t> SamePadding(int64_t in, int64_t out, int64_t window,
+                                        int64_t stride) {
+  const int64_t total = std::max<int64_t>((out - 1) * stride + window - in, 0);
+  return {total / 2, total - total / 2};
+}
+
+absl::Status Lowering::LowerConv2d(const Node& node, const Attributes& attrs) {
+  const TensorType& x = type(node.inputs[0]);
+  const TensorType& k = type(node.inputs[1]);
+  const TensorType& y = type(node.outputs[0]);
+  SEQUENT_RETURN_IF_ERROR(ExpectF32(node, x));
+  const std::vector<int64_t> strides = IntListAttrOr(attrs, "strides", {1, 1});
+  const std::vector<int64_t> dil = IntListAttrOr(attrs, "dilations", {1, 1});
+  const bool same = StringAttrOr(attrs, "padding", "valid") == "same";
+  const int64_t n = x.shape[0], h = x.shape[1], w = x.shape[2], c = x.shape[3];
+  const int64_t kh = k.shape[0], kw = k.shape[1], o = k.shape[3];
+  const int64_t oh = y.shape[1], ow = y.shape[2];
+  memory::dims pad_l = {0, 0}, pad_r = {0, 0};
+  if (same) {
+    auto [t, b] = SamePadding(h, oh, (kh - 1) * dil[0] + 1, strides[0]);
+    auto [l, r] = SamePadding(w, ow, (kw - 1) * dil[1] + 1, strides[1]);
+    pad_l = {t, l};
+    pad_r = {b, r};
+  } else {
+    // Valid convolution may leave input rows unread at the end; oneDNN wants
+    // them as (negative) right padding.
+    pad_r = {(oh - 1) * strides[0] + (kh - 1) * dil[0] + 1 - h,
+             (ow - 1) * strides[1] + (kw - 1) * dil[1] + 1 - w};
+  }
+  const auto f32 = memory::data_type::f32;
+  const memory::desc src({n, c, h, w}, f32, tag::nhwc);
+  const memory::desc weights({o, c, kh, kw}, f32, tag::hwio);
+  const memory::desc dst({n, o, oh, ow}, f32, tag::nhwc);
+  // oneDNN counts dilation from 0 (no dilation = 0).
+  const memory::dims dnnl_dil = {dil[0] - 1, dil[1] - 1};
+  dnnl::convolution_forward::desc d(
+      dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
+      src, weights, dst, {strides[0], strides[1]}, dnnl_dil, pad_l, pad_r);
+  dnnl::convolution_forward::primitive_desc pd(d, Attr(), engine());
+  AddPrimitive(pd, dnnl::convolution_forward(pd),
+               {{DNNL_ARG_SRC, node.inputs[0], src},
+                {DNNL_ARG_WEIGHTS, node.inputs[1], weights},
+                {DNNL_ARG_DST, node.outputs[0], dst}});
+  return absl::OkStatus();
+}
+
+absl::Status Lowering::LowerPool2d(const Node& node, const Attributes& attrs,
+                                   bool max) {
+  const TensorType& x = type(node.inputs[0]);
+  const TensorType& y = type(node.outputs[0]);
+  SEQUENT_RETURN_IF_ERROR(ExpectF32(node, x));
+  const std::vector<int64_t> size = IntListAttrOr(attrs, "pool_size", {2, 2});
+  std::vector<int64_t> strides = IntListAttrOr(attrs, "strides", {});
+  if (strides.empty()) strides = size;
+  const bool same = StringAttrOr(attrs, "padding", "valid") == "same";
+  const int64_t n = x.shape[0], h = x.shape[1], w = x.shape[2], c = x.shape[3];
+  const int64_t oh = y.shape[1], ow = y.shape[2];
+  memory::dims pad_l = {0, 0}, pad_r = {0, 0};
+  if (same) {
+    auto [t, b] = SamePadding(h, oh, size[0], strides[0]);
+    auto [l, r] = SamePadding(w, ow, size[1], strides[1]);
+    pad_l = {t, l};
+    pad_r = {b, r};
+  } else {
+    pad_r = {(oh - 1) * strides[0] + size[0] - h,
+             (ow - 1) * strides[1] + size[1] - w};
+  }
+  const auto f32 = memory::data_type::f32;
+  const memory::desc src({n, c, h, w}, f32, tag::nhwc);
+  const memory::desc dst({n, c, oh, ow}, f32, tag::nhwc);
+  // Padding never counts: max ignores it, and the average divides by the
+  // in-bounds count.
+  const dnnl::algorithm alg =
+      max ? dnnl::algorithm::pooling_max
+          : dnnl::algorithm::pooling_avg_exclude_padding;
+  dnnl::pooling_forward::desc d(dnnl::prop_kind::forward_inference, alg, src,
+                                dst, {strides[0], strides[1]},
+                                {size[0], size[1]}, pad_l, pad_r);
+  dnnl::pooling_forward::primitive_desc pd(d, Attr(), engine());
+  AddPrimitive(pd, dnnl::pooling_forward(pd),
+               {{DNNL_ARG_SRC, node.inputs[0], src},
+                {DNNL_ARG_DST, node.outputs[0], dst}});
+  return absl::OkStatus();
+}
+
+absl::Status Lowering::LowerGlobalAvgPool2d(const Node& node) {
+  const TensorType& x = type(node.inputs[0]);
+  SEQUENT_RETURN_IF_ERROR(ExpectF32(node, x));
+  const int64_t n = x.shape[0], h = x.shape[1], w = x.shape[2], c = x.shape[3];
+  const auto f32 = memory::data_type::f32;
+  const memory::desc src({n, h, w, c}, f32, tag::abcd);
+  const memory::desc dst({n, 1, 1, c}, f32, tag::abcd);
+  dnnl::reduction::primitive_desc pd(
+      dnnl::reduction::desc(dnnl::algorithm::reduction_mean, src, dst, 0.f,
+                            0.f),
+      Attr(), engine());
+  AddPrimitive(pd, dnnl::reduction(pd),
+               {{DNNL_ARG_SRC, node.inputs[0], src},
+                {DNNL_ARG_DST, node.outputs[0], dst}});
+  return absl::OkStatus();
+}
+
+// The activation ops: the op name is the activation, with its own parameters as
+// attributes.
+absl::StatusOr<ops::Activation> ActivationOf(const Node& node,
+                                             const Attributes& attrs) {
+  SEQUENT_ASSIGN_OR_RETURN(ops::Activation act, ops::ParseActivation(node.op));
+  act.alpha = FloatAttrOr(attrs, "alpha", act.alpha);
+  act.approximate = BoolAttrOr(attrs, "approximate", act.approximate);
+  return act;
+}
+
+absl::Status Lowering::LowerNode(const Node& node, const Attributes& attrs) {
+  using dnnl::algorithm;
+  const std::string& op = node.op;
+  if (op == "dense") return LowerDense(node, attrs);
+  if (op == "matmul") return LowerMatmul(node, attrs);
+  if (op == "bias_add") {
+    // x [..., C] + bias [C]: a binary add that broadcasts the bias.
+    return LowerBinary(node, algorithm::binary_add, BinaryKind::kAdd);
+  }
+  if (op == "add")
+    return LowerBinary(node, algorithm::binary_add, BinaryKind::kAdd);
+  if (op == "sub")
+    return LowerBinary(node, algorithm::binary_sub, BinaryKind::kSub);
+  if (op == "mul")
+    return LowerBinary(node, algorithm::binary_mul, BinaryKind::kMul);
+  if (op == "div")
+    return LowerBinary(node, algorithm::binary_div, BinaryKind::kDiv);
+  if (op == "maximum")
+    return LowerBinary(node, algorithm::binary_max, BinaryKind::kMax);
+
+  static const auto* const kUnary =
+      new absl::flat_hash_map<std::string, EltwiseStep>{
+          {"neg", {algorithm::eltwise_linear, -1.f, 0.f}},
+          {"exp", {algorithm::eltwise_exp, 0.f, 0.f}},
+          {"log", {algorithm::eltwise_log, 0.f, 0.f}},
+          {"sqrt", {algorithm::eltwise_sqrt, 0.f, 0.f}},
+          {"square", {algorithm::eltwise_square, 0.f, 0.f}},
+          {"abs", {algorithm::eltwise_abs, 0.f, 0.f}},
+      };
+  if (auto it = kUnary->find(op); it != kUnary->end()) {
+    SEQUENT_RETURN_IF_ERROR(ExpectF32(node, type(node.inputs[0])));
+    return AddEltwiseChain(node.inputs[0], node.outputs[0], {it->second});
+  }
+  if (op == "relu" || op == "leaky_relu" || op == "elu" || op == "selu" ||
+      op == "sigmoid" || op == "tanh" || op == "gelu" || op == "swish" ||
+      op == "softplus") {
+    SEQUENT_RETURN_IF_ERROR(ExpectF32(node, type(node.inputs[0])));
+    SEQUENT_ASSIGN_OR_RETURN(ops::Activation act, ActivationOf(node, attrs));
+    return AddEltwiseChain(node.inputs[0], node.outputs[0], EltwiseChain(act));
+  }
+  if (op == "softmax") return LowerSoftmax(node, attrs, /*log=*/false);
+  if (op == "log_softmax") return LowerSoftmax(node, attrs, /*log=*/true);
+  if (op == "reduce_sum")
+    return LowerReduce(node, attrs, algorithm::reduction_sum);
+  if (op == "reduce_mean")
+    return LowerReduce(node, attrs, algorithm::reduction_mean);
+  if (op == "reduce_max")
+    return LowerReduce(node, attrs, algorithm::reduction_max);
+  if (op == "reshape" || op == "flatten") {
+    // Row-major data is unchanged by a reshape: the output shares the input's
+    // buffer.
+    Alias(node.outputs[0], node.inputs[0]);
+    return absl::OkStatus();
+  }
+  if (op == "transpose") return LowerTranspose(node, attrs);
+  if (op == "concat") return LowerConcat(node, attrs);
+  if (op == "cast") return LowerCast(node);
+  if (op == "dropout") return LowerDropout(node, attrs);
+  if (op == "conv2d") return LowerConv2d(node, attrs);
+  if (op == "max_pool2d") return LowerPool2d(node, attrs, /*max=*/true);
+  if (op == "avg_pool2d") return LowerPool2d(node, attrs, /*max=*/false);
+  if (op == "global_avg_pool2d") return LowerGlobalAvgPool2d(node);
+  return absl::UnimplementedError(
+      absl::StrCat("[", op, "] the cpu backend does not lower ", op, " yet"));
+}
+
+absl::Status CheckValue(const Graph& graph, ValueId value,
+                        absl::string_view what) {
+  if (value < 0 || value >= graph.num_values() ||
+      !graph.IsLive(graph.value(value).producer)) {
+    return absl::InvalidArgumentError(absl::StrCat(std::string(what),
+                                                   " refers to value %", value,
+                                                   ", which no node produces"));
+  }
+  return absl::OkStatus();
+}
+
+int DefaultNumThreads() {
+  if (const char* env = std::getenv("SEQUENT_NUM_THREADS")) {
+    const int n = std::atoi(env);
+    if (n > 0) return n;
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace cpu
+
+using cpu::CpuExecutable;
+using cpu::Location;
+
+CpuBackend::CpuBackend() : num_threads_(cpu::DefaultNumThreads()) {}
+
+void CpuBackend::SetNumThreads(int num_threads) {
+  num_threads_ = std::max(0, num_threads);
+}
+
+bool CpuBackend::SupportsFusedDense(absl::string_view activation) const {
+  // Every activation dense accepts maps to an eltwise post-op chain in
+  // oneDNN 2.6 (selu as elu then a scale).
+  return ops::ParseActivation(activation).ok();
+}
+
+std::unique_ptr<VariableStore> CpuBackend::CreateVariableStore() const {
+  return std::make_unique<HostVariableStore>();
+}
+
+absl::StatusOr<std::unique_ptr<Executable>> CpuBackend::Compile(
+    const Graph& graph, int64_t batch_size, VariableStore* store) const {
+  if (batch_size <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("batch size must be positive, got ", batch_size));
+  }
+  SEQUENT_ASSIGN_OR_RETURN(HostVariableStore * host,
+                           HostVariableStore::FromStore(store, "cpu"));
+  SEQUENT_ASSIGN_OR_RETURN(std::vector<NodeId> order, graph.TopologicalOrder());
+  const OpRegistry& registry = ops::DefaultRegistry();
+
+  auto exe = std::make_unique<CpuExecutable>();
+  exe->batch_size_ = batch_size;
+  exe->num_threads = num_threads_ > 0 ? num_threads_ : omp_get_num_procs();
+  // oneDNN tunes primitives to the thread count they are created under.
+  omp_set_num_threads(exe->num_threads);
+  exe->store = host;
+  exe->types.resize(graph.num_values());
+  for (ValueId v = 0; v < graph.num_values(); ++v) {
+    exe->types[v] = {graph.type(v).dtype,
+                     graph.type(v).shape.WithBatch(batch_size)};
+  }
+  exe->locations.resize(graph.num_values());
+  for (const GraphOutput& out : graph.outputs()) {
+    SEQUENT_RETURN_IF_ERROR(cpu::CheckValue(
+        graph, out.value, absl::StrCat("output '", out.name, "'")));
+    exe->output_names_.push_back(out.name);
+    exe->output_values.push_back(out.value);
+  }
+
+  cpu::Lowering lowering(*exe);
+  absl::flat_hash_map<std::string, TensorType> variable_types;
+  std::vector<NodeId> new_variables;
+  try {
+    exe->engine = dnnl::engine(dnnl::engine::kind::cpu, 0);
+    exe->stream = dnnl::stream(exe->engine);
+  } catch (const dnnl::error& e) {
+    return cpu::DnnlError(e, "creating the oneDNN cpu engine");
+  }
+
+  for (NodeId id : order) {
+    const Node& node = graph.node(id);
+    if (node.op == kInputOp || node.op == kVariableOp ||
+        node.op == kConstantOp) {
+      if (node.outputs.size() != 1 || !node.inputs.empty()) {
+        return cpu::WithLayer(
+            node, absl::InvalidArgumentError(absl::StrCat(
+                      node.op, " nodes take no inputs and have one output")));
+      }
+      const ValueId out = node.outputs[0];
+      const TensorType& type = exe->types[out];
+      if (node.op == kConstantOp) {
+        auto values = GetFloatListAttr(node.attrs, "value");
+        if (!values.ok()) return cpu::WithLayer(node, values.status());
+        const int64_t n = type.shape.NumElements();
+        if (values->size() != 1 && static_cast<int64_t>(values->size()) != n) {
+          return cpu::WithLayer(
+              node, absl::InvalidArgumentError(absl::StrCat(
+                        "constant of type ", type.ToString(), " has ",
+                        values->size(), " values; give 1 or ", n)));
+        }
+        Tensor t(type);
+        for (int64_t i = 0; i < n; ++i) {
+          t.SetFromDouble(i, values->size() == 1 ? (*values)[0] : (*values)[i]);
+        }
+        exe->constants.emplace(out, std::move(t));
+        exe->locations[out].kind = Location::Kind::kConstant;
+        continue;
+      }
+      auto name = GetStringAttr(node.attrs, "name");
+      if (!name.ok()) return cpu::WithLayer(node, name.status());
+      if (node.op == kInputOp) {
+        for (const auto& in : exe->inputs) {
+          if (in.name == *name) {
+            return absl::InvalidArgumentError(
+                absl::StrCat("the graph has two inputs named '", *name, "'"));
+          }
+        }
+        exe->inputs.push_back({*name, out});
+        exe->input_names.push_back(*name);
+        continue;
+      }
+      auto [it, inserted] = variable_types.emplace(*name, type);
+      if (!inserted && it->second != type) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("variable '", *name, "' appears with types ",
+                         it->second.ToString(), " and ", type.ToString()));
+      }
+      if (const Tensor* stored = host->Find(*name)) {
+        if (stored->type() != type) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("variable '", *name, "' in the store has type ",
+                           stored->type().ToString(), ", the graph expects ",
+                           type.ToString()));
+        }
+      } else if (inserted) {
+        new_variables.push_back(id);
+      }
+      exe->locations[out].kind = Location::Kind::kVariable;
+      exe->locations[out].variable = *name;
+      continue;
+    }
+
+    // Re-running the shape rule on the bound types fills attribute defaults and
+    // catches graphs whose recorded types the lowering would otherwise trust.
+    std::vector<TensorType> input_types;
+    for (ValueId in : node.inputs) {
+      SEQUENT_RETURN_IF_ERROR(cpu::WithLayer(
+          node,
+          cpu::CheckValue(graph, in, absl::StrCat("an input of ", node.op))));
+      input_types.push_back(exe->types[in]);
+    }
+    Attributes attrs = node.attrs;
+    auto inferred = registry.InferTypes(node.op, input_types, attrs);
+    if (!inferred.ok()) return cpu::WithLayer(node, inferred.status());
+    if (inferred->size() != node.outputs.size()) {
+      return cpu::WithLayer(
+          node, absl::InvalidArgumentError(absl::StrCat(
+                    "[", node.op, "] the graph gives it ", node.outputs.size(),
+                    " outputs, the op has ", inferred->size())));
+    }
+    for (size_t i = 0; i < inferred->size(); ++i) {
+      if ((*inferred)[i] != exe->types[node.outputs[i]]) {
+        return cpu::WithLayer(
+            node,
+            absl::InvalidArgumentError(absl::StrCat(
+                "[", node.op, "] output ", i, " is recorded as ",
+                exe->types[node.outputs[i]].ToString(),
+                " but the shape rule gives ", (*inferred)[i].ToString())));
+      }
+    }
+    lowering.set_label(node.layer.empty() ? node.op
+                                          : absl::StrCat(node.op, " (layer '",
+                                                         node.layer, "')"));
+    absl::Status lowered;
+    try {
+      lowered = lowering.LowerNode(node, attrs);
+    } catch (const dnnl::error& e) {
+      lowered = cpu::DnnlError(
+          e, absl::StrCat("[", node.op, "] creating its oneDNN primitive"));
+    }
+    SEQUENT_RETURN_IF_ERROR(cpu::WithLayer(node, lowered));
+  }
+
+  for (const VariableUpdate& u : graph.updates()) {
+    SEQUENT_RETURN_IF_ERROR(cpu::CheckValue(
+        graph, u.value,
+        absl::StrCat("the update of variable '", u.variable, "'")));
+    TensorType var_type;
+    if (auto it = variable_types.find(u.variable); it != variable_types.end()) {
+      var_type = it->second;
+    } else if (const Tensor* stored = host->Find(u.variable)) {
+      var_type = stored->type();
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the graph updates variable '", u.variable,
+          "', which it does not declare and the store does not hold"));
+    }
+    if (exe->types[u.value] != var_type) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("the update of variable '", u.variable, "' has type ",
+                       exe->types[u.value].ToString(),
+                       ", the variable has type ", var_type.ToString()));
+    }
+  }
+
+  // Only now, with the whole graph validated and lowered, does the store
+  // change.
+  for (NodeId id : new_variables) {
+    const Node& node = graph.node(id);
+    auto value = InitializeVariable(node.attrs, exe->types[node.outputs[0]]);
+    if (!value.ok()) return cpu::WithLayer(node, value.status());
+    SEQUENT_RETURN_IF_ERROR(
+        host->Set(StringAttrOr(node.attrs, "name", ""), *std::move(value)));
+  }
+
+  // Bind every value to memory, then every primitive argument to its value.
+  const int64_t arena_bytes = cpu::AssignBuffers(exe->types, exe->locations);
+  exe->arena = cpu::AllocateAligned(arena_bytes);
+  exe->scratchpad = cpu::AllocateAligned(lowering.scratchpad_bytes());
+  exe->pointers.assign(graph.num_values(), nullptr);
+  std::function<std::byte*(ValueId)> resolve = [&](ValueId v) -> std::byte* {
+    const Location& loc = exe->locations[v];
+    switch (loc.kind) {
+      case Location::Kind::kArena:
+        return exe->arena.get() + loc.offset;
+      case Location::Kind::kVariable:
+        return static_cast<std::byte*>(host->Find(loc.variable)->raw_data());
+      case Location::Kind::kConstant:
+        return static_cast<std::byte*>(exe->constants.at(v).raw_data());
+      case Location::Kind::kAlias:
+        return resolve(loc.alias_of);
+    }
+    return nullptr;
+  };
+  for (NodeId id : order) {
+    for (ValueId v : graph.node(id).outputs) exe->pointers[v] = resolve(v);
+  }
+  for (cpu::Step& step : exe->steps) {
+    for (cpu::MemArg& arg : step.args) {
+      arg.mem.set_data_handle(arg.value == cpu::kScratchpad
+                                  ? exe->scratchpad.get()
+                                  : exe->pointers[arg.value]);
+    }
+  }
+
+  // Updates whose new value sits in variable storage are staged before any is
+  // written.
+  int64_t staging_bytes = 0;
+  std::vector<int64_t> staging_offsets;
+  for (const VariableUpdate& u : graph.updates()) {
+    ValueId v = u.value;
+    while (exe->locations[v].kind == Location::Kind::kAlias)
+      v = exe->locations[v].alias_of;
+    const bool in_variable =
+        exe->locations[v].kind == Location::Kind::kVariable;
+    staging_offsets.push_back(in_variable ? staging_bytes : -1);
+    if (in_variable)
+      staging_bytes += cpu::AlignUp(exe->locations[u.value].bytes);
+  }
+  exe->staging = cpu::AllocateAligned(staging_bytes);
+  for (size_t i = 0; i < graph.updates().size(); ++i) {
+    const VariableUpdate& u = graph.updates()[i];
+    exe->updates.push_back({host->Find(u.variable), u.value,
+                            staging_offsets[i] >= 0
+                                ? exe->staging.get() + staging_offsets[i]
+                                : nullptr});
+  }
+  return std::unique_ptr<Executable>(std::move(exe));
+}
+
+}  // namespace sequent

@@ -1,0 +1,44 @@
+#ifndef SEQUENT_BACKENDS_CPU_CPU_BACKEND_H_
+#define SEQUENT_BACKENDS_CPU_CPU_BACKEND_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "backends/backend.h"
+#include "core/graph.h"
+
+namespace sequent {
+
+// Lowers a graph to oneDNN 2.6 primitives (created once at Compile) plus a few
+// OpenMP loops of our own for what oneDNN lacks (losses, metrics, dropout,
+// integer casts). Every buffer is bound at Compile; Run allocates nothing
+// (except `outputs` tensors of a new type). Variables live in a host variable
+// store (backends/host_variable_store.h) and are read and updated in place.
+class CpuBackend : public Backend {
+ public:
+  // Threads for oneDNN and our loops: SEQUENT_NUM_THREADS when set and
+  // positive, else all cores (OpenMP's default).
+  CpuBackend();
+
+  std::string name() const override { return "cpu"; }
+  bool SupportsFusedDense(absl::string_view activation) const override;
+  std::unique_ptr<VariableStore> CreateVariableStore() const override;
+  absl::StatusOr<std::unique_ptr<Executable>> Compile(
+      const Graph& graph, int64_t batch_size,
+      VariableStore* store) const override;
+
+  // Threads used by executables compiled afterwards (oneDNN primitives are
+  // tuned for the thread count they are created with). `num_threads` <= 0 means
+  // all cores.
+  void SetNumThreads(int num_threads);
+  int num_threads() const { return num_threads_; }
+
+ private:
+  int num_threads_;
+};
+
+}  // namespace sequent
+
+#endif  // SEQUENT_BACKENDS_CPU_CPU_BACKEND_H_
