@@ -92,6 +92,7 @@ absl::StatusOr<bool> ConstantFoldingPass::Run(Graph& graph) {
     if (!def->reference(input_ptrs, attrs, output_ptrs).ok()) continue;
 
     const std::string layer = node.layer;
+    const std::vector<ValueId> consumed = node.inputs;
     std::vector<ValueId> folded;
     for (size_t i = 0; i < outputs.size(); ++i) {
       const NodeId c = graph.AddNode(std::string(kConstantOp), {},
@@ -100,6 +101,13 @@ absl::StatusOr<bool> ConstantFoldingPass::Run(Graph& graph) {
       folded.push_back(graph.node(c).outputs[0]);
     }
     passes::ReplaceNode(graph, id, folded);
+    // Constants that fed only folded nodes are dead now; dropping them here
+    // keeps the folded graph readable without waiting for DCE.
+    for (ValueId in : consumed) {
+      const NodeId producer = graph.value(in).producer;
+      if (graph.IsLive(producer) && graph.NumUses(in) == 0)
+        graph.RemoveNode(producer);
+    }
     changed = true;
   }
   return changed;

@@ -9,6 +9,8 @@
 namespace sequent {
 namespace {
 
+constexpr double kDenseLeakyReluAlpha = 0.2;
+
 // The single node reading `value` as its first input, when that is its only
 // use.
 std::optional<NodeId> SoleUserAsFirstInput(const Graph& graph, ValueId value) {
@@ -16,19 +18,6 @@ std::optional<NodeId> SoleUserAsFirstInput(const Graph& graph, ValueId value) {
   auto users = graph.Users(value);
   if (users.size() != 1 || users[0].second != 0) return std::nullopt;
   return users[0].first;
-}
-
-bool SchemaDefault(const OpRegistry& registry, absl::string_view op,
-                   absl::string_view attr, double value) {
-  const OpDef* def = registry.Find(op);
-  if (def == nullptr) return false;
-  for (const AttrSpec& spec : def->attrs) {
-    if (spec.name == attr && spec.default_value) {
-      Attributes defaults{{spec.name, *spec.default_value}};
-      return passes::NumberAttrOr(defaults, attr, value + 1) == value;
-    }
-  }
-  return false;
 }
 
 // Whether `node` is an activation that dense{activation=node.op} computes
@@ -41,12 +30,12 @@ bool IsFusableActivation(const OpRegistry& registry, const Node& node) {
       op == "softplus" || op == "selu") {
     return true;
   }
-  if (op == "gelu") return !BoolAttrOr(attrs, "approximate", true);
+  // A gelu without the attribute is the exact form.
+  if (op == "gelu") return !BoolAttrOr(attrs, "approximate", false);
   if (op == "elu") return passes::NumberAttrOr(attrs, "alpha", 0) == 1.0;
   if (op == "leaky_relu") {
-    // dense's leaky_relu uses the op's default slope.
-    const double alpha = passes::NumberAttrOr(attrs, "alpha", -1);
-    return SchemaDefault(registry, op, "alpha", alpha);
+    // dense{activation = "leaky_relu"} has a fixed slope (ops/activation_fn.h).
+    return passes::NumberAttrOr(attrs, "alpha", -1) == kDenseLeakyReluAlpha;
   }
   return false;
 }

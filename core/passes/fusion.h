@@ -26,8 +26,9 @@ struct FusionPolicy {
 // (matmul without transposes). When the policy rejects the activation but
 // accepts "linear", the bias-only form still fires and the activation stays a
 // separate node. Activations: relu, sigmoid, tanh, gelu (exact form only),
-// swish, softplus, elu (alpha 1), selu, leaky_relu (default alpha only). The
-// dense node keeps the matmul's layer; the replaced nodes are removed.
+// swish, softplus, elu (alpha 1), selu, leaky_relu (alpha 0.2, dense's fixed
+// slope). The dense node keeps the matmul's layer; the replaced nodes are
+// removed.
 class FusionPass : public Pass {
  public:
   FusionPass(const OpRegistry& registry, FusionPolicy policy)
