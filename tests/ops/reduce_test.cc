@@ -1,0 +1,176 @@
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "core/op_registry.h"
+#include "core/tensor.h"
+#include "ops/op_defs.h"
+
+namespace sequent::ops {
+namespace {
+
+// Registers `def` in a local registry so that shape rules run with defaults
+// filled and the
+// "[op] " prefix, exactly as graphs see them.
+class OpHarness {
+ public:
+  explicit OpHarness(std::vector<OpDef> defs) {
+    for (OpDef& def : defs) {
+      const std::string name = def.name;
+      EXPECT_TRUE(registry_.Register(std::move(def)).ok()) << name;
+    }
+  }
+
+  absl::StatusOr<std::vector<TensorType>> Infer(absl::string_view op,
+                                                std::vector<TensorType> inputs,
+                                                Attributes attrs = {}) const {
+    return registry_.InferTypes(op, inputs, attrs);
+  }
+
+  // Infers the output types from the inputs' (static) types, allocates the
+  // outputs and runs the reference kernel.
+  absl::StatusOr<std::vector<Tensor>> Run(
+      absl::string_view op, const std::vector<const Tensor*>& inputs,
+      Attributes attrs = {}) const {
+    std::vector<TensorType> types;
+    for (const Tensor* t : inputs) types.push_back(t->type());
+    auto out_types = registry_.InferTypes(op, types, attrs);
+    if (!out_types.ok()) return out_types.status();
+    std::vector<Tensor> outputs;
+    for (const TensorType& t : *out_types) outputs.emplace_back(t);
+    std::vector<Tensor*> out_ptrs;
+    for (Tensor& t : outputs) out_ptrs.push_back(&t);
+    const OpDef* def = registry_.Find(op);
+    absl::Status status = def->reference(inputs, attrs, out_ptrs);
+    if (!status.ok()) return status;
+    return outputs;
+  }
+
+ private:
+  OpRegistry registry_;
+};
+
+constexpr int64_t N = Shape::kBatch;
+
+TensorType F32(Shape shape) { return {DType::kF32, std::move(shape)}; }
+
+void ExpectValues(const Tensor& t, const std::vector<double>& expected,
+                  double tol = 1e-5) {
+  ASSERT_EQ(t.num_elements(), static_cast<int64_t>(expected.size()))
+      << t.ToString();
+  for (size_t i = 0; i < expected.size(); ++i) {
+    EXPECT_NEAR(t.GetAsDouble(i), expected[i], tol)
+        << "element " << i << " of " << t.ToString();
+  }
+}
+
+void ExpectError(const absl::StatusOr<std::vector<TensorType>>& result,
+                 const std::vector<std::string>& fragments) {
+  ASSERT_FALSE(result.ok())
+      << "expected an error, got " << (*result)[0].ToString();
+  for (const std::string& f : fragments) {
+    EXPECT_NE(result.status().message().find(f), std::string::npos)
+        << "message \"" << result.status().message() << "\" lacks \"" << f
+        << "\"";
+  }
+}
+
+OpHarness Reductions() {
+  return OpHarness(
+      {Make_reduce_sum_Op(), Make_reduce_mean_Op(), Make_reduce_max_Op()});
+}
+
+Attributes Axes(std::vector<int64_t> axes, bool keepdims = false) {
+  return {{"axes", std::move(axes)}, {"keepdims", keepdims}};
+}
+
+TEST(ReduceTest, ShapeRule) {
+  OpHarness h = Reductions();
+  for (const char* op : {"reduce_sum", "reduce_mean", "reduce_max"}) {
+    SCOPED_TRACE(op);
+    auto out = h.Infer(op, {F32({N, 3, 4})});
+    ASSERT_TRUE(out.ok()) << out.status();
+    EXPECT_EQ((*out)[0], F32({}));
+    out = h.Infer(op, {F32({N, 3, 4})}, Axes({}, true));
+    ASSERT_TRUE(out.ok()) << out.status();
+    EXPECT_EQ((*out)[0], F32({1, 1, 1}));
+    out = h.Infer(op, {F32({N, 3, 4})}, Axes({-1}));
+    ASSERT_TRUE(out.ok()) << out.status();
+    EXPECT_EQ((*out)[0], F32({N, 3}));
+    out = h.Infer(op, {F32({N, 3, 4})}, Axes({0, 2}, true));
+    ASSERT_TRUE(out.ok()) << out.status();
+    EXPECT_EQ((*out)[0], F32({1, 3, 1}));
+    out = h.Infer(op, {F32({N, 3, 4})}, Axes({1}));
+    ASSERT_TRUE(out.ok()) << out.status();
+    EXPECT_EQ((*out)[0], F32({N, 4}));
+
+    ExpectError(h.Infer(op, {F32({N, 3})}, Axes({2})),
+                {"[" + std::string(op) + "]", "axis 2", "[2]", "f32[N,3]"});
+    ExpectError(h.Infer(op, {F32({N, 3})}, Axes({1, -1})),
+                {"[1, -1]", "twice", "f32[N,3]"});
+    ExpectError(h.Infer(op, {{DType::kI32, Shape{N, 3}}}),
+                {"floating-point", "i32[N,3]"});
+  }
+}
+
+TEST(ReduceTest, Reference2D) {
+  OpHarness h = Reductions();
+  Tensor x = Tensor::FromVector<float>({1, 2, 3, 4, 5, 6}, {2, 3});
+  struct Case {
+    const char* op;
+    Attributes attrs;
+    Shape shape;
+    std::vector<double> expected;
+  };
+  const std::vector<Case> cases = {
+      {"reduce_sum", {}, Shape{}, {21}},
+      {"reduce_sum", Axes({0}), Shape{3}, {5, 7, 9}},
+      {"reduce_sum", Axes({-1}, true), Shape{2, 1}, {6, 15}},
+      {"reduce_mean", {}, Shape{}, {3.5}},
+      {"reduce_mean", Axes({1}), Shape{2}, {2, 5}},
+      {"reduce_mean", Axes({0}, true), Shape{1, 3}, {2.5, 3.5, 4.5}},
+      {"reduce_max", Axes({0}), Shape{3}, {4, 5, 6}},
+      {"reduce_max", Axes({1}), Shape{2}, {3, 6}},
+      {"reduce_max", Axes({0, 1}), Shape{}, {6}},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.op);
+    auto out = h.Run(c.op, {&x}, c.attrs);
+    ASSERT_TRUE(out.ok()) << out.status();
+    EXPECT_EQ((*out)[0].shape(), c.shape);
+    ExpectValues((*out)[0], c.expected);
+  }
+}
+
+TEST(ReduceTest, Reference3DInnerAndOuterAxes) {
+  OpHarness h = Reductions();
+  // x[a][j][c] = 1..8; reducing a and c leaves j: {1,2,5,6} and {3,4,7,8}.
+  Tensor x = Tensor::FromVector<double>({1, 2, 3, 4, 5, 6, 7, 8}, {2, 2, 2});
+  auto out = h.Run("reduce_sum", {&x}, Axes({0, 2}));
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ((*out)[0].dtype(), DType::kF64);
+  ExpectValues((*out)[0], {14, 22});
+  out = h.Run("reduce_mean", {&x}, Axes({2, 0}, true));
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ((*out)[0].shape(), (Shape{1, 2, 1}));
+  ExpectValues((*out)[0], {3.5, 5.5});
+  out = h.Run("reduce_max", {&x}, Axes({-3, -1}));
+  ASSERT_TRUE(out.ok()) << out.status();
+  ExpectValues((*out)[0], {6, 8});
+
+  Tensor negative = Tensor::FromVector<float>({-3, -1, -2}, {3});
+  out = h.Run("reduce_max", {&negative});
+  ASSERT_TRUE(out.ok()) << out.status();
+  ExpectValues((*out)[0], {-1});
+  Tensor with_nan = Tensor::FromVector<float>(
+      {1, std::numeric_limits<float>::quiet_NaN(), 5}, {3});
+  out = h.Run("reduce_max", {&with_nan});
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_TRUE(std::isnan((*out)[0].GetAsDouble(0)));
+}
+
+}  // namespace
+}  // namespace sequent::ops
