@@ -1,0 +1,458 @@
+// The CPU backend against the reference backend: one table row per op case, run
+// on random inputs, plus the MLP 784-512-512-10 forward at several batch sizes
+// and the executable's contract (feeds, variables, updates, errors).
+
+#include "backends/cpu/cpu_backend.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "backends/reference/reference_backend.h"
+#include "core/graph.h"
+#include "core/graph_builder.h"
+#include "gtest/gtest.h"
+#include "ops/registry.h"
+
+namespace sequent {
+namespace {
+
+constexpr int64_t N = Shape::kBatch;
+
+enum class Fill {
+  kNormal,    // Uniform in [-2, 2].
+  kPositive,  // Uniform in [0.1, 3].
+  kProb,      // Uniform in [0.05, 0.95].
+  kLabels,    // Integers in [0, classes).
+  kOneHot,    // Rows with a single 1 in the last axis.
+  kStep,      // A fixed scalar step.
+};
+
+struct InputSpec {
+  TensorType type;
+  Fill fill = Fill::kNormal;
+  int classes = 0;
+};
+
+InputSpec F32(std::vector<int64_t> dims, Fill fill = Fill::kNormal) {
+  return {{DType::kF32, Shape(std::move(dims))}, fill};
+}
+InputSpec Labels(DType dtype, std::vector<int64_t> dims, int classes) {
+  return {{dtype, Shape(std::move(dims))}, Fill::kLabels, classes};
+}
+
+// One row of the conformance table.
+struct OpCase {
+  std::string name;  // Test name: unique, [A-Za-z0-9_].
+  std::string op;
+  std::vector<InputSpec> inputs;
+  Attributes attrs;
+  double tolerance = 1e-5;
+};
+
+std::ostream& operator<<(std::ostream& os, const OpCase& c) {
+  return os << c.name;
+}
+
+Tensor RandomTensor(const InputSpec& spec, std::mt19937& rng) {
+  Tensor t(spec.type);
+  std::uniform_real_distribution<double> normal(-2.0, 2.0), positive(0.1, 3.0),
+      prob(0.05, 0.95);
+  const int64_t n = t.num_elements();
+  const int64_t last =
+      spec.type.shape.rank() > 0 ? spec.type.shape.dims().back() : 1;
+  for (int64_t i = 0; i < n; ++i) {
+    double v = 0;
+    switch (spec.fill) {
+      case Fill::kNormal:
+        v = normal(rng);
+        break;
+      case Fill::kPositive:
+        v = positive(rng);
+        break;
+      case Fill::kProb:
+        v = prob(rng);
+        break;
+      case Fill::kLabels:
+        v = static_cast<double>(rng() % spec.classes);
+        break;
+      case Fill::kOneHot:
+        v = 0;
+        break;
+      case Fill::kStep:
+        v = 7;
+        break;
+    }
+    t.SetFromDouble(i, v);
+  }
+  if (spec.fill == Fill::kOneHot) {
+    for (int64_t r = 0; r < n / last; ++r)
+      t.SetFromDouble(r * last + rng() % last, 1.0);
+  }
+  return t;
+}
+
+// |cpu - ref| <= tol * (1 + |ref|) for every element, with a message naming the
+// first miss.
+void ExpectClose(const Tensor& cpu, const Tensor& ref, double tol,
+                 const std::string& what) {
+  ASSERT_EQ(cpu.type(), ref.type()) << what;
+  int misses = 0;
+  for (int64_t i = 0; i < ref.num_elements(); ++i) {
+    const double c = cpu.GetAsDouble(i), r = ref.GetAsDouble(i);
+    if (!(std::abs(c - r) <= tol * (1.0 + std::abs(r))) && misses++ < 5) {
+      ADD_FAILURE() << what << " element " << i << ": cpu " << c
+                    << " vs reference " << r;
+    }
+  }
+}
+
+// Compiles `graph` on both backends (each with its own store, so variables
+// initialize from the same attributes), runs the feeds and compares every
+// output.
+void CompareBackends(const Graph& graph, int64_t batch,
+                     const std::vector<Feed>& feeds, double tol,
+                     const std::string& what) {
+  ReferenceBackend reference;
+  CpuBackend cpu;
+  auto ref_store = reference.CreateVariableStore();
+  auto cpu_store = cpu.CreateVariableStore();
+  auto ref_exe = reference.Compile(graph, batch, ref_store.get());
+  ASSERT_TRUE(ref_exe.ok()) << what << ": " << ref_exe.status();
+  auto cpu_exe = cpu.Compile(graph, batch, cpu_store.get());
+  ASSERT_TRUE(cpu_exe.ok()) << what << ": " << cpu_exe.status();
+  std::vector<Tensor> ref_out, cpu_out;
+  ASSERT_TRUE((*ref_exe)->Run(feeds, ref_out).ok());
+  absl::Status run = (*cpu_exe)->Run(feeds, cpu_out);
+  ASSERT_TRUE(run.ok()) << what << ": " << run;
+  ASSERT_EQ(cpu_out.size(), ref_out.size());
+  for (size_t i = 0; i < ref_out.size(); ++i) {
+    ExpectClose(cpu_out[i], ref_out[i], tol,
+                absl::StrCat(what, " output ", (*cpu_exe)->output_names()[i]));
+  }
+  // A second run reuses every buffer and must give the same answer.
+  std::vector<Tensor> again;
+  ASSERT_TRUE((*cpu_exe)->Run(feeds, again).ok());
+  for (size_t i = 0; i < again.size(); ++i)
+    ExpectClose(again[i], cpu_out[i], 0, what);
+}
+
+class OpConformanceTest : public ::testing::TestWithParam<OpCase> {};
+
+TEST_P(OpConformanceTest, MatchesReference) {
+  const OpCase& c = GetParam();
+  Graph graph(c.name);
+  GraphBuilder b(&graph, &ops::DefaultRegistry());
+  std::vector<ValueId> inputs;
+  for (size_t i = 0; i < c.inputs.size(); ++i) {
+    inputs.push_back(b.Input(absl::StrCat("in", i), c.inputs[i].type));
+  }
+  std::vector<ValueId> outs = b.OpMulti(c.op, inputs, c.attrs);
+  ASSERT_TRUE(b.ok()) << b.status();
+  for (size_t i = 0; i < outs.size(); ++i)
+    graph.AddOutput(absl::StrCat("out", i), outs[i]);
+
+  constexpr int64_t kBatch = 3;
+  std::mt19937 rng(42);
+  std::vector<Tensor> tensors;
+  for (const InputSpec& spec : c.inputs) {
+    InputSpec bound = spec;
+    bound.type.shape = spec.type.shape.WithBatch(kBatch);
+    tensors.push_back(RandomTensor(bound, rng));
+  }
+  std::vector<Feed> feeds;
+  for (size_t i = 0; i < tensors.size(); ++i)
+    feeds.push_back({absl::StrCat("in", i), &tensors[i]});
+  CompareBackends(graph, kBatch, feeds, c.tolerance, c.name);
+}
+
+std::vector<OpCase> Cases() {
+  std::vector<OpCase> cases;
+  const auto add = [&](OpCase c) { cases.push_back(std::move(c)); };
+  // linear
+  for (const char* act : {"linear", "relu", "leaky_relu", "elu", "selu",
+                          "sigmoid", "tanh", "gelu", "swish", "softplus"}) {
+    add({absl::StrCat("dense_", act),
+         "dense",
+         {F32({N, 7}), F32({7, 5}), F32({5})},
+         {{"activation", std::string(act)}}});
+  }
+  add({"dense_no_bias", "dense", {F32({N, 7}), F32({7, 5})}, {}});
+  add({"matmul", "matmul", {F32({4, 6}), F32({6, 3})}, {}});
+  add({"matmul_ta",
+       "matmul",
+       {F32({6, 4}), F32({6, 3})},
+       {{"transpose_a", true}}});
+  add({"matmul_tb",
+       "matmul",
+       {F32({4, 6}), F32({3, 6})},
+       {{"transpose_b", true}}});
+  add({"matmul_ta_tb",
+       "matmul",
+       {F32({6, 4}), F32({3, 6})},
+       {{"transpose_a", true}, {"transpose_b", true}}});
+  add({"matmul_batch", "matmul", {F32({N, 6}), F32({6, 3})}, {}});
+  add({"bias_add", "bias_add", {F32({N, 5}), F32({5})}, {}});
+  add({"bias_add_rank3", "bias_add", {F32({2, 3, 5}), F32({5})}, {}});
+  // elementwise binaries: same shapes, src1 broadcast, src0 broadcast, both
+  // broadcast.
+  for (const char* op : {"add", "sub", "mul", "div", "maximum"}) {
+    const bool div = std::string(op) == "div";
+    const Fill yf = div ? Fill::kPositive : Fill::kNormal;
+    add({absl::StrCat(op, "_same"), op, {F32({N, 5}), F32({N, 5}, yf)}, {}});
+    add({absl::StrCat(op, "_bcast_y"), op, {F32({4, 5}), F32({5}, yf)}, {}});
+    add({absl::StrCat(op, "_bcast_x"), op, {F32({5}), F32({4, 5}, yf)}, {}});
+    add({absl::StrCat(op, "_bcast_both"),
+         op,
+         {F32({4, 1}), F32({1, 5}, yf)},
+         {}});
+    add({absl::StrCat(op, "_scalar"), op, {F32({}), F32({2, 3}, yf)}, {}});
+  }
+  add({"add_i32",
+       "add",
+       {{{DType::kI32, Shape{4, 5}}, Fill::kLabels, 9},
+        {{DType::kI32, Shape{5}}, Fill::kLabels, 9}},
+       {}});
+  // elementwise unaries
+  for (const char* op : {"neg", "exp", "square", "abs"})
+    add({op, op, {F32({N, 6})}, {}});
+  for (const char* op : {"log", "sqrt"})
+    add({op, op, {F32({N, 6}, Fill::kPositive)}, {}});
+  // activations
+  for (const char* op : {"relu", "leaky_relu", "elu", "selu", "sigmoid", "tanh",
+                         "gelu", "swish", "softplus"}) {
+    add({op, op, {F32({N, 4, 5})}, {}});
+  }
+  add({"leaky_relu_alpha", "leaky_relu", {F32({N, 6})}, {{"alpha", 0.05}}});
+  add({"elu_alpha", "elu", {F32({N, 6})}, {{"alpha", 0.5}}});
+  add({"gelu_tanh", "gelu", {F32({N, 6})}, {{"approximate", true}}});
+  add({"softmax", "softmax", {F32({N, 10})}, {}});
+  add({"softmax_axis0", "softmax", {F32({4, 3, 5})}, {{"axis", int64_t{0}}}});
+  add({"log_softmax", "log_softmax", {F32({N, 10})}, {}});
+  // random
+  add({"dropout_train",
+       "dropout",
+       {F32({N, 50}), {{DType::kI64, Shape{}}, Fill::kStep}},
+       {{"rate", 0.3}, {"seed", int64_t{5}}, {"training", true}}});
+  add({"dropout_inference", "dropout", {F32({N, 8})}, {{"training", false}}});
+  // conv and pooling (NHWC)
+  add({"conv2d_valid", "conv2d", {F32({N, 8, 8, 3}), F32({3, 3, 3, 4})}, {}});
+  add({"conv2d_same_stride2",
+       "conv2d",
+       {F32({N, 9, 7, 3}), F32({3, 2, 3, 4})},
+       {{"padding", std::string("same")},
+        {"strides", std::vector<int64_t>{2, 2}}}});
+  add({"conv2d_dilated",
+       "conv2d",
+       {F32({N, 9, 9, 2}), F32({3, 3, 2, 3})},
+       {{"dilations", std::vector<int64_t>{2, 2}}}});
+  add({"conv2d_valid_stride_remainder",
+       "conv2d",
+       {F32({N, 8, 8, 2}), F32({3, 3, 2, 2})},
+       {{"strides", std::vector<int64_t>{2, 2}}}});
+  for (const char* op : {"max_pool2d", "avg_pool2d"}) {
+    add({absl::StrCat(op, "_valid"), op, {F32({N, 8, 8, 3})}, {}});
+    add({absl::StrCat(op, "_valid_remainder"),
+         op,
+         {F32({N, 7, 9, 3})},
+         {{"pool_size", std::vector<int64_t>{3, 3}},
+          {"strides", std::vector<int64_t>{2, 2}}}});
+    add({absl::StrCat(op, "_same"),
+         op,
+         {F32({N, 7, 5, 2})},
+         {{"pool_size", std::vector<int64_t>{3, 3}},
+          {"strides", std::vector<int64_t>{2, 2}},
+          {"padding", std::string("same")}}});
+  }
+  add({"global_avg_pool2d", "global_avg_pool2d", {F32({N, 5, 6, 4})}, {}});
+  return cases;
+}
+
+INSTANTIATE_TEST_SUITE_P(Ops, OpConformanceTest, ::testing::ValuesIn(Cases()),
+                         [](const ::testing::TestParamInfo<OpCase>& info) {
+                           return info.param.name;
+                         });
+
+// The MLP of the project's first milestone: 784-512-512-10 with fused dense
+// nodes.
+Graph Mlp() {
+  Graph graph("mlp");
+  GraphBuilder b(&graph, &ops::DefaultRegistry());
+  ValueId h = b.Input("x", {DType::kF32, Shape{N, 784}});
+  const std::vector<int64_t> widths = {784, 512, 512, 10};
+  const std::vector<std::string> acts = {"relu", "relu", "linear"};
+  for (size_t i = 0; i + 1 < widths.size(); ++i) {
+    const std::string layer = absl::StrCat("dense_", i + 1);
+    b.SetLayer(layer);
+    ValueId w = b.Variable(layer + "/kernel",
+                           {DType::kF32, Shape{widths[i], widths[i + 1]}},
+                           {{"initializer", std::string("glorot_uniform")},
+                            {"seed", static_cast<int64_t>(i + 1)}});
+    ValueId bias =
+        b.Variable(layer + "/bias", {DType::kF32, Shape{widths[i + 1]}},
+                   {{"initializer", std::string("random_normal")},
+                    {"seed", static_cast<int64_t>(i + 11)}});
+    h = b.Op("dense", {h, w, bias}, {{"activation", acts[i]}});
+  }
+  b.SetLayer("softmax");
+  ValueId y = b.Op("softmax", {h});
+  EXPECT_TRUE(b.ok()) << b.status();
+  graph.AddOutput("y_pred", y);
+  return graph;
+}
+
+TEST(CpuBackendTest, MlpForwardMatchesReference) {
+  const Graph graph = Mlp();
+  std::mt19937 rng(7);
+  for (int64_t batch : {1, 32, 128}) {
+    Tensor x = RandomTensor(F32({batch, 784}), rng);
+    CompareBackends(graph, batch, {{"x", &x}}, 1e-5,
+                    absl::StrCat("mlp batch ", batch));
+  }
+}
+
+TEST(CpuBackendTest, MlpForwardTiming) {
+  const Graph graph = Mlp();
+  CpuBackend cpu;
+  auto store = cpu.CreateVariableStore();
+  std::mt19937 rng(7);
+  for (int64_t batch : {1, 32, 128}) {
+    auto exe = cpu.Compile(graph, batch, store.get());
+    ASSERT_TRUE(exe.ok()) << exe.status();
+    Tensor x = RandomTensor(F32({batch, 784}), rng);
+    std::vector<Tensor> out;
+    ASSERT_TRUE((*exe)->Run({{"x", &x}}, out).ok());  // Warm-up.
+    constexpr int kRuns = 50;
+    const auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < kRuns; ++i)
+      ASSERT_TRUE((*exe)->Run({{"x", &x}}, out).ok());
+    const double us = std::chrono::duration<double, std::micro>(
+                          std::chrono::steady_clock::now() - start)
+                          .count() /
+                      kRuns;
+    std::printf(
+        "mlp 784-512-512-10 forward, batch %ld, %d threads: %.1f us/run\n",
+        static_cast<long>(batch), cpu.num_threads(), us);
+  }
+}
+
+TEST(CpuBackendTest, FeedErrorsNameTheFeedAndBothTypes) {
+  Graph graph("g");
+  GraphBuilder b(&graph, &ops::DefaultRegistry());
+  ValueId x = b.Input("x", {DType::kF32, Shape{N, 3}});
+  graph.AddOutput("y", b.Op("relu", {x}));
+  ASSERT_TRUE(b.ok());
+  CpuBackend cpu;
+  auto store = cpu.CreateVariableStore();
+  auto exe = cpu.Compile(graph, 2, store.get());
+  ASSERT_TRUE(exe.ok()) << exe.status();
+  std::vector<Tensor> out;
+  Tensor wrong(DType::kF32, Shape{3, 3});
+  absl::Status s = (*exe)->Run({{"x", &wrong}}, out);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.message(),
+            "feed 'x' has type f32[3,3], the graph expects f32[2,3]");
+  s = (*exe)->Run({}, out);
+  EXPECT_EQ(s.message(), "missing feed 'x'; the graph's inputs are: x");
+  Tensor right(DType::kF32, Shape{2, 3});
+  s = (*exe)->Run({{"x", &right}, {"z", &right}}, out);
+  EXPECT_EQ(s.message(), "unknown feed 'z'; the graph's inputs are: x");
+}
+
+TEST(CpuBackendTest, VariablesInitializeAndUpdatesApply) {
+  // v := v + x, run twice: the store sees both updates, and the second run
+  // reads the first.
+  Graph graph("acc");
+  GraphBuilder b(&graph, &ops::DefaultRegistry());
+  ValueId x = b.Input("x", {DType::kF32, Shape{3}});
+  ValueId v =
+      b.Variable("v", {DType::kF32, Shape{3}},
+                 {{"initializer", std::string("constant")}, {"value", 1.0}});
+  ValueId sum = b.Op("add", {v, x});
+  ASSERT_TRUE(b.ok()) << b.status();
+  graph.AddOutput("sum", sum);
+  graph.AddUpdate("v", sum);
+  CpuBackend cpu;
+  auto store = cpu.CreateVariableStore();
+  auto exe = cpu.Compile(graph, 1, store.get());
+  ASSERT_TRUE(exe.ok()) << exe.status();
+  Tensor feed = Tensor::FromVector<float>({1, 2, 3}, Shape{3});
+  std::vector<Tensor> out;
+  ASSERT_TRUE((*exe)->Run({{"x", &feed}}, out).ok());
+  ASSERT_TRUE((*exe)->Run({{"x", &feed}}, out).ok());
+  EXPECT_EQ(out[0].ToVector<float>(), (std::vector<float>{3, 5, 7}));
+  auto stored = store->Read("v");
+  ASSERT_TRUE(stored.ok());
+  EXPECT_EQ(stored->ToVector<float>(), (std::vector<float>{3, 5, 7}));
+}
+
+TEST(CpuBackendTest, SwappingUpdatesReadPreRunValues) {
+  Graph graph("swap");
+  GraphBuilder b(&graph, &ops::DefaultRegistry());
+  const TensorType t{DType::kF32, Shape{2}};
+  ValueId a = b.Variable(
+      "a", t, {{"initializer", std::string("constant")}, {"value", 1.0}});
+  ValueId c = b.Variable(
+      "b", t, {{"initializer", std::string("constant")}, {"value", 2.0}});
+  ASSERT_TRUE(b.ok());
+  graph.AddUpdate("a", c);
+  graph.AddUpdate("b", a);
+  CpuBackend cpu;
+  auto store = cpu.CreateVariableStore();
+  auto exe = cpu.Compile(graph, 1, store.get());
+  ASSERT_TRUE(exe.ok()) << exe.status();
+  std::vector<Tensor> out;
+  ASSERT_TRUE((*exe)->Run({}, out).ok());
+  EXPECT_EQ(store->Read("a")->ToVector<float>(), (std::vector<float>{2, 2}));
+  EXPECT_EQ(store->Read("b")->ToVector<float>(), (std::vector<float>{1, 1}));
+}
+
+TEST(CpuBackendTest, F64IsUnimplementedNamingOpAndLayer) {
+  Graph graph("g");
+  GraphBuilder b(&graph, &ops::DefaultRegistry());
+  b.SetLayer("act");
+  ValueId x = b.Input("x", {DType::kF64, Shape{N, 3}});
+  graph.AddOutput("y", b.Op("tanh", {x}));
+  ASSERT_TRUE(b.ok());
+  CpuBackend cpu;
+  auto store = cpu.CreateVariableStore();
+  auto exe = cpu.Compile(graph, 2, store.get());
+  ASSERT_FALSE(exe.ok());
+  EXPECT_EQ(exe.status().code(), absl::StatusCode::kUnimplemented);
+  EXPECT_NE(exe.status().message().find("layer 'act'"), absl::string_view::npos)
+      << exe.status();
+  EXPECT_NE(exe.status().message().find("[tanh]"), absl::string_view::npos)
+      << exe.status();
+}
+
+TEST(CpuBackendTest, SupportsFusedDenseForEveryDenseActivation) {
+  CpuBackend cpu;
+  for (const char* act : {"linear", "relu", "sigmoid", "tanh", "gelu", "swish",
+                          "softplus", "elu", "selu", "leaky_relu"}) {
+    EXPECT_TRUE(cpu.SupportsFusedDense(act)) << act;
+  }
+  EXPECT_FALSE(cpu.SupportsFusedDense("no_such_activation"));
+}
+
+TEST(CpuBackendTest, SetNumThreads) {
+  CpuBackend cpu;
+  cpu.SetNumThreads(1);
+  EXPECT_EQ(cpu.num_threads(), 1);
+  const Graph graph = Mlp();
+  auto store = cpu.CreateVariableStore();
+  auto exe = cpu.Compile(graph, 4, store.get());
+  ASSERT_TRUE(exe.ok()) << exe.status();
+  std::mt19937 rng(3);
+  Tensor x = RandomTensor(F32({4, 784}), rng);
+  std::vector<Tensor> out;
+  ASSERT_TRUE((*exe)->Run({{"x", &x}}, out).ok());
+  EXPECT_EQ(out[0].shape(), (Shape{4, 10}));
+}
+
+}  // namespace
+}  // namespace sequent
