@@ -103,8 +103,9 @@ struct Step {
   dnnl::primitive primitive;
   std::vector<MemArg> args;
   std::unordered_map<int, memory> arg_map;
+  std::string layer;
   // Our own loop, when `primitive` is empty.
-  std::function<void(const Pointers&)> loop;
+  std::function<absl::Status(const Pointers&)> loop;
 };
 
 class CpuExecutable : public Executable {
@@ -197,7 +198,12 @@ absl::Status CpuExecutable::Run(absl::Span<const Feed> feeds,
   try {
     for (Step& step : steps) {
       if (step.loop) {
-        step.loop(pointers);
+        if (absl::Status s = step.loop(pointers); !s.ok()) {
+          stream.wait();
+          if (step.layer.empty()) return s;
+          return absl::Status(s.code(), absl::StrCat("layer '", step.layer,
+                                                     "': ", s.message()));
+        }
       } else {
         step.primitive.execute(stream, step.arg_map);
       }
@@ -275,9 +281,12 @@ class Lowering {
     exe_.steps.push_back(std::move(step));
   }
 
-  void AddLoop(std::function<void(const Pointers&)> loop) {
+  // A loop of ours; it may read what earlier primitives wrote (the CPU stream
+  // runs primitives synchronously under OpenMP).
+  void AddLoop(std::function<absl::Status(const Pointers&)> loop) {
     Step step;
     step.label = label_;
+    step.layer = layer_;
     step.loop = std::move(loop);
     exe_.steps.push_back(std::move(step));
   }
@@ -320,7 +329,10 @@ class Lowering {
 
   absl::Status LowerNode(const Node& node, const Attributes& attrs);
 
-  void set_label(std::string label) { label_ = std::move(label); }
+  void set_label(std::string label, std::string layer) {
+    label_ = std::move(label);
+    layer_ = std::move(layer);
+  }
   int64_t scratchpad_bytes() const { return scratchpad_bytes_; }
 
  private:
@@ -335,13 +347,21 @@ class Lowering {
   absl::Status LowerTranspose(const Node& node, const Attributes& attrs);
   absl::Status LowerConcat(const Node& node, const Attributes& attrs);
   absl::Status LowerCast(const Node& node);
+  absl::Status LowerSlice(const Node& node, const Attributes& attrs);
   absl::Status LowerDropout(const Node& node, const Attributes& attrs);
   absl::Status LowerConv2d(const Node& node, const Attributes& attrs);
   absl::Status LowerPool2d(const Node& node, const Attributes& attrs, bool max);
   absl::Status LowerGlobalAvgPool2d(const Node& node);
+  absl::Status LowerBatchNorm(const Node& node, const Attributes& attrs);
+  absl::Status LowerLayerNorm(const Node& node, const Attributes& attrs);
+  absl::Status LowerLoss(const Node& node, const Attributes& attrs,
+                         LossKind kind);
+  absl::Status LowerMetric(const Node& node, const Attributes& attrs,
+                           MetricKind kind);
 
   CpuExecutable& exe_;
   std::string label_;
+  std::string layer_;
   int64_t scratchpad_bytes_ = 0;
 };
 
@@ -482,6 +502,7 @@ absl::Status Lowering::LowerBinary(const Node& node, dnnl::algorithm alg,
   std::vector<int64_t> od(out_dims.begin(), out_dims.end());
   AddLoop([=](const Pointers& ptr) {
     BroadcastBinary(kind, dtype, ptr[a], as, ptr[b], bs, ptr[out], od);
+    return absl::OkStatus();
   });
   return absl::OkStatus();
 }
@@ -585,6 +606,28 @@ absl::Status Lowering::LowerConcat(const Node& node, const Attributes& attrs) {
   return absl::OkStatus();
 }
 
+absl::Status Lowering::LowerSlice(const Node& node, const Attributes& attrs) {
+  const TensorType& x = type(node.inputs[0]);
+  const std::vector<int64_t> begin = IntListAttrOr(attrs, "begin", {});
+  if (static_cast<int>(begin.size()) != x.shape.rank()) {
+    return Unsupported(node, "got a begin that does not match the input rank");
+  }
+  if (!HasDnnlType(x.dtype)) {
+    return Unsupported(node,
+                       absl::StrCat("has no ", DTypeName(x.dtype), " version"));
+  }
+  // The slice is a window of the input: a reorder from its sub-memory
+  // descriptor.
+  SEQUENT_ASSIGN_OR_RETURN(memory::desc src, Desc(node.inputs[0]));
+  SEQUENT_ASSIGN_OR_RETURN(memory::desc dst, Desc(node.outputs[0]));
+  const memory::dims offsets = x.shape.IsScalar()
+                                   ? memory::dims{0}
+                                   : memory::dims(begin.begin(), begin.end());
+  AddReorder(node.inputs[0], src.submemory_desc(dst.dims(), offsets),
+             node.outputs[0], dst);
+  return absl::OkStatus();
+}
+
 absl::Status Lowering::LowerCast(const Node& node) {
   const ValueId in = node.inputs[0], out = node.outputs[0];
   const DType from = type(in).dtype, to = type(out).dtype;
@@ -600,6 +643,7 @@ absl::Status Lowering::LowerCast(const Node& node) {
   const int64_t n = type(in).shape.NumElements();
   AddLoop([=](const Pointers& ptr) {
     CastElements(from, ptr[in], to, ptr[out], n);
+    return absl::OkStatus();
   });
   return absl::OkStatus();
 }
@@ -629,6 +673,7 @@ absl::Status Lowering::LowerDropout(const Node& node, const Attributes& attrs) {
                     *reinterpret_cast<const int32_t*>(ptr[step])));
     }
     DropoutForward(dtype, ptr[in], ptr[y], ptr[mask], n, rate, seed, s, active);
+    return absl::OkStatus();
   });
   return absl::OkStatus();
 }
@@ -737,6 +782,151 @@ absl::Status Lowering::LowerGlobalAvgPool2d(const Node& node) {
   return absl::OkStatus();
 }
 
+absl::Status Lowering::LowerBatchNorm(const Node& node,
+                                      const Attributes& attrs) {
+  const TensorType& x = type(node.inputs[0]);
+  SEQUENT_RETURN_IF_ERROR(ExpectF32(node, x));
+  const bool training = BoolAttrOr(attrs, "training", false);
+  const double epsilon = FloatAttrOr(attrs, "epsilon", 1e-3);
+  const double momentum = FloatAttrOr(attrs, "momentum", 0.99);
+  const int64_t c = x.shape[x.shape.rank() - 1];
+  const int64_t rows = c == 0 ? 0 : x.shape.NumElements() / c;
+  const auto f32 = memory::data_type::f32;
+  // Channels last: every other axis is one "batch" axis for oneDNN.
+  const memory::desc data({rows, c}, f32, tag::nc);
+  const memory::desc stat({c}, f32, tag::a);
+  const ValueId gamma = node.inputs[1], beta = node.inputs[2],
+                moving_mean = node.inputs[3], moving_var = node.inputs[4];
+  const ValueId y = node.outputs[0], new_mean = node.outputs[1],
+                new_var = node.outputs[2], saved_mean = node.outputs[3],
+                saved_inv_std = node.outputs[4];
+  auto flags = dnnl::normalization_flags::use_scale |
+               dnnl::normalization_flags::use_shift;
+  if (!training) flags = flags | dnnl::normalization_flags::use_global_stats;
+  dnnl::batch_normalization_forward::desc d(
+      training ? dnnl::prop_kind::forward_training
+               : dnnl::prop_kind::forward_inference,
+      data, static_cast<float>(epsilon), flags);
+  dnnl::batch_normalization_forward::primitive_desc pd(d, Attr(), engine());
+  // In training oneDNN writes the batch mean to saved_mean and the batch
+  // variance to new_moving_var, which the statistics loop then turns into the
+  // moving average.
+  AddPrimitive(pd, dnnl::batch_normalization_forward(pd),
+               {{DNNL_ARG_SRC, node.inputs[0], data},
+                {DNNL_ARG_DST, y, data},
+                {DNNL_ARG_SCALE, gamma, stat},
+                {DNNL_ARG_SHIFT, beta, stat},
+                {DNNL_ARG_MEAN, training ? saved_mean : moving_mean, stat},
+                {DNNL_ARG_VARIANCE, training ? new_var : moving_var, stat}});
+  AddLoop([=](const Pointers& ptr) {
+    auto f = [&](ValueId v) { return reinterpret_cast<float*>(ptr[v]); };
+    if (!training)
+      std::memcpy(f(saved_mean), f(moving_mean), c * sizeof(float));
+    BatchNormStatistics(training, c, epsilon, momentum, f(saved_mean),
+                        training ? f(new_var) : f(moving_var), f(moving_mean),
+                        f(moving_var), f(new_mean), f(new_var),
+                        f(saved_inv_std));
+    return absl::OkStatus();
+  });
+  return absl::OkStatus();
+}
+
+absl::Status Lowering::LowerLayerNorm(const Node& node,
+                                      const Attributes& attrs) {
+  const TensorType& x = type(node.inputs[0]);
+  SEQUENT_RETURN_IF_ERROR(ExpectF32(node, x));
+  const double epsilon = FloatAttrOr(attrs, "epsilon", 1e-3);
+  const int64_t d = x.shape[x.shape.rank() - 1];
+  const int64_t rows = d == 0 ? 0 : x.shape.NumElements() / d;
+  const auto f32 = memory::data_type::f32;
+  const memory::desc data({rows, d}, f32, tag::ab);
+  const memory::desc stat({rows}, f32, tag::a);
+  const memory::desc param({d}, f32, tag::a);
+  dnnl::layer_normalization_forward::desc desc(
+      dnnl::prop_kind::forward_training, data, stat,
+      static_cast<float>(epsilon),
+      dnnl::normalization_flags::use_scale |
+          dnnl::normalization_flags::use_shift);
+  dnnl::layer_normalization_forward::primitive_desc pd(desc, Attr(), engine());
+  const ValueId inv_std = node.outputs[2];
+  // The variance lands in saved_inv_std and becomes 1 / sqrt(var + epsilon) in
+  // place.
+  AddPrimitive(pd, dnnl::layer_normalization_forward(pd),
+               {{DNNL_ARG_SRC, node.inputs[0], data},
+                {DNNL_ARG_DST, node.outputs[0], data},
+                {DNNL_ARG_SCALE, node.inputs[1], param},
+                {DNNL_ARG_SHIFT, node.inputs[2], param},
+                {DNNL_ARG_MEAN, node.outputs[1], stat},
+                {DNNL_ARG_VARIANCE, inv_std, stat}});
+  AddLoop([=](const Pointers& ptr) {
+    InverseStd(reinterpret_cast<float*>(ptr[inv_std]), rows, epsilon);
+    return absl::OkStatus();
+  });
+  return absl::OkStatus();
+}
+
+absl::Status Lowering::LowerLoss(const Node& node, const Attributes& attrs,
+                                 LossKind kind) {
+  const TensorType& y_true = type(node.inputs[0]);
+  const TensorType& y_pred = type(node.inputs[1]);
+  if (y_pred.dtype != DType::kF32 && y_pred.dtype != DType::kF64) {
+    return Unsupported(
+        node, absl::StrCat("has no ", DTypeName(y_pred.dtype), " version"));
+  }
+  LossParams params;
+  params.kind = kind;
+  params.delta = FloatAttrOr(attrs, "delta", 1.0);
+  params.from_logits = BoolAttrOr(attrs, "from_logits", false);
+  params.label_smoothing = FloatAttrOr(attrs, "label_smoothing", 0.0);
+  const int rank = y_pred.shape.rank();
+  // The elementwise losses average over the last axis when there is one beside
+  // the batch; the crossentropies over classes always take the last axis.
+  const bool elementwise = kind == LossKind::kMse || kind == LossKind::kMae ||
+                           kind == LossKind::kHuber ||
+                           kind == LossKind::kBinaryCrossentropy;
+  const int64_t row_len = elementwise ? (rank >= 2 ? y_pred.shape[rank - 1] : 1)
+                                      : y_pred.shape[rank - 1];
+  const int64_t batch = y_pred.shape[0];
+  const ValueId t = node.inputs[0], p = node.inputs[1], out = node.outputs[0];
+  const ValueId w = node.inputs.size() > 2 ? node.inputs[2] : kNoValue;
+  const DType t_dtype = y_true.dtype, p_dtype = y_pred.dtype;
+  const int64_t t_size = y_true.shape.NumElements(),
+                p_size = y_pred.shape.NumElements();
+  const DType w_dtype = w != kNoValue ? type(w).dtype : DType::kF32;
+  const int64_t w_size = w != kNoValue ? type(w).shape.NumElements() : 0;
+  AddLoop([=](const Pointers& ptr) {
+    return Loss(params, {ptr[t], t_dtype, t_size}, {ptr[p], p_dtype, p_size},
+                {w != kNoValue ? ptr[w] : nullptr, w_dtype, w_size}, row_len,
+                batch, ptr[out]);
+  });
+  return absl::OkStatus();
+}
+
+absl::Status Lowering::LowerMetric(const Node& node, const Attributes& attrs,
+                                   MetricKind kind) {
+  const TensorType& y_true = type(node.inputs[0]);
+  const TensorType& y_pred = type(node.inputs[1]);
+  if (y_pred.dtype != DType::kF32 && y_pred.dtype != DType::kF64) {
+    return Unsupported(
+        node, absl::StrCat("has no ", DTypeName(y_pred.dtype), " version"));
+  }
+  const int rank = y_pred.shape.rank();
+  const int64_t row_len = rank >= 1 ? y_pred.shape[rank - 1] : 1;
+  const double threshold = FloatAttrOr(attrs, "threshold", 0.5);
+  const ValueId t = node.inputs[0], p = node.inputs[1], out = node.outputs[0];
+  const ConstView tv{nullptr, y_true.dtype, y_true.shape.NumElements()};
+  const ConstView pv{nullptr, y_pred.dtype, y_pred.shape.NumElements()};
+  AddLoop([=](const Pointers& ptr) {
+    ConstView a = tv, b = pv;
+    a.data = ptr[t];
+    b.data = ptr[p];
+    Accuracy(kind, a, b, row_len, threshold,
+             reinterpret_cast<float*>(ptr[out]));
+    return absl::OkStatus();
+  });
+  return absl::OkStatus();
+}
+
 // The activation ops: the op name is the activation, with its own parameters as
 // attributes.
 absl::StatusOr<ops::Activation> ActivationOf(const Node& node,
@@ -804,11 +994,35 @@ absl::Status Lowering::LowerNode(const Node& node, const Attributes& attrs) {
   if (op == "transpose") return LowerTranspose(node, attrs);
   if (op == "concat") return LowerConcat(node, attrs);
   if (op == "cast") return LowerCast(node);
+  if (op == "slice") return LowerSlice(node, attrs);
   if (op == "dropout") return LowerDropout(node, attrs);
   if (op == "conv2d") return LowerConv2d(node, attrs);
   if (op == "max_pool2d") return LowerPool2d(node, attrs, /*max=*/true);
   if (op == "avg_pool2d") return LowerPool2d(node, attrs, /*max=*/false);
   if (op == "global_avg_pool2d") return LowerGlobalAvgPool2d(node);
+  if (op == "batch_norm") return LowerBatchNorm(node, attrs);
+  if (op == "layer_norm") return LowerLayerNorm(node, attrs);
+  static const auto* const kLosses =
+      new absl::flat_hash_map<std::string, LossKind>{
+          {"mse", LossKind::kMse},
+          {"mae", LossKind::kMae},
+          {"huber", LossKind::kHuber},
+          {"binary_crossentropy", LossKind::kBinaryCrossentropy},
+          {"categorical_crossentropy", LossKind::kCategoricalCrossentropy},
+          {"sparse_categorical_crossentropy",
+           LossKind::kSparseCategoricalCrossentropy},
+      };
+  if (auto it = kLosses->find(op); it != kLosses->end()) {
+    return LowerLoss(node, attrs, it->second);
+  }
+  if (op == "sparse_categorical_accuracy") {
+    return LowerMetric(node, attrs, MetricKind::kSparseCategoricalAccuracy);
+  }
+  if (op == "categorical_accuracy") {
+    return LowerMetric(node, attrs, MetricKind::kCategoricalAccuracy);
+  }
+  if (op == "binary_accuracy")
+    return LowerMetric(node, attrs, MetricKind::kBinaryAccuracy);
   return absl::UnimplementedError(
       absl::StrCat("[", op, "] the cpu backend does not lower ", op, " yet"));
 }
@@ -987,7 +1201,8 @@ absl::StatusOr<std::unique_ptr<Executable>> CpuBackend::Compile(
     }
     lowering.set_label(node.layer.empty() ? node.op
                                           : absl::StrCat(node.op, " (layer '",
-                                                         node.layer, "')"));
+                                                         node.layer, "')"),
+                       node.layer);
     absl::Status lowered;
     try {
       lowered = lowering.LowerNode(node, attrs);

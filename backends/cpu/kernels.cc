@@ -1,8 +1,12 @@
 #include "backends/cpu/kernels.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <functional>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "ops/random_hash.h"
 
 namespace sequent::cpu {
@@ -78,6 +82,21 @@ double Load(DType dtype, const void* p, int64_t i) {
       return F16ToFloat(static_cast<const uint16_t*>(p)[i]);
   }
   return 0.0;
+}
+
+// Float -> integer conversion as ops/shape.cc's cast: NaN is 0, out-of-range
+// values saturate, the rest truncate toward zero.
+double SaturateToInteger(double v, DType dtype) {
+  if (std::isnan(v)) return 0;
+  const double lo =
+      dtype == DType::kI64 ? -9223372036854775808.0 : -2147483648.0;
+  const double hi = dtype == DType::kI64 ? 9223372036854774784.0 : 2147483647.0;
+  return std::trunc(std::clamp(v, lo, hi));
+}
+
+int64_t LoadInteger(DType dtype, const void* p, int64_t i) {
+  return dtype == DType::kI64 ? static_cast<const int64_t*>(p)[i]
+                              : static_cast<const int32_t*>(p)[i];
 }
 
 void Store(DType dtype, void* p, int64_t i, double v) {
@@ -161,8 +180,25 @@ void CastElements(DType from, const void* src, DType to, void* dst, int64_t n) {
     std::memcpy(dst, src, static_cast<size_t>(n) * DTypeSize(from));
     return;
   }
+  if (IsInteger(from) && IsInteger(to)) {
+    // Through int64, so that large i64 values survive.
 #pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; ++i) Store(to, dst, i, Load(from, src, i));
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t v = LoadInteger(from, src, i);
+      if (to == DType::kI64) {
+        static_cast<int64_t*>(dst)[i] = v;
+      } else {
+        static_cast<int32_t*>(dst)[i] = static_cast<int32_t>(v);
+      }
+    }
+    return;
+  }
+  const bool saturate = IsInteger(to);
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    const double v = Load(from, src, i);
+    Store(to, dst, i, saturate ? SaturateToInteger(v, to) : v);
+  }
 }
 
 void DropoutForward(DType dtype, const void* x, void* y, void* mask, int64_t n,
@@ -174,6 +210,203 @@ void DropoutForward(DType dtype, const void* x, void* y, void* mask, int64_t n,
     DropoutT(static_cast<const float*>(x), static_cast<float*>(y),
              static_cast<float*>(mask), n, rate, seed, step, active);
   }
+}
+
+}  // namespace sequent::cpu
+
+namespace sequent::cpu {
+namespace {
+
+// Keras's backend epsilon, clipping probabilities away from 0 and 1
+// (ops/loss.cc).
+constexpr double kLossEpsilon = 1e-7;
+double Clip(double p) {
+  return std::clamp(p, kLossEpsilon, 1.0 - kLossEpsilon);
+}
+
+template <typename T>
+double RowLoss(const LossParams& params, ConstView y_true, const T* pred,
+               int64_t r, int64_t d) {
+  const T* p = pred + r * d;
+  switch (params.kind) {
+    case LossKind::kMse:
+    case LossKind::kMae:
+    case LossKind::kHuber:
+    case LossKind::kBinaryCrossentropy: {
+      double sum = 0;
+      for (int64_t i = 0; i < d; ++i) {
+        double t = Load(y_true.dtype, y_true.data, r * d + i);
+        double x = static_cast<double>(p[i]);
+        const double err = std::abs(x - t);
+        switch (params.kind) {
+          case LossKind::kMse:
+            sum += err * err;
+            break;
+          case LossKind::kMae:
+            sum += err;
+            break;
+          case LossKind::kHuber:
+            sum += err <= params.delta
+                       ? 0.5 * err * err
+                       : params.delta * err - 0.5 * params.delta * params.delta;
+            break;
+          default: {
+            t = t * (1 - params.label_smoothing) + 0.5 * params.label_smoothing;
+            if (params.from_logits) {
+              sum +=
+                  std::max(x, 0.0) - x * t + std::log1p(std::exp(-std::abs(x)));
+            } else {
+              x = Clip(x);
+              sum += -(t * std::log(x) + (1 - t) * std::log(1 - x));
+            }
+          }
+        }
+      }
+      return sum / static_cast<double>(d);
+    }
+    case LossKind::kCategoricalCrossentropy:
+    case LossKind::kSparseCategoricalCrossentropy: {
+      // log q_i of the predicted distribution: a stable log-softmax of logits,
+      // or the rescaled and clipped probabilities.
+      double max = -INFINITY, sum = 0;
+      if (params.from_logits) {
+        for (int64_t i = 0; i < d; ++i)
+          max = std::max(max, static_cast<double>(p[i]));
+        for (int64_t i = 0; i < d; ++i) sum += std::exp(p[i] - max);
+      } else {
+        for (int64_t i = 0; i < d; ++i) sum += p[i];
+      }
+      auto log_q = [&](int64_t i) {
+        return params.from_logits ? p[i] - max - std::log(sum)
+                                  : std::log(Clip(p[i] / sum));
+      };
+      if (params.kind == LossKind::kSparseCategoricalCrossentropy) {
+        return -log_q(static_cast<int64_t>(Load(y_true.dtype, y_true.data, r)));
+      }
+      double loss = 0;
+      for (int64_t i = 0; i < d; ++i) {
+        const double t = Load(y_true.dtype, y_true.data, r * d + i) *
+                             (1 - params.label_smoothing) +
+                         params.label_smoothing / static_cast<double>(d);
+        loss -= t * log_q(i);
+      }
+      return loss;
+    }
+  }
+  return 0;
+}
+
+template <typename T>
+void LossT(const LossParams& params, ConstView y_true, const T* pred,
+           int64_t rows, int64_t d, ConstView weight, int64_t batch, T* out) {
+  const int64_t rows_per_sample =
+      batch == 0 ? 1 : std::max<int64_t>(rows / batch, 1);
+  double total = 0;
+#pragma omp parallel for reduction(+ : total) schedule(static)
+  for (int64_t r = 0; r < rows; ++r) {
+    double loss = RowLoss<T>(params, y_true, pred, r, d);
+    if (weight.data != nullptr) {
+      loss *= Load(weight.dtype, weight.data,
+                   weight.size == 1 ? 0 : r / rows_per_sample);
+    }
+    total += loss;
+  }
+  out[0] = static_cast<T>(rows == 0 ? 0.0 : total / static_cast<double>(rows));
+}
+
+int64_t ArgMax(int64_t n, const std::function<double(int64_t)>& get) {
+  int64_t best = 0;
+  for (int64_t i = 1; i < n; ++i) {
+    if (get(i) > get(best)) best = i;
+  }
+  return best;
+}
+
+}  // namespace
+
+absl::Status Loss(const LossParams& params, ConstView y_true, ConstView y_pred,
+                  ConstView weight, int64_t row_len, int64_t batch, void* out) {
+  const int64_t rows = row_len == 0 ? 0 : y_pred.size / row_len;
+  if (params.kind == LossKind::kSparseCategoricalCrossentropy) {
+    constexpr absl::string_view kOp = "sparse_categorical_crossentropy";
+    for (int64_t r = 0; r < rows; ++r) {
+      const double label = Load(y_true.dtype, y_true.data, r);
+      if (label != std::floor(label)) {
+        return absl::InvalidArgumentError(absl::StrCat("[", kOp, "] label ",
+                                                       label, " at sample ", r,
+                                                       " is not an integer"));
+      }
+      if (label < 0 || label >= static_cast<double>(row_len)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("[", kOp, "] label ", label, " at sample ", r,
+                         " is out of range for ", row_len, " classes"));
+      }
+    }
+  }
+  if (y_pred.dtype == DType::kF64) {
+    LossT(params, y_true, static_cast<const double*>(y_pred.data), rows,
+          row_len, weight, batch, static_cast<double*>(out));
+  } else {
+    LossT(params, y_true, static_cast<const float*>(y_pred.data), rows, row_len,
+          weight, batch, static_cast<float*>(out));
+  }
+  return absl::OkStatus();
+}
+
+void Accuracy(MetricKind kind, ConstView y_true, ConstView y_pred,
+              int64_t row_len, double threshold, float* out) {
+  int64_t correct = 0, total = 0;
+  auto pred = [&](int64_t i) { return Load(y_pred.dtype, y_pred.data, i); };
+  auto truth = [&](int64_t i) { return Load(y_true.dtype, y_true.data, i); };
+  if (kind == MetricKind::kBinaryAccuracy) {
+    total = y_pred.size;
+#pragma omp parallel for reduction(+ : correct) schedule(static)
+    for (int64_t i = 0; i < total; ++i)
+      correct += truth(i) == (pred(i) > threshold ? 1.0 : 0.0);
+  } else {
+    total = row_len == 0 ? 0 : y_pred.size / row_len;
+#pragma omp parallel for reduction(+ : correct) schedule(static)
+    for (int64_t r = 0; r < total; ++r) {
+      const int64_t k =
+          ArgMax(row_len, [&](int64_t i) { return pred(r * row_len + i); });
+      if (kind == MetricKind::kSparseCategoricalAccuracy) {
+        correct += truth(r) == static_cast<double>(k);
+      } else {
+        correct += k == ArgMax(row_len, [&](int64_t i) {
+                     return truth(r * row_len + i);
+                   });
+      }
+    }
+  }
+  out[0] = total == 0
+               ? 0.0f
+               : static_cast<float>(static_cast<double>(correct) / total);
+}
+
+void BatchNormStatistics(bool training, int64_t channels, double epsilon,
+                         double momentum, const float* mean, const float* var,
+                         const float* moving_mean, const float* moving_var,
+                         float* new_mean, float* new_var,
+                         float* saved_inv_std) {
+  for (int64_t c = 0; c < channels; ++c) {
+    const double v = var[c];
+    saved_inv_std[c] = static_cast<float>(1.0 / std::sqrt(v + epsilon));
+    if (training) {
+      new_mean[c] = static_cast<float>(moving_mean[c] * momentum +
+                                       mean[c] * (1 - momentum));
+      new_var[c] =
+          static_cast<float>(moving_var[c] * momentum + v * (1 - momentum));
+    } else {
+      new_mean[c] = moving_mean[c];
+      new_var[c] = moving_var[c];
+    }
+  }
+}
+
+void InverseStd(float* v, int64_t n, double epsilon) {
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; ++i)
+    v[i] = static_cast<float>(1.0 / std::sqrt(v[i] + epsilon));
 }
 
 }  // namespace sequent::cpu

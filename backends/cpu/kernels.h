@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "core/dtype.h"
 
 namespace sequent::cpu {
@@ -23,8 +24,9 @@ void BroadcastBinary(BinaryKind kind, DType dtype, const void* a,
                      const std::vector<int64_t>& b_strides, void* out,
                      const std::vector<int64_t>& out_dims);
 
-// Element-wise conversion of `n` elements between any two sequent dtypes (float
-// -> int truncates toward zero, anything -> bool is != 0).
+// Element-wise conversion of `n` elements between any two sequent dtypes, as
+// ops/shape.cc's cast: integers convert through int64, float -> int truncates
+// toward zero and saturates (NaN -> 0), anything -> bool is != 0.
 void CastElements(DType from, const void* src, DType to, void* dst, int64_t n);
 
 // y = x * mask where mask[i] = keep(seed, step, i) ? 1 / (1 - rate) : 0
@@ -32,6 +34,62 @@ void CastElements(DType from, const void* src, DType to, void* dst, int64_t n);
 // f64.
 void DropoutForward(DType dtype, const void* x, void* y, void* mask, int64_t n,
                     double rate, uint64_t seed, uint64_t step, bool active);
+
+// A read-only tensor argument of a loop: data, dtype and element count.
+struct ConstView {
+  const void* data = nullptr;
+  DType dtype = DType::kF32;
+  int64_t size = 0;
+};
+
+enum class LossKind {
+  kMse,
+  kMae,
+  kHuber,
+  kBinaryCrossentropy,
+  kCategoricalCrossentropy,
+  kSparseCategoricalCrossentropy
+};
+
+struct LossParams {
+  LossKind kind = LossKind::kMse;
+  double delta = 1.0;  // huber
+  bool from_logits = false;
+  double label_smoothing = 0.0;
+};
+
+// The Keras losses of ops/loss.cc with "sum_over_batch_size": per-row losses (a
+// row is the last axis of y_pred, `row_len` long; the elementwise losses
+// average over it), times the sample weight (`weight.data` null when absent),
+// summed and divided by the row count. `batch` is y_pred's first dimension.
+// Writes one element of y_pred's dtype to `out`. Out-of-range or fractional
+// sparse labels are an error naming the label and the sample.
+absl::Status Loss(const LossParams& params, ConstView y_true, ConstView y_pred,
+                  ConstView weight, int64_t row_len, int64_t batch, void* out);
+
+enum class MetricKind {
+  kSparseCategoricalAccuracy,
+  kCategoricalAccuracy,
+  kBinaryAccuracy
+};
+
+// The accuracy metrics of ops/metric.cc: the f32 fraction of correct rows (of
+// correct elements for binary accuracy, thresholded at `threshold`).
+void Accuracy(MetricKind kind, ConstView y_true, ConstView y_pred,
+              int64_t row_len, double threshold, float* out);
+
+// batch_norm's statistics outputs from oneDNN's batch mean and (biased)
+// variance: saved_inv_std = 1 / sqrt(var + epsilon), and in training the moving
+// averages new = moving * momentum + batch * (1 - momentum). `var` may alias
+// `new_var` (oneDNN writes the variance there). Outside training mean/var are
+// the moving statistics, copied through.
+void BatchNormStatistics(bool training, int64_t channels, double epsilon,
+                         double momentum, const float* mean, const float* var,
+                         const float* moving_mean, const float* moving_var,
+                         float* new_mean, float* new_var, float* saved_inv_std);
+
+// In place: v = 1 / sqrt(v + epsilon).
+void InverseStd(float* v, int64_t n, double epsilon);
 
 }  // namespace sequent::cpu
 
