@@ -10,10 +10,10 @@ namespace {
 
 OpRegistry BuildRegistry() {
   OpRegistry registry;
-#define SEQUENT_REGISTER_OP(family, op)                                  \
+#define SEQUENT_REGISTER_OP(family_name, op)                                  \
   {                                                                      \
     OpDef def = Make_##op##_Op();                                        \
-    def.family = #family;                                                \
+    def.family = #family_name;                                                \
     if (absl::Status s = registry.Register(std::move(def)); !s.ok()) {   \
       /* A programming error in the op table, never user input. */       \
       std::fprintf(stderr, "sequent: bad op table: %s\n", s.ToString().c_str()); \
