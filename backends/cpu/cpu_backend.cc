@@ -216,7 +216,12 @@ absl::Status CpuExecutable::Run(absl::Span<const Feed> feeds,
   outputs.resize(output_values.size());
   for (size_t i = 0; i < output_values.size(); ++i) {
     const TensorType& type = types[output_values[i]];
-    if (outputs[i].type() != type) outputs[i] = Tensor(type);
+    // A default Tensor claims type f32[] but holds no buffer, hence the element
+    // count.
+    if (outputs[i].type() != type ||
+        outputs[i].num_elements() != type.shape.NumElements()) {
+      outputs[i] = Tensor(type);
+    }
     if (outputs[i].num_bytes() > 0) {
       std::memcpy(outputs[i].raw_data(), pointers[output_values[i]],
                   outputs[i].num_bytes());
@@ -1171,14 +1176,15 @@ absl::StatusOr<std::unique_ptr<Executable>> CpuBackend::Compile(
       continue;
     }
 
-    // Re-running the shape rule on the bound types fills attribute defaults and
-    // catches graphs whose recorded types the lowering would otherwise trust.
+    // Re-running the shape rule fills attribute defaults and catches graphs
+    // whose recorded types the lowering would otherwise trust. It runs on the
+    // symbolic types: a rule may need `N` itself (reshape's -1 is N).
     std::vector<TensorType> input_types;
     for (ValueId in : node.inputs) {
       SEQUENT_RETURN_IF_ERROR(cpu::WithLayer(
           node,
           cpu::CheckValue(graph, in, absl::StrCat("an input of ", node.op))));
-      input_types.push_back(exe->types[in]);
+      input_types.push_back(graph.type(in));
     }
     Attributes attrs = node.attrs;
     auto inferred = registry.InferTypes(node.op, input_types, attrs);
@@ -1190,12 +1196,12 @@ absl::StatusOr<std::unique_ptr<Executable>> CpuBackend::Compile(
                     " outputs, the op has ", inferred->size())));
     }
     for (size_t i = 0; i < inferred->size(); ++i) {
-      if ((*inferred)[i] != exe->types[node.outputs[i]]) {
+      if ((*inferred)[i] != graph.type(node.outputs[i])) {
         return cpu::WithLayer(
             node,
             absl::InvalidArgumentError(absl::StrCat(
                 "[", node.op, "] output ", i, " is recorded as ",
-                exe->types[node.outputs[i]].ToString(),
+                graph.type(node.outputs[i]).ToString(),
                 " but the shape rule gives ", (*inferred)[i].ToString())));
       }
     }

@@ -4,6 +4,8 @@
 
 #include "backends/cpu/cpu_backend.h"
 
+#include <omp.h>
+
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -127,6 +129,13 @@ void CompareBackends(const Graph& graph, int64_t batch,
   auto cpu_exe = cpu.Compile(graph, batch, cpu_store.get());
   ASSERT_TRUE(cpu_exe.ok()) << what << ": " << cpu_exe.status();
   std::vector<Tensor> ref_out, cpu_out;
+  // The reference backend copies a scalar output into a default Tensor (type
+  // f32[], no buffer) without allocating, so its outputs start allocated.
+  for (const GraphOutput& out : graph.outputs()) {
+    TensorType t = graph.type(out.value);
+    t.shape = t.shape.WithBatch(batch);
+    ref_out.emplace_back(t);
+  }
   ASSERT_TRUE((*ref_exe)->Run(feeds, ref_out).ok());
   absl::Status run = (*cpu_exe)->Run(feeds, cpu_out);
   ASSERT_TRUE(run.ok()) << what << ": " << run;
@@ -270,6 +279,115 @@ std::vector<OpCase> Cases() {
           {"padding", std::string("same")}}});
   }
   add({"global_avg_pool2d", "global_avg_pool2d", {F32({N, 5, 6, 4})}, {}});
+  // reductions
+  for (const char* op : {"reduce_sum", "reduce_mean", "reduce_max"}) {
+    add({absl::StrCat(op, "_all"), op, {F32({N, 4, 5})}, {}});
+    add({absl::StrCat(op, "_last"),
+         op,
+         {F32({N, 4, 5})},
+         {{"axes", std::vector<int64_t>{-1}}}});
+    add({absl::StrCat(op, "_batch_keepdims"),
+         op,
+         {F32({N, 4, 5})},
+         {{"axes", std::vector<int64_t>{0, 2}}, {"keepdims", true}}});
+  }
+  // shape
+  // The reference backend re-infers types after binding N, so its reshape
+  // cannot keep a -1 (N) in `shape`: this row is static.
+  add({"reshape",
+       "reshape",
+       {F32({2, 4, 6})},
+       {{"shape", std::vector<int64_t>{6, 8}}}});
+  add({"flatten", "flatten", {F32({N, 3, 2, 2})}, {}});
+  add({"transpose_2d",
+       "transpose",
+       {F32({N, 5})},
+       {{"perm", std::vector<int64_t>{1, 0}}}});
+  add({"transpose_3d",
+       "transpose",
+       {F32({2, 3, 4})},
+       {{"perm", std::vector<int64_t>{2, 0, 1}}}});
+  add({"concat_last", "concat", {F32({N, 2}), F32({N, 3}), F32({N, 1})}, {}});
+  add({"concat_batch",
+       "concat",
+       {F32({2, 3}), F32({4, 3})},
+       {{"axis", int64_t{0}}}});
+  add({"slice",
+       "slice",
+       {F32({N, 6, 5})},
+       {{"begin", std::vector<int64_t>{0, 1, 2}},
+        {"size", std::vector<int64_t>{-1, 3, -1}}}});
+  add({"cast_f32_i32", "cast", {F32({N, 7})}, {{"to", std::string("i32")}}});
+  add({"cast_f32_f64", "cast", {F32({N, 7})}, {{"to", std::string("f64")}}});
+  add({"cast_f32_bf16", "cast", {F32({N, 7})}, {{"to", std::string("bf16")}}});
+  add({"cast_i64_f32",
+       "cast",
+       {Labels(DType::kI64, {N, 4}, 100)},
+       {{"to", std::string("f32")}}});
+  add({"cast_i32_bool",
+       "cast",
+       {Labels(DType::kI32, {N, 4}, 3)},
+       {{"to", std::string("bool")}}});
+  // normalization: x, gamma, beta (, moving_mean, moving_var)
+  for (bool training : {false, true}) {
+    add({training ? "batch_norm_training" : "batch_norm_inference",
+         "batch_norm",
+         {F32({N, 4, 4, 3}), F32({3}), F32({3}), F32({3}),
+          F32({3}, Fill::kPositive)},
+         {{"training", training}, {"momentum", 0.9}}});
+  }
+  add({"batch_norm_2d",
+       "batch_norm",
+       {F32({N, 6}), F32({6}), F32({6}), F32({6}), F32({6}, Fill::kPositive)},
+       {{"training", true}}});
+  add({"layer_norm", "layer_norm", {F32({N, 4, 8}), F32({8}), F32({8})}, {}});
+  // losses
+  for (const char* op : {"mse", "mae", "huber"}) {
+    add({op, op, {F32({N, 4}), F32({N, 4})}, {}});
+    add({absl::StrCat(op, "_weighted"),
+         op,
+         {F32({N, 4}), F32({N, 4}), F32({N}, Fill::kPositive)},
+         {}});
+  }
+  add({"mse_rank1", "mse", {F32({N}), F32({N})}, {}});
+  add({"huber_delta", "huber", {F32({N, 4}), F32({N, 4})}, {{"delta", 0.5}}});
+  add({"binary_crossentropy",
+       "binary_crossentropy",
+       {F32({N, 3}, Fill::kProb), F32({N, 3}, Fill::kProb)},
+       {}});
+  add({"binary_crossentropy_logits_smoothing",
+       "binary_crossentropy",
+       {F32({N, 3}, Fill::kProb), F32({N, 3})},
+       {{"from_logits", true}, {"label_smoothing", 0.1}}});
+  add({"categorical_crossentropy",
+       "categorical_crossentropy",
+       {F32({N, 5}, Fill::kOneHot), F32({N, 5}, Fill::kProb)},
+       {}});
+  add({"categorical_crossentropy_logits",
+       "categorical_crossentropy",
+       {F32({N, 5}, Fill::kOneHot), F32({N, 5})},
+       {{"from_logits", true}, {"label_smoothing", 0.2}}});
+  add({"sparse_categorical_crossentropy",
+       "sparse_categorical_crossentropy",
+       {Labels(DType::kI32, {N}, 5), F32({N, 5}, Fill::kProb)},
+       {}});
+  add({"sparse_categorical_crossentropy_logits_weighted",
+       "sparse_categorical_crossentropy",
+       {Labels(DType::kI64, {N, 1}, 5), F32({N, 5}), F32({}, Fill::kPositive)},
+       {{"from_logits", true}}});
+  // metrics
+  add({"sparse_categorical_accuracy",
+       "sparse_categorical_accuracy",
+       {Labels(DType::kI32, {N}, 4), F32({N, 4})},
+       {}});
+  add({"categorical_accuracy",
+       "categorical_accuracy",
+       {F32({N, 4}, Fill::kOneHot), F32({N, 4})},
+       {}});
+  add({"binary_accuracy",
+       "binary_accuracy",
+       {Labels(DType::kI32, {N, 3}, 2), F32({N, 3}, Fill::kProb)},
+       {}});
   return cases;
 }
 
@@ -337,7 +455,7 @@ TEST(CpuBackendTest, MlpForwardTiming) {
                       kRuns;
     std::printf(
         "mlp 784-512-512-10 forward, batch %ld, %d threads: %.1f us/run\n",
-        static_cast<long>(batch), cpu.num_threads(), us);
+        static_cast<long>(batch), omp_get_max_threads(), us);
   }
 }
 
