@@ -136,6 +136,8 @@ class CpuExecutable : public Executable {
   };
   std::vector<Input> inputs;
   std::vector<std::string> input_names;
+  std::string expected_inputs;  // "x, y", or "none", for feed errors.
+  std::vector<const Tensor*> fed_scratch;  // One per input.
   std::vector<ValueId> output_values;
   std::vector<std::string> output_names_;
   struct Update {
@@ -152,9 +154,10 @@ class CpuExecutable : public Executable {
 absl::Status CpuExecutable::Run(absl::Span<const Feed> feeds,
                                 std::vector<Tensor>& outputs) {
   // Feeds are validated like the reference backend's, with the same messages.
-  const std::string expected =
-      input_names.empty() ? "none" : absl::StrJoin(input_names, ", ");
-  std::vector<const Tensor*> fed(inputs.size(), nullptr);
+  // Nothing here allocates unless there is an error to report.
+  const std::string& expected = expected_inputs;
+  std::vector<const Tensor*>& fed = fed_scratch;
+  std::fill(fed.begin(), fed.end(), nullptr);
   for (const Feed& feed : feeds) {
     size_t i = 0;
     while (i < inputs.size() && inputs[i].name != feed.name) ++i;
@@ -1250,6 +1253,10 @@ absl::StatusOr<std::unique_ptr<Executable>> CpuBackend::Compile(
     SEQUENT_RETURN_IF_ERROR(
         host->Set(StringAttrOr(node.attrs, "name", ""), *std::move(value)));
   }
+
+  exe->expected_inputs =
+      exe->input_names.empty() ? "none" : absl::StrJoin(exe->input_names, ", ");
+  exe->fed_scratch.assign(exe->inputs.size(), nullptr);
 
   // Bind every value to memory, then every primitive argument to its value.
   const int64_t arena_bytes = cpu::AssignBuffers(exe->types, exe->locations);
