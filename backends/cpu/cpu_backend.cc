@@ -384,7 +384,6 @@ memory::dims Dims(std::initializer_list<int64_t> d) { return memory::dims(d); }
 absl::Status Lowering::LowerDense(const Node& node, const Attributes& attrs) {
   const TensorType& x = type(node.inputs[0]);
   const TensorType& kernel = type(node.inputs[1]);
-  const TensorType& out = type(node.outputs[0]);
   SEQUENT_RETURN_IF_ERROR(ExpectF32(node, x));
   SEQUENT_ASSIGN_OR_RETURN(
       ops::Activation act,
@@ -420,7 +419,6 @@ absl::Status Lowering::LowerDense(const Node& node, const Attributes& attrs) {
                                           src, weights, dst),
         attr, engine());
   }
-  (void)out;
   AddPrimitive(pd, dnnl::inner_product_forward(pd), std::move(args));
   return absl::OkStatus();
 }

@@ -16,6 +16,15 @@ namespace sequent {
 // integer casts). Every buffer is bound at Compile; Run allocates nothing
 // (except `outputs` tensors of a new type). Variables live in a host variable
 // store (backends/host_variable_store.h) and are read and updated in place.
+//
+// Supported: every forward op of ops/op_list.h, f32 through oneDNN (f64 only in
+// our loops: binaries, casts, dropout, losses, metrics); anything else is an
+// UnimplementedError naming the op and the layer at Compile, never a fallback.
+// An executable runs one call at a time (its buffers are shared).
+//
+// Later: buffer offsets from the core memory planner (AssignBuffers in
+// cpu_backend.cc is the one place to swap), `format_tag::any` weight layouts
+// with a one-time reorder, bf16.
 class CpuBackend : public Backend {
  public:
   // Threads for oneDNN and our loops: SEQUENT_NUM_THREADS when set and
