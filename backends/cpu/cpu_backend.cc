@@ -1058,7 +1058,9 @@ int DefaultNumThreads() {
 using cpu::CpuExecutable;
 using cpu::Location;
 
-CpuBackend::CpuBackend() : num_threads_(cpu::DefaultNumThreads()) {}
+CpuBackend::CpuBackend(const OpRegistry* registry)
+    : registry_(registry != nullptr ? registry : &ops::DefaultRegistry()),
+      num_threads_(cpu::DefaultNumThreads()) {}
 
 void CpuBackend::SetNumThreads(int num_threads) {
   num_threads_ = std::max(0, num_threads);
@@ -1083,7 +1085,7 @@ absl::StatusOr<std::unique_ptr<Executable>> CpuBackend::Compile(
   SEQUENT_ASSIGN_OR_RETURN(HostVariableStore * host,
                            HostVariableStore::FromStore(store, "cpu"));
   SEQUENT_ASSIGN_OR_RETURN(std::vector<NodeId> order, graph.TopologicalOrder());
-  const OpRegistry& registry = ops::DefaultRegistry();
+  const OpRegistry& registry = *registry_;
 
   auto exe = std::make_unique<CpuExecutable>();
   exe->batch_size_ = batch_size;

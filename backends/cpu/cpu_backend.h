@@ -8,6 +8,7 @@
 #include "absl/strings/string_view.h"
 #include "backends/backend.h"
 #include "core/graph.h"
+#include "core/op_registry.h"
 
 namespace sequent {
 
@@ -29,7 +30,9 @@ class CpuBackend : public Backend {
  public:
   // Threads for oneDNN and our loops: SEQUENT_NUM_THREADS when set and
   // positive, else all cores (OpenMP's default).
-  CpuBackend();
+  // `registry` (for shape rules and attribute defaults) defaults to
+  // ops::DefaultRegistry(); tests may pass their own.
+  explicit CpuBackend(const OpRegistry* registry = nullptr);
 
   std::string name() const override { return "cpu"; }
   bool SupportsFusedDense(absl::string_view activation) const override;
@@ -45,6 +48,7 @@ class CpuBackend : public Backend {
   int num_threads() const { return num_threads_; }
 
  private:
+  const OpRegistry* registry_;
   int num_threads_;
 };
 

@@ -554,6 +554,35 @@ TEST(CpuBackendTest, F64IsUnimplementedNamingOpAndLayer) {
       << exe.status();
 }
 
+TEST(CpuBackendTest, AnOpWithoutLoweringIsUnimplementedNamingOpAndLayer) {
+  // A registry with one op the backend has never heard of: Compile must refuse
+  // it, never fall back silently.
+  OpRegistry registry;
+  OpDef def;
+  def.name = "mystery";
+  def.inputs = {"x"};
+  def.outputs = {"y"};
+  def.infer = [](absl::Span<const TensorType> in,
+                 const Attributes&) -> absl::StatusOr<std::vector<TensorType>> {
+    return std::vector<TensorType>{in[0]};
+  };
+  ASSERT_TRUE(registry.Register(def).ok());
+  Graph graph("g");
+  GraphBuilder b(&graph, &registry);
+  ValueId x = b.Input("x", {DType::kF32, Shape{N, 3}});
+  b.SetLayer("odd_layer");
+  graph.AddOutput("y", b.Op("mystery", {x}));
+  ASSERT_TRUE(b.ok()) << b.status();
+  CpuBackend cpu(&registry);
+  auto store = cpu.CreateVariableStore();
+  auto exe = cpu.Compile(graph, 2, store.get());
+  ASSERT_FALSE(exe.ok());
+  EXPECT_EQ(exe.status().code(), absl::StatusCode::kUnimplemented);
+  EXPECT_EQ(exe.status().message(),
+            "layer 'odd_layer': [mystery] the cpu backend does not lower "
+            "mystery yet");
+}
+
 TEST(CpuBackendTest, SupportsFusedDenseForEveryDenseActivation) {
   CpuBackend cpu;
   for (const char* act : {"linear", "relu", "sigmoid", "tanh", "gelu", "swish",
