@@ -18,6 +18,7 @@
 #include "frontend/callbacks.h"
 #include "frontend/compile_options.h"
 #include "frontend/device.h"
+#include "frontend/error.h"
 #include "frontend/layers.h"
 
 namespace sequent {
