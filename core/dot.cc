@@ -1,5 +1,6 @@
 #include "core/dot.h"
 
+#include <algorithm>
 #include <map>
 #include <utility>
 #include <vector>
@@ -212,9 +213,17 @@ std::string ExportDot(const Graph& g, const DotOptions& options) {
   }
   for (const auto& [outer, inners] : clusters) {
     if (outer.empty()) continue;
-    absl::StrAppend(&out, "  subgraph ", Q(absl::StrCat("cluster_", outer)),
-                    " {\n", "    label=", Q(outer),
-                    ";\n    style=\"rounded,dashed\";\n");
+    // Training phases are shaded so that forward, backward and optimizer read
+    // as regions.
+    const bool is_phase =
+        ClusterOf(outer).first == outer &&
+        std::find(Phases().begin(), Phases().end(), outer) != Phases().end();
+    absl::StrAppend(
+        &out, "  subgraph ", Q(absl::StrCat("cluster_", outer)), " {\n",
+        "    label=", Q(outer), ";\n",
+        is_phase ? "    style=\"rounded,filled\";\n    fillcolor=\"#f3f4f6\";\n"
+                   "    fontname=\"Helvetica-Bold\";\n"
+                 : "    style=\"rounded,dashed\";\n");
     for (const auto& [inner, ids] : inners) {
       std::string indent = "    ";
       if (!inner.empty()) {
