@@ -11,6 +11,34 @@
 namespace sequent {
 namespace {
 
+// Value names as PrintGraph shows them (values renumbered in order of
+// definition along the topological order, or along the id order when there is
+// none), so that an error can be read next to a dump of the same graph.
+absl::flat_hash_map<ValueId, int> TextNumbers(const Graph& graph) {
+  auto topo = graph.TopologicalOrder();
+  const std::vector<NodeId> order =
+      topo.ok() ? *std::move(topo) : graph.LiveNodes();
+  absl::flat_hash_map<ValueId, int> numbers;
+  for (NodeId id : order) {
+    for (ValueId v : graph.node(id).outputs) {
+      const int number = static_cast<int>(numbers.size());
+      numbers.emplace(v, number);
+    }
+  }
+  return numbers;
+}
+
+std::string Name(const absl::flat_hash_map<ValueId, int>& numbers,
+                 ValueId value) {
+  auto it = numbers.find(value);
+  return it == numbers.end() ? absl::StrCat("%invalid_", value)
+                             : absl::StrCat("%", it->second);
+}
+
+std::string V(const Graph& graph, ValueId value) {
+  return Name(TextNumbers(graph), value);
+}
+
 absl::Status NodeError(const Graph& graph, NodeId id,
                        absl::string_view message) {
   return absl::InvalidArgumentError(
@@ -87,7 +115,7 @@ absl::Status CheckTypes(const Graph& graph, NodeId id,
     if (recorded != (*inferred)[i]) {
       return NodeError(
           graph, id,
-          absl::StrCat("output %", node.outputs[i], " is recorded as ",
+          absl::StrCat("output ", V(graph, node.outputs[i]), " is recorded as ",
                        recorded.ToString(), " but [", node.op, "] infers ",
                        (*inferred)[i].ToString(), " from ",
                        absl::StrJoin(input_types, ", ",
@@ -115,11 +143,12 @@ bool IsLiveValue(const Graph& graph, ValueId value) {
 
 std::string DescribeNode(const Graph& graph, NodeId id) {
   const Node& node = graph.node(id);
+  const absl::flat_hash_map<ValueId, int> numbers = TextNumbers(graph);
   std::string out;
   if (!node.outputs.empty()) {
     out = absl::StrCat(absl::StrJoin(node.outputs, ", ",
-                                     [](std::string* s, ValueId v) {
-                                       absl::StrAppend(s, "%", v);
+                                     [&](std::string* s, ValueId v) {
+                                       absl::StrAppend(s, Name(numbers, v));
                                      }),
                        " = ");
   }
@@ -140,19 +169,22 @@ absl::Status VerifyGraph(const Graph& graph, const OpRegistry& registry) {
       const ValueId out = node.outputs[i];
       if (out < 0 || out >= graph.num_values()) {
         return NodeError(
-            graph, id, absl::StrCat("output ", i, " is unknown value %", out));
+            graph, id,
+            absl::StrCat("output ", i, " is unknown value ", V(graph, out)));
       }
       if (auto [it, inserted] = producer_of.emplace(out, id); !inserted) {
-        return NodeError(graph, id,
-                         absl::StrCat("value %", out, " is also produced by ",
-                                      DescribeNode(graph, it->second)));
+        return NodeError(
+            graph, id,
+            absl::StrCat("value ", V(graph, out), " is also produced by ",
+                         DescribeNode(graph, it->second)));
       }
       const Value& v = graph.value(out);
       if (v.producer != id || v.output_index != i) {
-        return NodeError(graph, id,
-                         absl::StrCat("value %", out, " records producer ",
-                                      v.producer, " output ", v.output_index,
-                                      ", not this node's output ", i));
+        return NodeError(
+            graph, id,
+            absl::StrCat("value ", V(graph, out), " records producer ",
+                         v.producer, " output ", v.output_index,
+                         ", not this node's output ", i));
       }
     }
   }
@@ -161,9 +193,10 @@ absl::Status VerifyGraph(const Graph& graph, const OpRegistry& registry) {
     const Node& node = graph.node(id);
     for (int i = 0; i < static_cast<int>(node.inputs.size()); ++i) {
       if (!IsLiveValue(graph, node.inputs[i])) {
-        return NodeError(graph, id,
-                         absl::StrCat("input ", i, " reads %", node.inputs[i],
-                                      ", which no live node produces"));
+        return NodeError(
+            graph, id,
+            absl::StrCat("input ", i, " reads ", V(graph, node.inputs[i]),
+                         ", which no live node produces"));
       }
     }
   }
@@ -202,8 +235,8 @@ absl::Status VerifyGraph(const Graph& graph, const OpRegistry& registry) {
     }
     if (!IsLiveValue(graph, out.value)) {
       return absl::InvalidArgumentError(
-          absl::StrCat("graph output '", out.name, "' reads %", out.value,
-                       ", which no live node produces"));
+          absl::StrCat("graph output '", out.name, "' reads ",
+                       V(graph, out.value), ", which no live node produces"));
     }
   }
   absl::flat_hash_set<std::string> updated;
@@ -218,16 +251,16 @@ absl::Status VerifyGraph(const Graph& graph, const OpRegistry& registry) {
           absl::StrCat("variable '", update.variable, "' is updated twice"));
     }
     if (!IsLiveValue(graph, update.value)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("update of variable '", update.variable, "' reads %",
-                       update.value, ", which no live node produces"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "update of variable '", update.variable, "' reads ",
+          V(graph, update.value), ", which no live node produces"));
     }
     const TensorType& var_type = graph.type(graph.node(it->second).outputs[0]);
     const TensorType& new_type = graph.type(update.value);
     if (var_type != new_type) {
       return absl::InvalidArgumentError(
           absl::StrCat("update of variable '", update.variable, "' of type ",
-                       var_type.ToString(), " reads %", update.value,
+                       var_type.ToString(), " reads ", V(graph, update.value),
                        " of type ", new_type.ToString()));
     }
   }

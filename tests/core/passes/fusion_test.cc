@@ -183,5 +183,64 @@ TEST(FusionTest, SoftmaxIsNotAFusableActivation) {
   ExpectFusion(AcceptAll(), input, input, false);
 }
 
+TEST(FusionTest, ParameterizedActivationsFuseOnlyWithDenseParameters) {
+  // dense's elu has alpha 1 and its leaky_relu slope 0.2; other parameters stay
+  // unfused.
+  ExpectFusion(
+      AcceptAll(), WithBody(R"(  %3 = matmul(%0, %1) : f32[N,512]
+  %4 = elu(%3) {alpha = 1.0} : f32[N,512]
+  output "y" = %4
+)"),
+      WithBody(R"(  %3 = dense(%0, %1) {activation = "elu"} : f32[N,512]
+  output "y" = %3
+)"),
+      true);
+  ExpectFusion(
+      AcceptAll(), WithBody(R"(  %3 = matmul(%0, %1) : f32[N,512]
+  %4 = bias_add(%3, %2) : f32[N,512]
+  %5 = leaky_relu(%4) : f32[N,512]
+  output "y" = %5
+)"),
+      WithBody(
+          R"(  %3 = dense(%0, %1, %2) {activation = "leaky_relu"} : f32[N,512]
+  output "y" = %3
+)"),
+      true);
+  for (const char* act :
+       {"elu(%3) {alpha = 0.5}", "leaky_relu(%3) {alpha = 0.3}"}) {
+    const std::string input = WithBody(
+        absl::StrCat("  %3 = matmul(%0, %1) : f32[N,512]\n  %4 = ", act,
+                     " : f32[N,512]\n  output \"y\" = %4\n"));
+    ExpectFusion(AcceptAll(), input, input, false);
+  }
+}
+
+TEST(FusionTest, FusesEveryLayerOfAStack) {
+  ExpectFusion(AcceptAll(), R"(graph "g" {
+  %0 = input() {name = "x"} : f32[N,8]
+  %1 = variable() {name = "w1"} : f32[8,4]
+  %2 = variable() {name = "b1"} : f32[4]
+  %3 = variable() {name = "w2"} : f32[4,2]
+  %4 = matmul(%0, %1) : f32[N,4] loc("dense_1")
+  %5 = bias_add(%4, %2) : f32[N,4] loc("dense_1")
+  %6 = sigmoid(%5) : f32[N,4] loc("dense_1")
+  %7 = matmul(%6, %3) : f32[N,2] loc("dense_2")
+  %8 = swish(%7) : f32[N,2] loc("dense_2")
+  output "y" = %8
+}
+)",
+               R"(graph "g" {
+  %0 = input() {name = "x"} : f32[N,8]
+  %1 = variable() {name = "w1"} : f32[8,4]
+  %2 = variable() {name = "b1"} : f32[4]
+  %3 = variable() {name = "w2"} : f32[4,2]
+  %4 = dense(%0, %1, %2) {activation = "sigmoid"} : f32[N,4] loc("dense_1")
+  %5 = dense(%4, %3) {activation = "swish"} : f32[N,2] loc("dense_2")
+  output "y" = %5
+}
+)",
+               true);
+}
+
 }  // namespace
 }  // namespace sequent

@@ -68,16 +68,17 @@ TEST(VerifierTest, CatchesAReadOfARemovedNode) {
   Graph graph = Parse(kMlp);
   graph.RemoveNode(graph.value(graph.FindOutput("y")).producer -
                    1);  // the bias_add
-  EXPECT_THAT(Verify(graph),
-              HasSubstr("relu (layer 'dense_1'): input 0 reads %4, which no "
-                        "live node produces"));
+  EXPECT_THAT(
+      Verify(graph),
+      HasSubstr("relu (layer 'dense_1'): input 0 reads %invalid_4, which no "
+                "live node produces"));
 }
 
 TEST(VerifierTest, CatchesAnOutputOfARemovedNode) {
   Graph graph = Parse(kMlp);
   graph.RemoveNode(graph.value(graph.FindOutput("y")).producer);
   EXPECT_EQ(Verify(graph),
-            "graph output 'y' reads %5, which no live node produces");
+            "graph output 'y' reads %invalid_5, which no live node produces");
 }
 
 TEST(VerifierTest, CatchesACycle) {
@@ -152,7 +153,7 @@ TEST(VerifierTest, CatchesMalformedStructuralNodes) {
   Graph with_input = Parse(kMlp);
   with_input.mutable_node(with_input.FindInput("x")).inputs.push_back(1);
   EXPECT_EQ(Verify(with_input),
-            "%0 = input: input nodes take no inputs, got 1");
+            "%1 = input: input nodes take no inputs, got 1");
 }
 
 TEST(VerifierTest, CatchesDuplicateNames) {
