@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "backends/cpu/kernels.h"
@@ -1218,6 +1219,12 @@ absl::StatusOr<std::unique_ptr<Executable>> CpuBackend::Compile(
     } catch (const dnnl::error& e) {
       lowered = cpu::DnnlError(
           e, absl::StrCat("[", node.op, "] creating its oneDNN primitive"));
+    }
+    if (!lowered.ok() && !absl::StartsWith(lowered.message(), "[")) {
+      // Helpers (descriptor building) do not know the op; name it here.
+      lowered = absl::Status(
+          lowered.code(),
+          absl::StrCat("[", node.op, "] the cpu backend: ", lowered.message()));
     }
     SEQUENT_RETURN_IF_ERROR(cpu::WithLayer(node, lowered));
   }

@@ -554,6 +554,24 @@ TEST(CpuBackendTest, F64IsUnimplementedNamingOpAndLayer) {
       << exe.status();
 }
 
+TEST(CpuBackendTest, F64TransposeIsUnimplementedNamingOpAndLayer) {
+  Graph graph("g");
+  GraphBuilder b(&graph, &ops::DefaultRegistry());
+  b.SetLayer("t");
+  ValueId x = b.Input("x", {DType::kF64, Shape{2, 3}});
+  graph.AddOutput(
+      "y", b.Op("transpose", {x}, {{"perm", std::vector<int64_t>{1, 0}}}));
+  ASSERT_TRUE(b.ok()) << b.status();
+  CpuBackend cpu;
+  auto store = cpu.CreateVariableStore();
+  auto exe = cpu.Compile(graph, 1, store.get());
+  ASSERT_FALSE(exe.ok());
+  EXPECT_EQ(exe.status().code(), absl::StatusCode::kUnimplemented);
+  EXPECT_EQ(exe.status().message(),
+            "layer 't': [transpose] the cpu backend: oneDNN has no f64 element "
+            "type");
+}
+
 TEST(CpuBackendTest, AnOpWithoutLoweringIsUnimplementedNamingOpAndLayer) {
   // A registry with one op the backend has never heard of: Compile must refuse
   // it, never fall back silently.
