@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/attribute.h"
+#include "core/graph_builder.h"
 #include "core/op_registry.h"
 #include "core/status_macros.h"
 #include "ops/op_defs.h"
@@ -167,6 +168,182 @@ absl::Status LayerNormKernel(absl::Span<const Tensor* const> inputs,
   });
 }
 
+// (dy, x, gamma, saved_mean, saved_inv_std): dy matches x, gamma is per
+// feature, and the statistics have `stat`'s type.
+absl::StatusOr<std::vector<TensorType>> NormGradShape(
+    absl::Span<const TensorType> inputs, const Attributes& attrs, int min_rank,
+    bool per_feature_stats) {
+  const TensorType& dy = inputs[0];
+  const TensorType& x = inputs[1];
+  SEQUENT_RETURN_IF_ERROR(ExpectFeatureAxis(x, min_rank));
+  if (dy != x) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "dy ", dy.ToString(), " must have the type of x ", x.ToString()));
+  }
+  SEQUENT_RETURN_IF_ERROR(ExpectVector(x, inputs[2], "gamma"));
+  TensorType stat = inputs[2];
+  if (!per_feature_stats) {
+    std::vector<int64_t> dims = x.shape.dims();
+    dims.pop_back();
+    stat = TensorType{x.dtype, Shape(std::move(dims))};
+  }
+  for (int i : {3, 4}) {
+    if (inputs[i] != stat) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          i == 3 ? "saved_mean" : "saved_inv_std", " must be ", stat.ToString(),
+          " to match x ", x.ToString(), ", got ", inputs[i].ToString()));
+    }
+  }
+  SEQUENT_ASSIGN_OR_RETURN(double epsilon, GetFloatAttr(attrs, "epsilon"));
+  if (!(epsilon > 0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("epsilon must be positive, got ", epsilon));
+  }
+  return std::vector<TensorType>{x, inputs[2], inputs[2]};
+}
+
+// Sums over one normalized group (a channel for batch_norm, a row for
+// layer_norm). With statistics computed from x, the gradient flows through
+// them too: dx = s * inv_std * (g - mean(g) - xhat * mean(g * xhat)), with
+// g = dy (times gamma for layer_norm, whose gamma is per element of the group)
+// and s = gamma (1 for layer_norm); with constant statistics
+// dx = gamma * inv_std * dy.
+struct NormGroupGrad {
+  double sum_dy = 0;
+  double sum_dy_xhat = 0;
+};
+
+absl::Status BatchNormGradKernel(absl::Span<const Tensor* const> inputs,
+                                 const Attributes& attrs,
+                                 absl::Span<Tensor* const> outputs) {
+  const Tensor& x = *inputs[1];
+  const bool training = BoolAttrOr(attrs, "training", true);
+  const int64_t c = x.shape()[x.shape().rank() - 1];
+  const int64_t rows = c == 0 ? 0 : x.num_elements() / c;
+  return DispatchFloat(
+      x.dtype(), "batch_norm_grad", [&](auto zero) -> absl::Status {
+        using T = decltype(zero);
+        auto dy = inputs[0]->data<T>();
+        auto in = x.data<T>();
+        auto gamma = inputs[2]->data<T>();
+        auto mean = inputs[3]->data<T>();
+        auto inv_std = inputs[4]->data<T>();
+        auto dx = outputs[0]->data<T>();
+        auto dgamma = outputs[1]->data<T>();
+        auto dbeta = outputs[2]->data<T>();
+        for (int64_t ch = 0; ch < c; ++ch) {
+          NormGroupGrad s;
+          for (int64_t r = 0; r < rows; ++r) {
+            const double xhat =
+                (in[r * c + ch] - static_cast<double>(mean[ch])) * inv_std[ch];
+            s.sum_dy += dy[r * c + ch];
+            s.sum_dy_xhat += dy[r * c + ch] * xhat;
+          }
+          dgamma[ch] = static_cast<T>(s.sum_dy_xhat);
+          dbeta[ch] = static_cast<T>(s.sum_dy);
+          const double scale = static_cast<double>(gamma[ch]) * inv_std[ch];
+          const double m = static_cast<double>(rows);
+          for (int64_t r = 0; r < rows; ++r) {
+            const double g = dy[r * c + ch];
+            if (!training) {
+              dx[r * c + ch] = static_cast<T>(scale * g);
+              continue;
+            }
+            const double xhat =
+                (in[r * c + ch] - static_cast<double>(mean[ch])) * inv_std[ch];
+            dx[r * c + ch] = static_cast<T>(
+                scale * (g - s.sum_dy / m - xhat * s.sum_dy_xhat / m));
+          }
+        }
+        return absl::OkStatus();
+      });
+}
+
+absl::Status LayerNormGradKernel(absl::Span<const Tensor* const> inputs,
+                                 const Attributes&,
+                                 absl::Span<Tensor* const> outputs) {
+  const Tensor& x = *inputs[1];
+  const int64_t d = x.shape()[x.shape().rank() - 1];
+  const int64_t rows = d == 0 ? 0 : x.num_elements() / d;
+  return DispatchFloat(
+      x.dtype(), "layer_norm_grad", [&](auto zero) -> absl::Status {
+        using T = decltype(zero);
+        auto dy = inputs[0]->data<T>();
+        auto in = x.data<T>();
+        auto gamma = inputs[2]->data<T>();
+        auto mean = inputs[3]->data<T>();
+        auto inv_std = inputs[4]->data<T>();
+        auto dx = outputs[0]->data<T>();
+        auto dgamma = outputs[1]->data<T>();
+        auto dbeta = outputs[2]->data<T>();
+        std::vector<double> acc_gamma(d, 0.0), acc_beta(d, 0.0);
+        for (int64_t r = 0; r < rows; ++r) {
+          // Each row is normalized by its own statistics; the gradient flows
+          // through them as for batch_norm in training, with g = dy * gamma.
+          NormGroupGrad s;
+          for (int64_t i = 0; i < d; ++i) {
+            const double xhat =
+                (in[r * d + i] - static_cast<double>(mean[r])) * inv_std[r];
+            const double g = static_cast<double>(dy[r * d + i]) * gamma[i];
+            s.sum_dy += g;
+            s.sum_dy_xhat += g * xhat;
+            acc_gamma[i] += dy[r * d + i] * xhat;
+            acc_beta[i] += dy[r * d + i];
+          }
+          const double m = static_cast<double>(d);
+          for (int64_t i = 0; i < d; ++i) {
+            const double xhat =
+                (in[r * d + i] - static_cast<double>(mean[r])) * inv_std[r];
+            const double g = static_cast<double>(dy[r * d + i]) * gamma[i];
+            dx[r * d + i] = static_cast<T>(
+                inv_std[r] * (g - s.sum_dy / m - xhat * s.sum_dy_xhat / m));
+          }
+        }
+        for (int64_t i = 0; i < d; ++i) {
+          dgamma[i] = static_cast<T>(acc_gamma[i]);
+          dbeta[i] = static_cast<T>(acc_beta[i]);
+        }
+        return absl::OkStatus();
+      });
+}
+
+absl::StatusOr<std::vector<ValueId>> BatchNormGradient(
+    GraphBuilder& b, const Node& node, absl::Span<const ValueId> output_grads) {
+  std::vector<ValueId> grads(node.inputs.size(), kNoValue);
+  // Only y carries a gradient: the moving statistics are state updates, and
+  // the saved statistics are consumed by this rule alone.
+  if (output_grads[0] == kNoValue) return grads;
+  Attributes attrs;
+  attrs["training"] = BoolAttrOr(node.attrs, "training", false);
+  attrs["epsilon"] = FloatAttrOr(node.attrs, "epsilon", 1e-3);
+  std::vector<ValueId> g =
+      b.OpMulti("batch_norm_grad",
+                {output_grads[0], node.inputs[0], node.inputs[1],
+                 node.outputs[3], node.outputs[4]},
+                std::move(attrs));
+  if (g.size() != 3) return grads;  // The builder recorded the error.
+  grads[0] = g[0];
+  grads[1] = g[1];
+  grads[2] = g[2];
+  return grads;
+}
+
+absl::StatusOr<std::vector<ValueId>> LayerNormGradient(
+    GraphBuilder& b, const Node& node, absl::Span<const ValueId> output_grads) {
+  if (output_grads[0] == kNoValue) {
+    return std::vector<ValueId>{kNoValue, kNoValue, kNoValue};
+  }
+  Attributes attrs;
+  attrs["epsilon"] = FloatAttrOr(node.attrs, "epsilon", 1e-3);
+  std::vector<ValueId> g =
+      b.OpMulti("layer_norm_grad",
+                {output_grads[0], node.inputs[0], node.inputs[1],
+                 node.outputs[1], node.outputs[2]},
+                std::move(attrs));
+  if (g.size() != 3) return std::vector<ValueId>{kNoValue, kNoValue, kNoValue};
+  return g;
+}
+
 }  // namespace
 
 OpDef Make_batch_norm_Op() {
@@ -181,6 +358,7 @@ OpDef Make_batch_norm_Op() {
                {"momentum", AttrValue(0.99)}};
   def.infer = BatchNormShape;
   def.reference = BatchNormKernel;
+  def.gradient = BatchNormGradient;
   return def;
 }
 
@@ -193,6 +371,35 @@ OpDef Make_layer_norm_Op() {
   def.attrs = {{"epsilon", AttrValue(1e-3)}};
   def.infer = LayerNormShape;
   def.reference = LayerNormKernel;
+  def.gradient = LayerNormGradient;
+  return def;
+}
+
+OpDef Make_batch_norm_grad_Op() {
+  OpDef def;
+  def.name = "batch_norm_grad";
+  def.family = "norm";
+  def.inputs = {"dy", "x", "gamma", "saved_mean", "saved_inv_std"};
+  def.outputs = {"dx", "dgamma", "dbeta"};
+  def.attrs = {{"training", AttrValue(true)}, {"epsilon", AttrValue(1e-3)}};
+  def.infer = [](absl::Span<const TensorType> inputs, const Attributes& attrs) {
+    return NormGradShape(inputs, attrs, 2, /*per_feature_stats=*/true);
+  };
+  def.reference = BatchNormGradKernel;
+  return def;
+}
+
+OpDef Make_layer_norm_grad_Op() {
+  OpDef def;
+  def.name = "layer_norm_grad";
+  def.family = "norm";
+  def.inputs = {"dy", "x", "gamma", "saved_mean", "saved_inv_std"};
+  def.outputs = {"dx", "dgamma", "dbeta"};
+  def.attrs = {{"epsilon", AttrValue(1e-3)}};
+  def.infer = [](absl::Span<const TensorType> inputs, const Attributes& attrs) {
+    return NormGradShape(inputs, attrs, 1, /*per_feature_stats=*/false);
+  };
+  def.reference = LayerNormGradKernel;
   return def;
 }
 

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/attribute.h"
+#include "core/graph_builder.h"
 #include "core/op_registry.h"
 #include "core/status_macros.h"
 #include "ops/op_defs.h"
@@ -76,6 +77,17 @@ absl::Status DropoutKernel(absl::Span<const Tensor* const> inputs,
   });
 }
 
+// y = x * mask with the mask a constant of the forward pass, so dx = dy * mask
+// reuses the drawn mask; the step is an integer counter.
+absl::StatusOr<std::vector<ValueId>> DropoutGradient(
+    GraphBuilder& b, const Node& node, absl::Span<const ValueId> output_grads) {
+  std::vector<ValueId> grads(node.inputs.size(), kNoValue);
+  if (output_grads[0] != kNoValue) {
+    grads[0] = b.Op("mul", {output_grads[0], node.outputs[1]});
+  }
+  return grads;
+}
+
 }  // namespace
 
 OpDef Make_dropout_Op() {
@@ -90,6 +102,7 @@ OpDef Make_dropout_Op() {
                {"training", AttrValue(true)}};
   def.infer = DropoutShape;
   def.reference = DropoutKernel;
+  def.gradient = DropoutGradient;
   def.stateful = true;
   return def;
 }
