@@ -20,7 +20,8 @@ class Tensor {
  public:
   static constexpr size_t kAlignment = 64;
 
-  Tensor() = default;
+  // A zero f32 scalar, so a default tensor is always a usable buffer.
+  Tensor() : Tensor(DType::kF32, Shape{}) {}
   // Zero-filled. `shape` must be static.
   Tensor(DType dtype, Shape shape);
   explicit Tensor(const TensorType& type) : Tensor(type.dtype, type.shape) {}

@@ -292,14 +292,15 @@ absl::StatusOr<std::unique_ptr<Executable>> ReferenceBackend::Compile(
       return WithLayer(node, absl::UnimplementedError(absl::StrCat(
                                  "[", node.op, "] has no reference kernel")));
     }
-    // Re-running the shape rule on the bound types fills attribute defaults for
-    // the kernel and catches graphs (parsed or hand-edited) whose recorded
-    // types the kernels would otherwise trust blindly.
+    // Re-running the shape rule fills attribute defaults for the kernel and
+    // catches graphs (parsed or hand-edited) whose recorded types the kernels
+    // would otherwise trust blindly. It runs on the symbolic types: a rule may
+    // need `N` itself (reshape's -1 is N).
     std::vector<TensorType> input_types;
     for (ValueId in : node.inputs) {
       SEQUENT_RETURN_IF_ERROR(WithLayer(
           node, CheckValue(bound, in, absl::StrCat("an input of ", node.op))));
-      input_types.push_back(bound.type(in));
+      input_types.push_back(graph.type(in));
     }
     step.attrs = node.attrs;
     auto inferred = registry_->InferTypes(node.op, input_types, step.attrs);
@@ -311,7 +312,7 @@ absl::StatusOr<std::unique_ptr<Executable>> ReferenceBackend::Compile(
                     " outputs, the op has ", inferred->size())));
     }
     for (size_t i = 0; i < inferred->size(); ++i) {
-      const TensorType& recorded = bound.type(node.outputs[i]);
+      const TensorType& recorded = graph.type(node.outputs[i]);
       if ((*inferred)[i] != recorded) {
         return WithLayer(node,
                          absl::InvalidArgumentError(absl::StrCat(
