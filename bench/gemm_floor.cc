@@ -1,0 +1,204 @@
+// The floor: only the GEMMs (and convolutions) of each benchmarked step, as
+// plain oneDNN primitives created once, on buffers allocated once. No
+// activations, losses, optimizer updates, bias adds or reorders: whatever a
+// framework does beyond these primitives is overhead above this time.
+//
+// Every benchmark is named like its counterpart in sequent_bench.cc so that
+// bench/report.py can pair them; `samples_per_s` is the counter it reads.
+
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "benchmark/benchmark.h"
+#include "dnnl.hpp"
+
+namespace {
+
+using dnnl::memory;
+using Tag = memory::format_tag;
+using DT = memory::data_type;
+
+dnnl::engine& Engine() {
+  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+
+// A primitive with its arguments bound, ready to execute.
+struct Call {
+  dnnl::primitive primitive;
+  std::unordered_map<int, memory> args;
+};
+
+// Owns every memory of one step and the calls over them.
+class Step {
+ public:
+  // A buffer of `desc`, filled with small random numbers so that no denormal
+  // or zero fast path distorts the timing.
+  memory Buffer(const memory::desc& desc) {
+    memory m(desc, Engine());
+    float* p = static_cast<float*>(m.get_data_handle());
+    const size_t n = desc.get_size() / sizeof(float);
+    std::uniform_real_distribution<float> dist(-0.5f, 0.5f);
+    for (size_t i = 0; i < n; ++i) p[i] = dist(rng_);
+    return m;
+  }
+
+  // dst[m,n] = a[m,k] x b[k,n], where a or b may be read transposed in place
+  // (a strided view of a row-major buffer, as a backend passes Wᵀ and xᵀ).
+  void MatMul(int64_t m, int64_t k, int64_t n, bool transpose_a,
+              bool transpose_b) {
+    const memory::desc a({m, k}, DT::f32, transpose_a ? Tag::ba : Tag::ab);
+    const memory::desc b({k, n}, DT::f32, transpose_b ? Tag::ba : Tag::ab);
+    const memory::desc c({m, n}, DT::f32, Tag::ab);
+    const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a, b, c),
+                                          Engine());
+    calls_.push_back({dnnl::matmul(pd),
+                      {{DNNL_ARG_SRC, Buffer(a)},
+                       {DNNL_ARG_WEIGHTS, Buffer(b)},
+                       {DNNL_ARG_DST, Buffer(c)}}});
+  }
+
+  // One valid, stride-1 convolution layer: forward, optionally backward-data,
+  // and backward-weights. Layouts are oneDNN's choice (format_tag::any), the
+  // best case a backend could reach.
+  void Conv(int64_t batch, int64_t in_c, int64_t out_c, int64_t hw,
+            int64_t kernel, bool backward_data) {
+    const int64_t out_hw = hw - kernel + 1;
+    const memory::desc src({batch, in_c, hw, hw}, DT::f32, Tag::any);
+    const memory::desc wei({out_c, in_c, kernel, kernel}, DT::f32, Tag::any);
+    const memory::desc dst({batch, out_c, out_hw, out_hw}, DT::f32, Tag::any);
+    const memory::dims strides = {1, 1}, pad = {0, 0};
+    const dnnl::convolution_forward::primitive_desc fwd(
+        dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training,
+                                        dnnl::algorithm::convolution_direct,
+                                        src, wei, dst, strides, pad, pad),
+        Engine());
+    calls_.push_back({dnnl::convolution_forward(fwd),
+                      {{DNNL_ARG_SRC, Buffer(fwd.src_desc())},
+                       {DNNL_ARG_WEIGHTS, Buffer(fwd.weights_desc())},
+                       {DNNL_ARG_DST, Buffer(fwd.dst_desc())}}});
+    if (backward_data) {
+      const dnnl::convolution_backward_data::primitive_desc bwd(
+          dnnl::convolution_backward_data::desc(
+              dnnl::algorithm::convolution_direct, src, wei, dst, strides, pad,
+              pad),
+          Engine(), fwd);
+      calls_.push_back({dnnl::convolution_backward_data(bwd),
+                        {{DNNL_ARG_DIFF_DST, Buffer(bwd.diff_dst_desc())},
+                         {DNNL_ARG_WEIGHTS, Buffer(bwd.weights_desc())},
+                         {DNNL_ARG_DIFF_SRC, Buffer(bwd.diff_src_desc())}}});
+    }
+    const dnnl::convolution_backward_weights::primitive_desc bww(
+        dnnl::convolution_backward_weights::desc(
+            dnnl::algorithm::convolution_direct, src, wei, dst, strides, pad,
+            pad),
+        Engine(), fwd);
+    calls_.push_back(
+        {dnnl::convolution_backward_weights(bww),
+         {{DNNL_ARG_SRC, Buffer(bww.src_desc())},
+          {DNNL_ARG_DIFF_DST, Buffer(bww.diff_dst_desc())},
+          {DNNL_ARG_DIFF_WEIGHTS, Buffer(bww.diff_weights_desc())}}});
+  }
+
+  void Run(dnnl::stream& stream) {
+    for (Call& call : calls_) call.primitive.execute(stream, call.args);
+    stream.wait();
+  }
+
+ private:
+  std::mt19937 rng_{42};
+  std::vector<Call> calls_;
+};
+
+// The GEMMs of a dense stack `widths` (input first) at `batch`: forward, and
+// for training dy·Wᵀ for every layer but the first (its dx is not needed) and
+// xᵀ·dy for every layer.
+std::unique_ptr<Step> DenseStack(const std::vector<int64_t>& widths,
+                                 int64_t batch, bool train,
+                                 std::unique_ptr<Step> step = nullptr) {
+  if (step == nullptr) step = std::make_unique<Step>();
+  const size_t layers = widths.size() - 1;
+  for (size_t l = 0; l < layers; ++l) {
+    step->MatMul(batch, widths[l], widths[l + 1], false, false);
+  }
+  if (!train) return step;
+  for (size_t l = layers; l-- > 1;) {
+    step->MatMul(batch, widths[l + 1], widths[l], false, true);  // dy·Wᵀ
+  }
+  for (size_t l = 0; l < layers; ++l) {
+    step->MatMul(widths[l], batch, widths[l + 1], true, false);  // xᵀ·dy
+  }
+  return step;
+}
+
+void RunStep(benchmark::State& state, Step& step, int64_t batch) {
+  dnnl::stream stream(Engine());
+  step.Run(stream);  // Warm-up: first-touch pages and JIT caches.
+  for (auto _ : state) step.Run(stream);
+  state.counters["samples_per_s"] =
+      benchmark::Counter(static_cast<double>(batch),
+                         benchmark::Counter::kIsIterationInvariantRate);
+}
+
+const std::vector<int64_t> kMlp = {784, 512, 512, 10};
+
+// MLP 784-512-512-10, one train step (3 forward + 2 backward-data + 3
+// backward-weights GEMMs).
+void BM_MlpTrain(benchmark::State& state) {
+  const int64_t batch = state.range(0);
+  auto step = DenseStack(kMlp, batch, /*train=*/true);
+  RunStep(state, *step, batch);
+}
+BENCHMARK(BM_MlpTrain)
+    ->Arg(32)
+    ->Arg(128)
+    ->Arg(512)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+
+// MLP forward only: the 3 GEMMs of predict.
+void BM_MlpPredict(benchmark::State& state) {
+  const int64_t batch = state.range(0);
+  auto step = DenseStack(kMlp, batch, /*train=*/false);
+  RunStep(state, *step, batch);
+}
+BENCHMARK(BM_MlpPredict)
+    ->Arg(1)
+    ->Arg(1024)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+
+// CNN on 28x28x1: conv3x3(32) - pool2 - conv3x3(64) - pool2 - dense128 -
+// dense10. Convolutions: forward + backward-weights for both, backward-data for
+// the second only; then the dense GEMMs of a 1600-128-10 stack.
+void BM_CnnTrain(benchmark::State& state) {
+  const int64_t batch = state.range(0);
+  auto step = std::make_unique<Step>();
+  step->Conv(batch, 1, 32, 28, 3, /*backward_data=*/false);  // -> 26, pool 13
+  step->Conv(batch, 32, 64, 13, 3, /*backward_data=*/true);  // -> 11, pool 5
+  // The dense stack's first layer does need dx here (it feeds the pool), so
+  // add it explicitly: dy·Wᵀ of dense128.
+  step =
+      DenseStack({5 * 5 * 64, 128, 10}, batch, /*train=*/true, std::move(step));
+  step->MatMul(batch, 128, 5 * 5 * 64, false, true);
+  RunStep(state, *step, batch);
+}
+BENCHMARK(BM_CnnTrain)->Arg(64)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// scikit-learn's MLPClassifier(hidden_layer_sizes=(5,5,5)) on 784 features, 10
+// classes: one train step at batch 200 (report.py scales to an epoch).
+void BM_SklearnStep(benchmark::State& state) {
+  const int64_t batch = state.range(0);
+  auto step = DenseStack({784, 5, 5, 5, 10}, batch, /*train=*/true);
+  RunStep(state, *step, batch);
+}
+BENCHMARK(BM_SklearnStep)
+    ->Arg(200)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+
+}  // namespace

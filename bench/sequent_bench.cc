@@ -1,0 +1,166 @@
+// sequent's side of bench/run_all.sh: the benchmarked models built with the
+// Keras-style API, compiled on Device::CPU(), and one executable step timed
+// with feeds filled once (as fit() stages them, minus the row gathering).
+//
+// Benchmark names match bench/gemm_floor.cc so that bench/report.py can pair
+// each with its floor; `samples_per_s` is the counter it reads. Threads: the
+// CPU backend's default (all cores), or SEQUENT_NUM_THREADS.
+
+#include <cstdint>
+#include <exception>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "backends/backend.h"
+#include "benchmark/benchmark.h"
+#include "core/tensor.h"
+#include "core/training_graph.h"
+#include "frontend/compile_options.h"
+#include "frontend/device.h"
+#include "frontend/error.h"
+#include "frontend/layers.h"
+#include "frontend/model.h"
+
+namespace sequent {
+namespace {
+
+enum class Workload { kMlp, kCnn, kSklearn };
+
+Sequential BuildModel(Workload workload) {
+  switch (workload) {
+    case Workload::kMlp:
+      return Sequential(
+          {Input({784}), Dense(512, "relu"), Dense(512, "relu"), Dense(10)});
+    case Workload::kCnn: {
+      Conv2DOptions relu;
+      relu.activation = "relu";
+      return Sequential({Input({28, 28, 1}), Conv2D(32, {3, 3}, relu),
+                         MaxPooling2D({2, 2}), Conv2D(64, {3, 3}, relu),
+                         MaxPooling2D({2, 2}), Flatten(), Dense(128, "relu"),
+                         Dense(10)});
+    }
+    case Workload::kSklearn:
+      // MLPClassifier(hidden_layer_sizes=(5, 5, 5)): relu hidden layers, a
+      // softmax output trained with log-loss (here: logits + sparse CE).
+      return Sequential({Input({784}), Dense(5, "relu"), Dense(5, "relu"),
+                         Dense(5, "relu"), Dense(10)});
+  }
+  throw Error("unknown workload");
+}
+
+// One compiled model per workload, shared by every benchmark run of it (Google
+// Benchmark calls each function several times; compiling once keeps the run
+// short and the weights warm).
+Sequential& Model(Workload workload) {
+  static std::map<Workload, std::unique_ptr<Sequential>> models;
+  auto& slot = models[workload];
+  if (slot == nullptr) {
+    auto model = std::make_unique<Sequential>(BuildModel(workload));
+    model->compile(Adam{}, SparseCategoricalCrossentropy{.from_logits = true},
+                   {}, Device::CPU());
+    slot = std::move(model);
+  }
+  return *slot;
+}
+
+// The feeds of one step at `batch`: random features, random labels in [0, 10),
+// unit sample weights, Adam's default learning rate.
+struct Feeds {
+  Tensor x, y, sample_weight, learning_rate;
+  std::vector<Feed> list;
+};
+
+std::unique_ptr<Feeds> MakeFeeds(Workload workload, int64_t batch, bool train) {
+  auto f = std::make_unique<Feeds>();
+  std::mt19937 rng(7);
+  const Shape x_shape =
+      workload == Workload::kCnn ? Shape{batch, 28, 28, 1} : Shape{batch, 784};
+  f->x = Tensor(DType::kF32, x_shape);
+  std::uniform_real_distribution<float> pixel(0.0f, 1.0f);
+  for (float& v : f->x.data<float>()) v = pixel(rng);
+  f->list.push_back({kFeatureFeed, &f->x});
+  if (!train) return f;
+  f->y = Tensor(DType::kI32, Shape{batch});
+  std::uniform_int_distribution<int32_t> label(0, 9);
+  for (int32_t& v : f->y.data<int32_t>()) v = label(rng);
+  f->sample_weight = Tensor(DType::kF32, Shape{batch});
+  for (float& v : f->sample_weight.data<float>()) v = 1.0f;
+  f->learning_rate = Tensor::Scalar<float>(1e-3f);
+  f->list.push_back({kLabelFeed, &f->y});
+  f->list.push_back({kSampleWeightFeed, &f->sample_weight});
+  f->list.push_back({kLearningRateFeed, &f->learning_rate});
+  return f;
+}
+
+void RunStep(benchmark::State& state, Workload workload, GraphStage stage) {
+  const int64_t batch = state.range(0);
+  const bool train = stage == GraphStage::kTrain;
+  Executable* executable = nullptr;
+  try {
+    executable = &Model(workload).executable(stage, batch);
+  } catch (const std::exception& e) {
+    state.SkipWithError(e.what());
+    return;
+  }
+  auto feeds = MakeFeeds(workload, batch, train);
+  std::vector<Tensor> outputs;
+  // Warm-up: the first run allocates outputs, first-touches buffers and JITs
+  // oneDNN kernels.
+  if (absl::Status s = executable->Run(feeds->list, outputs); !s.ok()) {
+    state.SkipWithError(std::string(s.message()).c_str());
+    return;
+  }
+  for (auto _ : state) {
+    if (absl::Status s = executable->Run(feeds->list, outputs); !s.ok()) {
+      state.SkipWithError(std::string(s.message()).c_str());
+      break;
+    }
+  }
+  state.counters["samples_per_s"] =
+      benchmark::Counter(static_cast<double>(batch),
+                         benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// MLP 784-512-512-10 (ReLU), sparse CE from logits, Adam: one train step.
+void BM_MlpTrain(benchmark::State& state) {
+  RunStep(state, Workload::kMlp, GraphStage::kTrain);
+}
+BENCHMARK(BM_MlpTrain)
+    ->Arg(32)
+    ->Arg(128)
+    ->Arg(512)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+
+// The same MLP's predict graph (logits).
+void BM_MlpPredict(benchmark::State& state) {
+  RunStep(state, Workload::kMlp, GraphStage::kPredict);
+}
+BENCHMARK(BM_MlpPredict)
+    ->Arg(1)
+    ->Arg(1024)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+
+// conv32-pool-conv64-pool-dense128-dense10 on 28x28x1: one train step.
+void BM_CnnTrain(benchmark::State& state) {
+  RunStep(state, Workload::kCnn, GraphStage::kTrain);
+}
+BENCHMARK(BM_CnnTrain)->Arg(64)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// The (5,5,5) net at batch 200; report.py turns the step into an epoch of
+// 48000 samples (240 steps), which is what scikit-learn's partial_fit times.
+void BM_SklearnStep(benchmark::State& state) {
+  RunStep(state, Workload::kSklearn, GraphStage::kTrain);
+}
+BENCHMARK(BM_SklearnStep)
+    ->Arg(200)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+
+}  // namespace
+}  // namespace sequent
