@@ -1,10 +1,12 @@
 // Op family `linear`: matmul, bias_add and the fused dense op.
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "core/attribute.h"
+#include "core/graph_builder.h"
 #include "core/status_macros.h"
 #include "ops/activation_fn.h"
 #include "ops/op_defs.h"
@@ -44,6 +46,39 @@ void MatMul(const Tensor& a, const Tensor& b, bool transpose_a,
       ov[i * p + j] = static_cast<T>(sum);
     }
   }
+}
+
+Attributes Transposes(bool a, bool b) {
+  return {{"transpose_a", a}, {"transpose_b", b}};
+}
+
+// For out = op_a(a) op_b(b): da and db, each itself one matmul with transposes
+// (no explicit transpose nodes).
+std::pair<ValueId, ValueId> MatMulGradients(GraphBuilder& b, ValueId a,
+                                            ValueId bb, ValueId dout, bool ta,
+                                            bool tb) {
+  if (!ta && !tb) {
+    return {b.Op("matmul", {dout, bb}, Transposes(false, true)),
+            b.Op("matmul", {a, dout}, Transposes(true, false))};
+  }
+  if (!ta && tb) {
+    return {b.Op("matmul", {dout, bb}, Transposes(false, false)),
+            b.Op("matmul", {dout, a}, Transposes(true, false))};
+  }
+  if (ta && !tb) {
+    return {b.Op("matmul", {bb, dout}, Transposes(false, true)),
+            b.Op("matmul", {a, dout}, Transposes(false, false))};
+  }
+  return {b.Op("matmul", {bb, dout}, Transposes(true, true)),
+          b.Op("matmul", {dout, a}, Transposes(true, true))};
+}
+
+// The sum of `dy` over every axis but the last: a bias's gradient.
+ValueId SumToBias(GraphBuilder& b, ValueId dy) {
+  std::vector<int64_t> axes;
+  for (int i = 0; i + 1 < b.type(dy).shape.rank(); ++i) axes.push_back(i);
+  if (axes.empty()) return dy;
+  return b.Op("reduce_sum", {dy}, {{"axes", AttrValue(axes)}});
 }
 
 }  // namespace
@@ -89,6 +124,16 @@ OpDef Make_matmul_Op() {
       return absl::OkStatus();
     });
   };
+  def.gradient = [](GraphBuilder& b, const Node& node,
+                    absl::Span<const ValueId> dys)
+      -> absl::StatusOr<std::vector<ValueId>> {
+    if (dys[0] == kNoValue) return std::vector<ValueId>{kNoValue, kNoValue};
+    auto [da, db] =
+        MatMulGradients(b, node.inputs[0], node.inputs[1], dys[0],
+                        BoolAttrOr(node.attrs, "transpose_a", false),
+                        BoolAttrOr(node.attrs, "transpose_b", false));
+    return std::vector<ValueId>{da, db};
+  };
   return def;
 }
 
@@ -123,6 +168,11 @@ OpDef Make_bias_add_Op() {
       for (size_t i = 0; i < x.size(); ++i) o[i] = x[i] + bias[i % c];
       return absl::OkStatus();
     });
+  };
+  def.gradient = [](GraphBuilder& b, const Node&, absl::Span<const ValueId> dys)
+      -> absl::StatusOr<std::vector<ValueId>> {
+    if (dys[0] == kNoValue) return std::vector<ValueId>{kNoValue, kNoValue};
+    return std::vector<ValueId>{dys[0], SumToBias(b, dys[0])};
   };
   return def;
 }
@@ -181,6 +231,49 @@ OpDef Make_dense_Op() {
       }
       return absl::OkStatus();
     });
+  };
+  // The derivative comes from the node's own output: the fused node keeps no
+  // pre-activation value.
+  def.gradient = [](GraphBuilder& b, const Node& node,
+                    absl::Span<const ValueId> dys)
+      -> absl::StatusOr<std::vector<ValueId>> {
+    std::vector<ValueId> grads(node.inputs.size(), kNoValue);
+    if (dys[0] == kNoValue) return grads;
+    const std::string name = StringAttrOr(node.attrs, "activation", "linear");
+    SEQUENT_ASSIGN_OR_RETURN(Activation act, ParseActivation(name));
+    ValueId dz = dys[0];
+    switch (act.kind) {
+      case ActivationKind::kLinear:
+        break;
+      case ActivationKind::kRelu:
+      case ActivationKind::kLeakyRelu:
+      case ActivationKind::kElu:
+      case ActivationKind::kSelu:
+      case ActivationKind::kSigmoid:
+      case ActivationKind::kTanh: {
+        Attributes attrs{{"activation", name}};
+        if (act.kind == ActivationKind::kLeakyRelu ||
+            act.kind == ActivationKind::kElu) {
+          attrs["alpha"] = act.alpha;
+        }
+        dz = b.Op("activation_grad", {dz, node.outputs[0]}, std::move(attrs));
+        break;
+      }
+      default:
+        return absl::UnimplementedError(absl::StrCat(
+            "dense{activation = \"", name,
+            "\"} keeps no pre-activation value, and the derivative of ", name,
+            " needs it, so the fused node cannot be differentiated; "
+            "differentiate matmul, bias_add and ",
+            name, " before fusing them"));
+    }
+    grads[0] = b.Op("matmul", {dz, node.inputs[1]}, Transposes(false, true));
+    grads[1] = b.Op("matmul", {node.inputs[0], dz}, Transposes(true, false));
+    if (node.inputs.size() > 2) {
+      grads[2] = b.Op("reduce_sum", {dz},
+                      {{"axes", AttrValue(std::vector<int64_t>{0})}});
+    }
+    return grads;
   };
   return def;
 }

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "core/attribute.h"
+#include "core/graph_builder.h"
 #include "core/status_macros.h"
 #include "ops/op_defs.h"
 #include "ops/op_util.h"
@@ -61,6 +62,18 @@ int CountBatch(const std::vector<int64_t>& dims) {
   return count;
 }
 
+// Gradient of ops that only rearrange elements: reshape dy back to the
+// input's shape (N stays -1).
+absl::StatusOr<std::vector<ValueId>> ReshapeBack(
+    GraphBuilder& b, const Node& node, absl::Span<const ValueId> dys) {
+  if (dys[0] == kNoValue || !IsFloating(b.type(node.inputs[0]).dtype)) {
+    return std::vector<ValueId>{kNoValue};
+  }
+  return std::vector<ValueId>{
+      b.Op("reshape", {dys[0]},
+           {{"shape", AttrValue(b.type(node.inputs[0]).shape.dims())}})};
+}
+
 }  // namespace
 
 OpDef Make_reshape_Op() {
@@ -104,6 +117,7 @@ OpDef Make_reshape_Op() {
                      absl::Span<Tensor* const> out) {
     return CopyAllBytes(in, out, "reshape");
   };
+  def.gradient = ReshapeBack;
   return def;
 }
 
@@ -134,6 +148,7 @@ OpDef Make_flatten_Op() {
                      absl::Span<Tensor* const> out) {
     return CopyAllBytes(in, out, "flatten");
   };
+  def.gradient = ReshapeBack;
   return def;
 }
 
@@ -184,6 +199,24 @@ OpDef Make_transpose_Op() {
                   i);
     }
     return absl::OkStatus();
+  };
+  def.gradient = [](GraphBuilder& b, const Node& node,
+                    absl::Span<const ValueId> dys)
+      -> absl::StatusOr<std::vector<ValueId>> {
+    if (dys[0] == kNoValue || !IsFloating(b.type(node.inputs[0]).dtype)) {
+      return std::vector<ValueId>{kNoValue};
+    }
+    const std::vector<int64_t> perm = IntListAttrOr(node.attrs, "perm", {});
+    std::vector<int64_t> inverse(perm.size());
+    for (size_t i = 0; i < perm.size(); ++i) {
+      if (perm[i] < 0 || perm[i] >= static_cast<int64_t>(perm.size())) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("perm ", ListToString(perm), " is not a permutation"));
+      }
+      inverse[perm[i]] = static_cast<int64_t>(i);
+    }
+    return std::vector<ValueId>{
+        b.Op("transpose", {dys[0]}, {{"perm", AttrValue(inverse)}})};
   };
   return def;
 }
@@ -258,6 +291,28 @@ OpDef Make_concat_Op() {
     }
     return absl::OkStatus();
   };
+  // Each input's gradient is its slab of dy along the axis.
+  def.gradient = [](GraphBuilder& b, const Node& node,
+                    absl::Span<const ValueId> dys)
+      -> absl::StatusOr<std::vector<ValueId>> {
+    std::vector<ValueId> grads(node.inputs.size(), kNoValue);
+    if (dys[0] == kNoValue) return grads;
+    const Shape& out = b.type(node.outputs[0]).shape;
+    SEQUENT_ASSIGN_OR_RETURN(
+        int axis, NormalizeAxis(IntAttrOr(node.attrs, "axis", -1), out.rank()));
+    int64_t offset = 0;
+    for (size_t k = 0; k < node.inputs.size(); ++k) {
+      const TensorType& t = b.type(node.inputs[k]);
+      std::vector<int64_t> begin(out.rank(), 0);
+      std::vector<int64_t> size = t.shape.dims();  // N is -1: take it whole.
+      begin[axis] = offset;
+      offset += t.shape[axis];
+      if (!IsFloating(t.dtype)) continue;
+      grads[k] = b.Op("slice", {dys[0]},
+                      {{"begin", AttrValue(begin)}, {"size", AttrValue(size)}});
+    }
+    return grads;
+  };
   return def;
 }
 
@@ -325,6 +380,18 @@ OpDef Make_slice_Op() {
     }
     return absl::OkStatus();
   };
+  def.gradient = [](GraphBuilder& b, const Node& node,
+                    absl::Span<const ValueId> dys)
+      -> absl::StatusOr<std::vector<ValueId>> {
+    const TensorType& x = b.type(node.inputs[0]);
+    if (dys[0] == kNoValue || !IsFloating(x.dtype)) {
+      return std::vector<ValueId>{kNoValue};
+    }
+    return std::vector<ValueId>{
+        b.Op("slice_grad", {dys[0]},
+             {{"begin", AttrValue(IntListAttrOr(node.attrs, "begin", {}))},
+              {"input_shape", AttrValue(x.shape.dims())}})};
+  };
   return def;
 }
 
@@ -375,6 +442,96 @@ OpDef Make_cast_Op() {
       }
     }
     return absl::OkStatus();
+  };
+  // Casting between floating types is differentiable (the gradient casts
+  // back); to or from integers it is piecewise constant.
+  def.gradient = [](GraphBuilder& b, const Node& node,
+                    absl::Span<const ValueId> dys)
+      -> absl::StatusOr<std::vector<ValueId>> {
+    const DType from = b.type(node.inputs[0]).dtype;
+    if (dys[0] == kNoValue || !IsFloating(from) ||
+        !IsFloating(b.type(node.outputs[0]).dtype)) {
+      return std::vector<ValueId>{kNoValue};
+    }
+    return std::vector<ValueId>{b.Op(
+        "cast", {dys[0]}, {{"to", AttrValue(std::string(DTypeName(from)))}})};
+  };
+  return def;
+}
+
+// The gradient of slice: zeros of the input's shape with dy at `begin`.
+OpDef Make_slice_grad_Op() {
+  OpDef def;
+  def.name = "slice_grad";
+  def.inputs = {"dy"};
+  def.outputs = {"dx"};
+  def.attrs = {{"begin", std::nullopt}, {"input_shape", std::nullopt}};
+  def.infer =
+      [](absl::Span<const TensorType> in,
+         const Attributes& attrs) -> absl::StatusOr<std::vector<TensorType>> {
+    const TensorType& dy = in[0];
+    SEQUENT_ASSIGN_OR_RETURN(std::vector<int64_t> begin,
+                             GetIntListAttr(attrs, "begin"));
+    SEQUENT_ASSIGN_OR_RETURN(std::vector<int64_t> input_shape,
+                             GetIntListAttr(attrs, "input_shape"));
+    const int rank = dy.shape.rank();
+    const std::string what =
+        absl::StrCat("dy ", dy.ToString(), " at begin ", ListToString(begin),
+                     " in input_shape ", ListToString(input_shape));
+    if (static_cast<int>(begin.size()) != rank ||
+        static_cast<int>(input_shape.size()) != rank) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          what, ": need one begin and one input dimension per dimension (",
+          rank, ")"));
+    }
+    for (int i = 0; i < rank; ++i) {
+      const int64_t d = input_shape[i];
+      if (d == Shape::kBatch || dy.shape[i] == Shape::kBatch) {
+        if (d != dy.shape[i] || begin[i] != 0) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              what, ": dimension ", i,
+              " is the batch dimension N, which must be taken whole"));
+        }
+        continue;
+      }
+      if (d < 0 || begin[i] < 0 || begin[i] + dy.shape[i] > d) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(what, ": dimension ", i, " is out of bounds"));
+      }
+    }
+    return std::vector<TensorType>{{dy.dtype, Shape(std::move(input_shape))}};
+  };
+  def.reference = [](absl::Span<const Tensor* const> in,
+                     const Attributes& attrs,
+                     absl::Span<Tensor* const> out) -> absl::Status {
+    const std::vector<int64_t> begin = IntListAttrOr(attrs, "begin", {});
+    const Shape& in_shape = in[0]->shape();
+    if (static_cast<int>(begin.size()) != in_shape.rank()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("[slice_grad] begin ", ListToString(begin),
+                       " does not fit ", in[0]->type().ToString()));
+    }
+    // Output buffers may be reused: zero everything first.
+    if (out[0]->num_bytes() > 0) {
+      std::memset(out[0]->raw_data(), 0, out[0]->num_bytes());
+    }
+    const std::vector<int64_t> strides = RowMajorStrides(out[0]->shape());
+    int64_t base = 0;
+    for (size_t i = 0; i < begin.size(); ++i) base += begin[i] * strides[i];
+    for (int64_t i = 0; i < in[0]->num_elements(); ++i) {
+      CopyElement(*in[0], i, *out[0],
+                  base + BroadcastSourceIndex(i, in_shape, strides));
+    }
+    return absl::OkStatus();
+  };
+  def.gradient = [](GraphBuilder& b, const Node& node,
+                    absl::Span<const ValueId> dys)
+      -> absl::StatusOr<std::vector<ValueId>> {
+    if (dys[0] == kNoValue) return std::vector<ValueId>{kNoValue};
+    return std::vector<ValueId>{
+        b.Op("slice", {dys[0]},
+             {{"begin", AttrValue(IntListAttrOr(node.attrs, "begin", {}))},
+              {"size", AttrValue(b.type(node.inputs[0]).shape.dims())}})};
   };
   return def;
 }
