@@ -162,6 +162,11 @@ T OutputDerivative(const Activation& act, T y) {
   }
 }
 
+// The backward ops' `alpha` default, standing for the activation's own
+// default (leaky_relu 0.2, elu 1.0), since one number cannot be the default of
+// both. The gradient rules always write alpha out.
+constexpr double kDefaultAlpha = -1.0;
+
 // The `activation` / `alpha` / `approximate` attributes of the backward ops.
 absl::StatusOr<Activation> BackwardActivation(const Attributes& attrs,
                                               bool from_output) {
@@ -170,7 +175,8 @@ absl::StatusOr<Activation> BackwardActivation(const Attributes& attrs,
   SEQUENT_ASSIGN_OR_RETURN(Activation act, ParseActivation(name));
   if (act.kind == ActivationKind::kLeakyRelu ||
       act.kind == ActivationKind::kElu) {
-    act.alpha = FloatAttrOr(attrs, "alpha", act.alpha);
+    const double alpha = FloatAttrOr(attrs, "alpha", kDefaultAlpha);
+    if (alpha != kDefaultAlpha) act.alpha = alpha;
   }
   act.approximate = BoolAttrOr(attrs, "approximate", false);
   if (from_output && !HasOutputDerivative(act.kind)) {
@@ -202,7 +208,8 @@ OpDef MakeActivationGrad(std::string name, bool from_output) {
   def.name = name;
   def.inputs = {"dy", from_output ? "y" : "x"};
   def.outputs = {"dx"};
-  def.attrs = {{"activation", std::nullopt}, {"alpha", AttrValue(0.2)}};
+  def.attrs = {{"activation", std::nullopt},
+               {"alpha", AttrValue(kDefaultAlpha)}};
   if (!from_output) def.attrs.push_back({"approximate", AttrValue(false)});
   def.infer =
       [from_output](
@@ -415,7 +422,8 @@ OpDef Make_activation_bias_grad_Op() {
   def.name = "activation_bias_grad";
   def.inputs = {"dy", "y"};
   def.outputs = {"dz", "dbias"};
-  def.attrs = {{"activation", std::nullopt}, {"alpha", AttrValue(0.2)}};
+  def.attrs = {{"activation", std::nullopt},
+               {"alpha", AttrValue(kDefaultAlpha)}};
   def.infer =
       [](absl::Span<const TensorType> in,
          const Attributes& attrs) -> absl::StatusOr<std::vector<TensorType>> {

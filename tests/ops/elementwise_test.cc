@@ -198,5 +198,66 @@ TEST(UnaryTest, Reference) {
   EXPECT_EQ((*out)[0].ToVector<int32_t>(), (std::vector<int32_t>{3, 5}));
 }
 
+OpHarness ElementwiseBackward() {
+  return OpHarness({Make_maximum_grad_Op(), Make_sign_Op()});
+}
+
+TEST(MaximumGradTest, ShapeRule) {
+  OpHarness h = ElementwiseBackward();
+  auto out = h.Infer("maximum_grad", {F32({N, 3}), F32({3}), F32({N, 3})});
+  ASSERT_TRUE(out.ok()) << out.status();
+  ASSERT_EQ(out->size(), 2u);
+  EXPECT_EQ((*out)[0], F32({N, 3}));
+  EXPECT_EQ((*out)[1], F32({N, 3}));
+  ExpectError(h.Infer("maximum_grad", {F32({N, 3}), F32({3}), F32({N, 4})}),
+              {"[maximum_grad]", "f32[N,4]", "broadcast", "f32[N,3]"});
+  ExpectError(h.Infer("maximum_grad", {F32({2}), F32({3}), F32({2})}),
+              {"f32[2]", "f32[3]"});
+  ExpectError(
+      h.Infer("maximum_grad", {F32({2}), F32({2}), {DType::kF64, Shape{2}}}),
+      {"dtypes differ"});
+  ExpectError(h.Infer("maximum_grad", {{DType::kI32, Shape{2}},
+                                       {DType::kI32, Shape{2}},
+                                       {DType::kI32, Shape{2}}}),
+              {"floating-point", "i32[2]"});
+}
+
+TEST(MaximumGradTest, ReferenceRoutesToTheLargerAndTiesToX) {
+  OpHarness h = ElementwiseBackward();
+  Tensor x = Tensor::FromVector<float>({1, 5, 3, -2, 0, 7}, {2, 3});
+  Tensor y = Tensor::FromVector<float>({2, 5, 1}, {3});
+  Tensor dout = Tensor::FromVector<float>({10, 20, 30, 40, 50, 60}, {2, 3});
+  auto out = h.Run("maximum_grad", {&x, &y, &dout});
+  ASSERT_TRUE(out.ok()) << out.status();
+  ExpectValues((*out)[0], {0, 20, 30, 0, 0, 60});
+  ExpectValues((*out)[1], {10, 0, 0, 40, 50, 0});
+
+  Tensor x64 = Tensor::FromVector<double>({std::nan(""), 1}, {2});
+  Tensor y64 = Tensor::FromVector<double>({0, std::nan("")}, {2});
+  Tensor d64 = Tensor::FromVector<double>({1, 2}, {2});
+  out = h.Run("maximum_grad", {&x64, &y64, &d64});
+  ASSERT_TRUE(out.ok()) << out.status();
+  // The gradient follows the NaN that maximum propagates.
+  ExpectValues((*out)[0], {1, 0});
+  ExpectValues((*out)[1], {0, 2});
+}
+
+TEST(SignTest, ShapeRuleAndReference) {
+  OpHarness h = ElementwiseBackward();
+  auto type = h.Infer("sign", {F32({N, 2})});
+  ASSERT_TRUE(type.ok()) << type.status();
+  EXPECT_EQ((*type)[0], F32({N, 2}));
+  ExpectError(h.Infer("sign", {{DType::kBool, Shape{2}}}),
+              {"[sign]", "bool[2]"});
+  Tensor x = Tensor::FromVector<double>({-3, 0, 0.5, -0.0}, {4});
+  auto out = h.Run("sign", {&x});
+  ASSERT_TRUE(out.ok()) << out.status();
+  ExpectValues((*out)[0], {-1, 0, 1, 0});
+  Tensor i = Tensor::FromVector<int32_t>({-7, 0, 9}, {3});
+  out = h.Run("sign", {&i});
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ((*out)[0].ToVector<int32_t>(), (std::vector<int32_t>{-1, 0, 1}));
+}
+
 }  // namespace
 }  // namespace sequent::ops

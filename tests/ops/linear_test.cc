@@ -3,6 +3,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "core/graph_builder.h"
 #include "core/op_registry.h"
 #include "core/tensor.h"
 #include "ops/op_defs.h"
@@ -198,6 +200,80 @@ TEST(DenseTest, IntegerInputsAreRejected) {
   Tensor x = Tensor::FromVector<int32_t>({1, 2}, {1, 2});
   Tensor k = Tensor::FromVector<int32_t>({1, 2}, {2, 1});
   EXPECT_FALSE(h.Run("dense", {&x, &k}).ok());
+}
+
+// The gradient rules emit IR; a registry with just this family checks the
+// matmuls they emit (the other ops they use live in other families and are
+// checked end to end by tests/ops/gradients).
+class LinearRuleTest : public ::testing::Test {
+ protected:
+  LinearRuleTest() : b_(&graph_, &registry_) {
+    for (OpDef def : {Make_matmul_Op(), Make_bias_add_Op(), Make_dense_Op()}) {
+      EXPECT_TRUE(registry_.Register(std::move(def)).ok());
+    }
+  }
+
+  // Emits `op` on fresh inputs of `types` and runs its gradient rule with an
+  // output gradient of the output's type.
+  absl::StatusOr<std::vector<ValueId>> Gradients(
+      absl::string_view op, const std::vector<TensorType>& types,
+      Attributes attrs = {}) {
+    std::vector<ValueId> inputs;
+    for (size_t i = 0; i < types.size(); ++i) {
+      inputs.push_back(b_.Input(absl::StrCat("in", i), types[i]));
+    }
+    const ValueId out = b_.Op(op, inputs, std::move(attrs));
+    EXPECT_TRUE(b_.ok()) << b_.status();
+    const ValueId dy = b_.Input("dy", b_.type(out));
+    const Node node = graph_.producer(out);
+    return registry_.Find(op)->gradient(b_, node, {dy});
+  }
+
+  Graph graph_;
+  OpRegistry registry_;
+  GraphBuilder b_;
+};
+
+TEST_F(LinearRuleTest, MatmulGradientsHaveTheOperandTypesForEveryTranspose) {
+  for (bool ta : {false, true}) {
+    for (bool tb : {false, true}) {
+      SCOPED_TRACE(absl::StrCat("transpose_a ", ta, " transpose_b ", tb));
+      const TensorType a = ta ? F32({5, N}) : F32({N, 5});
+      const TensorType bt = tb ? F32({3, 5}) : F32({5, 3});
+      auto grads = Gradients("matmul", {a, bt},
+                             {{"transpose_a", ta}, {"transpose_b", tb}});
+      ASSERT_TRUE(grads.ok()) << grads.status();
+      ASSERT_EQ(grads->size(), 2u);
+      ASSERT_TRUE(b_.ok()) << b_.status();
+      EXPECT_EQ(b_.type((*grads)[0]), a);
+      EXPECT_EQ(b_.type((*grads)[1]), bt);
+      // Every gradient is a single matmul, never an explicit transpose.
+      EXPECT_EQ(graph_.producer((*grads)[0]).op, "matmul");
+      EXPECT_EQ(graph_.producer((*grads)[1]).op, "matmul");
+    }
+  }
+}
+
+TEST_F(LinearRuleTest, LinearDenseWithoutBias) {
+  auto grads = Gradients("dense", {F32({N, 4}), F32({4, 2})});
+  ASSERT_TRUE(grads.ok()) << grads.status();
+  ASSERT_EQ(grads->size(), 2u);
+  EXPECT_EQ(b_.type((*grads)[0]), F32({N, 4}));
+  EXPECT_EQ(b_.type((*grads)[1]), F32({4, 2}));
+}
+
+TEST_F(LinearRuleTest, DenseWithAnInputDerivedActivationIsUnimplemented) {
+  for (const char* act : {"gelu", "swish", "softplus"}) {
+    SCOPED_TRACE(act);
+    auto grads = Gradients("dense", {F32({N, 4}), F32({4, 2}), F32({2})},
+                           {{"activation", std::string(act)}});
+    ASSERT_FALSE(grads.ok());
+    EXPECT_EQ(grads.status().code(), absl::StatusCode::kUnimplemented);
+    EXPECT_NE(grads.status().message().find(act), std::string::npos);
+    EXPECT_NE(grads.status().message().find("pre-activation"),
+              std::string::npos)
+        << grads.status().message();
+  }
 }
 
 }  // namespace

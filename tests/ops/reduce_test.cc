@@ -172,5 +172,123 @@ TEST(ReduceTest, Reference3DInnerAndOuterAxes) {
   EXPECT_TRUE(std::isnan((*out)[0].GetAsDouble(0)));
 }
 
+OpHarness ReduceBackward() {
+  return OpHarness({Make_broadcast_to_Op(), Make_reduce_to_shape_Op(),
+                    Make_reduce_max_grad_Op()});
+}
+
+Attributes ShapeAttr(std::vector<int64_t> dims) {
+  return {{"shape", AttrValue(std::move(dims))}};
+}
+
+TEST(BroadcastToTest, ShapeRule) {
+  OpHarness h = ReduceBackward();
+  auto out = h.Infer("broadcast_to", {F32({1, 3})}, ShapeAttr({N, 3}));
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ((*out)[0], F32({N, 3}));
+  out = h.Infer("broadcast_to", {F32({})}, ShapeAttr({2, N, 4}));
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ((*out)[0], F32({2, N, 4}));
+  out = h.Infer("broadcast_to", {F32({N, 1})}, ShapeAttr({N, 5}));
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ((*out)[0], F32({N, 5}));
+  ExpectError(h.Infer("broadcast_to", {F32({2, 3})}, ShapeAttr({4, 3})),
+              {"[broadcast_to]", "cannot broadcast", "f32[2,3]", "[4,3]"});
+  ExpectError(h.Infer("broadcast_to", {F32({N, 3})}, ShapeAttr({3})),
+              {"f32[N,3]", "[3]"});
+  ExpectError(h.Infer("broadcast_to", {F32({3})}, ShapeAttr({-2, 3})),
+              {"negative dimension -2"});
+  ExpectError(h.Infer("broadcast_to", {F32({3})}),
+              {"missing required attribute 'shape'"});
+}
+
+TEST(BroadcastToTest, Reference) {
+  OpHarness h = ReduceBackward();
+  Tensor col = Tensor::FromVector<float>({1, 2}, {2, 1});
+  auto out = h.Run("broadcast_to", {&col}, ShapeAttr({3, 2, 2}));
+  ASSERT_TRUE(out.ok()) << out.status();
+  ExpectValues((*out)[0], {1, 1, 2, 2, 1, 1, 2, 2, 1, 1, 2, 2});
+  Tensor i = Tensor::FromVector<int64_t>({int64_t{1} << 60}, {1});
+  out = h.Run("broadcast_to", {&i}, ShapeAttr({2}));
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ((*out)[0].ToVector<int64_t>(),
+            (std::vector<int64_t>{int64_t{1} << 60, int64_t{1} << 60}));
+}
+
+TEST(ReduceToShapeTest, ShapeRule) {
+  OpHarness h = ReduceBackward();
+  auto out = h.Infer("reduce_to_shape", {F32({N, 3})}, ShapeAttr({3}));
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ((*out)[0], F32({3}));
+  out = h.Infer("reduce_to_shape", {F32({N, 3})}, ShapeAttr({N, 1}));
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ((*out)[0], F32({N, 1}));
+  out = h.Infer("reduce_to_shape", {F32({2, 3})}, ShapeAttr({}));
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ((*out)[0], F32({}));
+  ExpectError(h.Infer("reduce_to_shape", {F32({2, 3})}, ShapeAttr({2})),
+              {"[reduce_to_shape]", "f32[2,3]", "[2]"});
+  ExpectError(h.Infer("reduce_to_shape", {F32({3})}, ShapeAttr({2, 3})),
+              {"cannot sum", "[2,3]"});
+  ExpectError(
+      h.Infer("reduce_to_shape", {{DType::kI32, Shape{3}}}, ShapeAttr({1})),
+      {"floating-point"});
+}
+
+TEST(ReduceToShapeTest, Reference) {
+  OpHarness h = ReduceBackward();
+  Tensor x = Tensor::FromVector<double>({1, 2, 3, 4, 5, 6}, {2, 3});
+  auto out = h.Run("reduce_to_shape", {&x}, ShapeAttr({3}));
+  ASSERT_TRUE(out.ok()) << out.status();
+  ExpectValues((*out)[0], {5, 7, 9});
+  out = h.Run("reduce_to_shape", {&x}, ShapeAttr({2, 1}));
+  ASSERT_TRUE(out.ok()) << out.status();
+  ExpectValues((*out)[0], {6, 15});
+  out = h.Run("reduce_to_shape", {&x}, ShapeAttr({}));
+  ASSERT_TRUE(out.ok()) << out.status();
+  ExpectValues((*out)[0], {21});
+  out = h.Run("reduce_to_shape", {&x}, ShapeAttr({2, 3}));
+  ASSERT_TRUE(out.ok()) << out.status();
+  ExpectValues((*out)[0], {1, 2, 3, 4, 5, 6});
+}
+
+TEST(ReduceMaxGradTest, ShapeRule) {
+  OpHarness h = ReduceBackward();
+  auto out =
+      h.Infer("reduce_max_grad", {F32({N, 3}), F32({N}), F32({N})}, Axes({1}));
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ((*out)[0], F32({N, 3}));
+  out = h.Infer("reduce_max_grad", {F32({N, 3}), F32({1, 3}), F32({1, 3})},
+                Axes({0}, true));
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ((*out)[0], F32({N, 3}));
+  ExpectError(
+      h.Infer("reduce_max_grad", {F32({N, 3}), F32({3}), F32({N})}, Axes({1})),
+      {"[reduce_max_grad]", "y f32[3]", "f32[N]"});
+  ExpectError(
+      h.Infer("reduce_max_grad", {F32({N, 3}), F32({N}), F32({3})}, Axes({1})),
+      {"dy f32[3]"});
+  ExpectError(
+      h.Infer("reduce_max_grad", {F32({2, 3}), F32({2}), F32({2})}, Axes({2})),
+      {"axis 2", "out of range"});
+}
+
+TEST(ReduceMaxGradTest, ReferenceSplitsTiesEqually) {
+  OpHarness h = ReduceBackward();
+  Tensor x = Tensor::FromVector<float>({1, 4, 4, 2, 0, 1}, {2, 3});
+  Tensor y = Tensor::FromVector<float>({4, 2}, {2});
+  Tensor dy = Tensor::FromVector<float>({10, 6}, {2});
+  auto out = h.Run("reduce_max_grad", {&x, &y, &dy}, Axes({1}));
+  ASSERT_TRUE(out.ok()) << out.status();
+  ExpectValues((*out)[0], {0, 5, 5, 6, 0, 0});
+  // Over both axes with keepdims: one tie of two.
+  Tensor y_all = Tensor::FromVector<double>({4}, {1, 1});
+  Tensor dy_all = Tensor::FromVector<double>({3}, {1, 1});
+  Tensor x64 = x.CastTo(DType::kF64);
+  out = h.Run("reduce_max_grad", {&x64, &y_all, &dy_all}, Axes({}, true));
+  ASSERT_TRUE(out.ok()) << out.status();
+  ExpectValues((*out)[0], {0, 1.5, 1.5, 0, 0, 0});
+}
+
 }  // namespace
 }  // namespace sequent::ops

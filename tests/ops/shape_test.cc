@@ -308,5 +308,49 @@ TEST(CastTest, Reference) {
   ExpectValues((*out)[0], {0.5, -3}, 0);
 }
 
+OpHarness SliceGrad() { return OpHarness({Make_slice_grad_Op()}); }
+
+Attributes SliceGradAttrs(std::vector<int64_t> begin,
+                          std::vector<int64_t> input_shape) {
+  return {{"begin", AttrValue(std::move(begin))},
+          {"input_shape", AttrValue(std::move(input_shape))}};
+}
+
+TEST(SliceGradTest, ShapeRule) {
+  OpHarness h = SliceGrad();
+  auto out =
+      h.Infer("slice_grad", {F32({N, 2})}, SliceGradAttrs({0, 1}, {N, 4}));
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ((*out)[0], F32({N, 4}));
+  ExpectError(
+      h.Infer("slice_grad", {F32({N, 2})}, SliceGradAttrs({0, 3}, {N, 4})),
+      {"[slice_grad]", "f32[N,2]", "[0, 3]", "[-1, 4]", "dimension 1",
+       "out of bounds"});
+  ExpectError(
+      h.Infer("slice_grad", {F32({N, 2})}, SliceGradAttrs({1, 0}, {N, 4})),
+      {"batch dimension N"});
+  ExpectError(
+      h.Infer("slice_grad", {F32({3, 2})}, SliceGradAttrs({0, 0}, {N, 4})),
+      {"batch dimension N"});
+  ExpectError(h.Infer("slice_grad", {F32({2})}, SliceGradAttrs({0, 0}, {4})),
+              {"one begin"});
+  ExpectError(h.Infer("slice_grad", {F32({2})},
+                      {{"begin", AttrValue(std::vector<int64_t>{0})}}),
+              {"missing required attribute 'input_shape'"});
+}
+
+TEST(SliceGradTest, Reference) {
+  OpHarness h = SliceGrad();
+  Tensor dy = Tensor::FromVector<float>({1, 2, 3, 4}, {2, 2});
+  auto out = h.Run("slice_grad", {&dy}, SliceGradAttrs({1, 1}, {3, 4}));
+  ASSERT_TRUE(out.ok()) << out.status();
+  ExpectValues((*out)[0], {0, 0, 0, 0, 0, 1, 2, 0, 0, 3, 4, 0});
+  Tensor d64 = Tensor::FromVector<double>({5, 6}, {1, 2});
+  out = h.Run("slice_grad", {&d64}, SliceGradAttrs({0, 2}, {2, 4}));
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ((*out)[0].dtype(), DType::kF64);
+  ExpectValues((*out)[0], {0, 0, 5, 6, 0, 0, 0, 0});
+}
+
 }  // namespace
 }  // namespace sequent::ops
