@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# One run, one table: sequent's CPU train/predict steps, PyTorch, Keras 3,
+# scikit-learn and the oneDNN GEMM floor. See bench/README.md.
+#
+#   bench/run_all.sh                  # everything (< 10 minutes on 2 cores)
+#   MIN_TIME=0.2 REPS=3 bench/run_all.sh      # quicker, noisier
+#   PEERS=pytorch,sklearn bench/run_all.sh    # a subset of peers; PEERS=none skips them
+#   BENCH_OUT=/tmp/b bench/run_all.sh         # keep the JSON files there
+#
+# Every stage may fail on its own (no peer installed, sequent's training path not
+# lowered yet): the table then says n/a and why.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+MIN_TIME="${MIN_TIME:-0.5}"
+REPS="${REPS:-5}"
+OUT="${BENCH_OUT:-$(mktemp -d /tmp/sequent_bench.XXXXXX)}"
+mkdir -p "$OUT"
+CORES="$(nproc)"
+GBENCH_FLAGS=(--benchmark_min_time="$MIN_TIME" --benchmark_repetitions="$REPS"
+              --benchmark_report_aggregates_only=true --benchmark_out_format=json)
+
+echo "== building (bazel -c opt)" >&2
+bazel build -c opt //bench:gemm_floor >&2 || echo "gemm_floor: build failed" >&2
+bazel build -c opt //bench:sequent_bench >&2 || echo "sequent_bench: build failed" >&2
+BIN="$(bazel info -c opt bazel-bin 2>/dev/null)/bench"
+
+# The floor at each thread count (oneDNN's OpenMP pool); report.py keeps the best.
+FLOORS=()
+for t in $(printf '%s\n' 1 "$CORES" | sort -un); do
+  if [[ -x "$BIN/gemm_floor" ]]; then
+    echo "== oneDNN GEMM floor, OMP_NUM_THREADS=$t" >&2
+    OMP_NUM_THREADS="$t" "$BIN/gemm_floor" "${GBENCH_FLAGS[@]}" \
+      --benchmark_out="$OUT/floor_t$t.json" >&2
+  fi
+  FLOORS+=(--floor "threads=$t=$OUT/floor_t$t.json")
+done
+
+if [[ -x "$BIN/sequent_bench" ]]; then
+  echo "== sequent (threads: ${SEQUENT_NUM_THREADS:-all $CORES cores})" >&2
+  "$BIN/sequent_bench" "${GBENCH_FLAGS[@]}" --benchmark_out="$OUT/sequent.json" >&2
+fi
+
+PEER_ARGS=()
+if [[ "${PEERS:-}" != "none" ]]; then
+  [[ -n "${PEERS:-}" ]] && PEER_ARGS+=(--only "$PEERS")
+  echo "== peers (bench/peers.py)" >&2
+  python3 bench/peers.py "${PEER_ARGS[@]}" --min-time "$(python3 -c "print(min($MIN_TIME, 0.3))")" \
+    --repetitions "$REPS" --json "$OUT/peers.json" || echo "peers.py failed" >&2
+fi
+
+echo >&2
+echo "== results ($OUT)" >&2
+python3 bench/report.py --sequent "$OUT/sequent.json" "${FLOORS[@]}" \
+  $([[ "${PEERS:-}" != "none" ]] && echo --peers "$OUT/peers.json")
