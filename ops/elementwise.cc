@@ -289,11 +289,16 @@ OpDef Make_abs_Op() {
 
 // -1, 0 or 1 (NaN stays NaN); the derivative of abs.
 OpDef Make_sign_Op() {
-  return MakeUnary("sign", Domain::kNumeric, [](auto x) {
+  OpDef def = MakeUnary("sign", Domain::kNumeric, [](auto x) {
     using T = decltype(x);
     if (x != x) return x;
     return static_cast<T>(x > T(0) ? 1 : (x < T(0) ? -1 : 0));
   });
+  // Piecewise constant: its derivative is zero wherever it exists, so nothing
+  // flows back (rather than failing autodiff through it).
+  def.gradient = [](GraphBuilder&, const Node& node, absl::Span<const ValueId>)
+      -> absl::StatusOr<std::vector<ValueId>> { return NoGradients(node); };
+  return def;
 }
 
 OpDef Make_maximum_grad_Op() {

@@ -3,6 +3,9 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "core/autodiff.h"
+#include "core/graph_builder.h"
+#include "core/text_ir.h"
 #include "gtest/gtest.h"
 #include "ops/registry.h"
 #include "tests/core/passes/pass_test_util.h"
@@ -144,6 +147,42 @@ TEST(BackwardFusionTest, FusesEachDenseLayer) {
 }
 )";
   ExpectRewrite(input, expected, true);
+}
+
+// The pattern is the one dense's gradient rule emits: differentiate a dense
+// layer, fuse, and the bias sum is gone while both gradients keep their types.
+TEST(BackwardFusionTest, FiresOnTheDenseGradient) {
+  Graph g;
+  GraphBuilder b(&g, &ops::DefaultRegistry());
+  const ValueId x = b.Input("x", {DType::kF32, Shape{Shape::kBatch, 3}});
+  const ValueId w = b.Variable("w", {DType::kF32, Shape{3, 4}}, {});
+  const ValueId bias = b.Variable("b", {DType::kF32, Shape{4}}, {});
+  const ValueId y =
+      b.Op("dense", {x, w, bias}, {{"activation", std::string("sigmoid")}});
+  const ValueId loss = b.Op("reduce_sum", {y});
+  ASSERT_TRUE(b.ok()) << b.status();
+  auto grads = AppendGradients(b, loss, std::vector<ValueId>{w, bias});
+  ASSERT_TRUE(grads.ok()) << grads.status();
+  g.AddOutput("dw", (*grads)[0]);
+  g.AddOutput("db", (*grads)[1]);
+
+  BackwardFusionPass pass(ops::DefaultRegistry());
+  auto result = RunPassOnText(pass, PrintGraph(g));
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_TRUE(result->changed);
+  EXPECT_NE(result->text.find("activation_bias_grad"), std::string::npos)
+      << result->text;
+  EXPECT_EQ(result->text.find("activation_grad("), std::string::npos)
+      << result->text;
+  EXPECT_NE(result->text.find(": f32[N,4], f32[4]"), std::string::npos)
+      << result->text;
+  // Only the loss's own reduce_sum is left.
+  size_t sums = 0;
+  for (size_t at = result->text.find("reduce_sum("); at != std::string::npos;
+       at = result->text.find("reduce_sum(", at + 1)) {
+    ++sums;
+  }
+  EXPECT_EQ(sums, 1u) << result->text;
 }
 
 TEST(BackwardFusionTest, Name) {
