@@ -100,7 +100,8 @@
   X(optimizer, clip_by_norm)
 
 // The registry's table. A group joins once its family files define every op in it.
-#define SEQUENT_ALL_OPS(X) \
-  SEQUENT_FORWARD_OPS(X) SEQUENT_BACKWARD_OPS_A(X) SEQUENT_BACKWARD_OPS_B(X)
+#define SEQUENT_ALL_OPS(X)                                                    \
+  SEQUENT_FORWARD_OPS(X) SEQUENT_BACKWARD_OPS_A(X) SEQUENT_BACKWARD_OPS_B(X) \
+  SEQUENT_OPTIMIZER_OPS(X)
 
 #endif  // SEQUENT_OPS_OP_LIST_H_

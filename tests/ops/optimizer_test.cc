@@ -10,9 +10,6 @@
 #include "ops/op_defs.h"
 
 namespace sequent::ops {
-#define SEQUENT_DECLARE_OP_MAKER(family, op) OpDef Make_##op##_Op();
-SEQUENT_OPTIMIZER_OPS(SEQUENT_DECLARE_OP_MAKER)
-#undef SEQUENT_DECLARE_OP_MAKER
 namespace {
 
 using ::testing::ElementsAre;
