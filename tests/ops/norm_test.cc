@@ -200,5 +200,188 @@ TEST(LayerNormKernelTest, NormalizesRows) {
       Pointwise(FloatNear(1e-6), std::vector<float>{0.89406963f, 0.57725407f}));
 }
 
+// ---- Backward ops.
+
+// Runs `op` from `registry` on `inputs`: infers and allocates the outputs,
+// then calls the reference kernel.
+absl::StatusOr<std::vector<Tensor>> RunBackward(
+    const OpRegistry& registry, const std::string& op,
+    const std::vector<const Tensor*>& inputs, Attributes attrs) {
+  std::vector<TensorType> types;
+  for (const Tensor* t : inputs) types.push_back(t->type());
+  auto out_types = registry.InferTypes(op, types, attrs);
+  if (!out_types.ok()) return out_types.status();
+  std::vector<Tensor> outputs;
+  for (const TensorType& t : *out_types) outputs.emplace_back(t);
+  std::vector<Tensor*> out;
+  for (Tensor& t : outputs) out.push_back(&t);
+  absl::Status status = registry.Find(op)->reference(inputs, attrs, out);
+  if (!status.ok()) return status;
+  return outputs;
+}
+
+// Deterministic values in [-1, 1) for adjoint and finite-difference checks.
+Tensor Pattern(Shape shape, int salt) {
+  Tensor t(DType::kF64, std::move(shape));
+  for (int64_t i = 0; i < t.num_elements(); ++i) {
+    t.SetFromDouble(i, static_cast<double>((i * 7 + salt * 13) % 17) / 8.5 - 1);
+  }
+  return t;
+}
+
+double Dot(const Tensor& a, const Tensor& b) {
+  double s = 0;
+  for (int64_t i = 0; i < a.num_elements(); ++i) {
+    s += a.GetAsDouble(i) * b.GetAsDouble(i);
+  }
+  return s;
+}
+
+OpRegistry BackwardRegistry() {
+  OpRegistry registry = MakeRegistry();
+  EXPECT_TRUE(registry.Register(Make_batch_norm_grad_Op()).ok());
+  EXPECT_TRUE(registry.Register(Make_layer_norm_grad_Op()).ok());
+  return registry;
+}
+
+TEST(NormGradShapeTest, GoodShapes) {
+  OpRegistry registry = BackwardRegistry();
+  Attributes attrs;
+  const TensorType x = F32({N, 4, 4, 3});
+  auto t = registry.InferTypes("batch_norm_grad",
+                               {x, x, F32({3}), F32({3}), F32({3})}, attrs);
+  ASSERT_TRUE(t.ok()) << t.status();
+  ASSERT_EQ(t->size(), 3u);
+  EXPECT_EQ((*t)[0].ToString(), "f32[N,4,4,3]");
+  EXPECT_EQ((*t)[1].ToString(), "f32[3]");
+  EXPECT_EQ((*t)[2].ToString(), "f32[3]");
+  EXPECT_EQ(std::get<bool>(attrs["training"]), true);
+
+  attrs = {};
+  const TensorType x2 = F32({N, 7, 5});
+  t = registry.InferTypes("layer_norm_grad",
+                          {x2, x2, F32({5}), F32({N, 7}), F32({N, 7})}, attrs);
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ((*t)[0].ToString(), "f32[N,7,5]");
+  EXPECT_EQ((*t)[1].ToString(), "f32[5]");
+}
+
+TEST(NormGradShapeTest, Errors) {
+  OpRegistry registry = BackwardRegistry();
+  Attributes attrs;
+  const TensorType x = F32({N, 3});
+  auto t = registry.InferTypes(
+      "batch_norm_grad", {F32({N, 4}), x, F32({3}), F32({3}), F32({3})}, attrs);
+  ASSERT_FALSE(t.ok());
+  EXPECT_THAT(t.status().message(),
+              HasSubstr("[batch_norm_grad] dy f32[N,4] must have the type of "
+                        "x f32[N,3]"));
+
+  attrs = {};
+  t = registry.InferTypes("batch_norm_grad",
+                          {x, x, F32({3}), F32({N}), F32({3})}, attrs);
+  ASSERT_FALSE(t.ok());
+  EXPECT_THAT(t.status().message(),
+              HasSubstr("saved_mean must be f32[3] to match x f32[N,3], got "
+                        "f32[N]"));
+
+  // layer_norm's statistics are per row, not per feature.
+  attrs = {};
+  t = registry.InferTypes("layer_norm_grad",
+                          {x, x, F32({3}), F32({3}), F32({3})}, attrs);
+  ASSERT_FALSE(t.ok());
+  EXPECT_THAT(t.status().message(),
+              HasSubstr("[layer_norm_grad] saved_mean must be f32[N] to match "
+                        "x f32[N,3], got f32[3]"));
+
+  attrs = {{"epsilon", 0.0}};
+  t = registry.InferTypes("layer_norm_grad",
+                          {x, x, F32({3}), F32({N}), F32({N})}, attrs);
+  ASSERT_FALSE(t.ok());
+  EXPECT_THAT(t.status().message(), HasSubstr("epsilon must be positive"));
+}
+
+TEST(NormGradKernelTest, BatchNormInferenceTreatsStatisticsAsConstants) {
+  OpRegistry registry = BackwardRegistry();
+  // One channel, mean 2, inv_std 0.5: xhat = [-0.5, 0.5], dx = 3 * 0.5 * dy.
+  const Tensor dy = Tensor::FromVector<float>({1, 4}, Shape{2, 1});
+  const Tensor x = Tensor::FromVector<float>({1, 3}, Shape{2, 1});
+  const Tensor gamma = Tensor::FromVector<float>({3}, Shape{1});
+  const Tensor mean = Tensor::FromVector<float>({2}, Shape{1});
+  const Tensor inv_std = Tensor::FromVector<float>({0.5}, Shape{1});
+  auto g =
+      RunBackward(registry, "batch_norm_grad",
+                  {&dy, &x, &gamma, &mean, &inv_std}, {{"training", false}});
+  ASSERT_TRUE(g.ok()) << g.status();
+  EXPECT_THAT((*g)[0].ToVector<float>(), ElementsAre(1.5f, 6.f));
+  EXPECT_THAT((*g)[1].ToVector<float>(), ElementsAre(1.5f));  // -0.5 + 2
+  EXPECT_THAT((*g)[2].ToVector<float>(), ElementsAre(5.f));
+
+  // With batch statistics, two samples normalize to -1 and 1 whatever x is,
+  // so x gets no gradient at all.
+  const Tensor batch_inv_std = Tensor::FromVector<float>({1}, Shape{1});
+  g = RunBackward(registry, "batch_norm_grad",
+                  {&dy, &x, &gamma, &mean, &batch_inv_std}, {});
+  ASSERT_TRUE(g.ok()) << g.status();
+  EXPECT_THAT((*g)[0].ToVector<float>(), ElementsAre(0.f, 0.f));
+  EXPECT_THAT((*g)[1].ToVector<float>(), ElementsAre(3.f));  // -1 + 4
+}
+
+// The gradient ops against central differences of the forward kernels, for
+// L = sum(dy * y) with y the normalized output.
+void ExpectMatchesForward(const std::string& op, std::vector<Tensor> inputs,
+                          const Attributes& attrs) {
+  OpRegistry registry = BackwardRegistry();
+  auto run = [&](const std::vector<Tensor>& in) {
+    std::vector<const Tensor*> ptrs;
+    for (const Tensor& t : in) ptrs.push_back(&t);
+    auto out = RunBackward(registry, op, ptrs, attrs);
+    EXPECT_TRUE(out.ok()) << out.status();
+    return std::move(out).value();
+  };
+  std::vector<Tensor> forward = run(inputs);
+  const Tensor dy = Pattern(inputs[0].shape(), 5);
+  const Tensor* saved_mean = &forward[forward.size() - 2];
+  const Tensor* saved_inv_std = &forward[forward.size() - 1];
+  Attributes grad_attrs = {{"epsilon", FloatAttrOr(attrs, "epsilon", 1e-3)}};
+  if (op == "batch_norm") grad_attrs["training"] = true;
+  auto grads = RunBackward(
+      registry, op + "_grad",
+      {&dy, &inputs[0], &inputs[1], saved_mean, saved_inv_std}, grad_attrs);
+  ASSERT_TRUE(grads.ok()) << grads.status();
+  for (int operand = 0; operand < 3; ++operand) {
+    for (int64_t e = 0; e < inputs[operand].num_elements(); ++e) {
+      const double original = inputs[operand].GetAsDouble(e);
+      const double step = 1e-6;
+      inputs[operand].SetFromDouble(e, original + step);
+      const double plus = Dot(run(inputs)[0], dy);
+      inputs[operand].SetFromDouble(e, original - step);
+      const double minus = Dot(run(inputs)[0], dy);
+      inputs[operand].SetFromDouble(e, original);
+      EXPECT_NEAR((*grads)[operand].GetAsDouble(e), (plus - minus) / (2 * step),
+                  1e-6)
+          << op << " operand " << operand << " element " << e;
+    }
+  }
+}
+
+TEST(NormGradKernelTest, BatchNormTrainingMatchesForward) {
+  Tensor moving_var = Pattern(Shape{3}, 4);
+  for (int64_t i = 0; i < 3; ++i) {
+    moving_var.SetFromDouble(i, moving_var.GetAsDouble(i) + 2);
+  }
+  ExpectMatchesForward("batch_norm",
+                       {Pattern(Shape{2, 2, 2, 3}, 1), Pattern(Shape{3}, 2),
+                        Pattern(Shape{3}, 3), Pattern(Shape{3}, 6), moving_var},
+                       {{"training", true}});
+}
+
+TEST(NormGradKernelTest, LayerNormMatchesForward) {
+  ExpectMatchesForward(
+      "layer_norm",
+      {Pattern(Shape{2, 3, 5}, 1), Pattern(Shape{5}, 2), Pattern(Shape{5}, 3)},
+      2, {{"epsilon", 0.01}});
+}
+
 }  // namespace
 }  // namespace sequent::ops
