@@ -380,7 +380,7 @@ TEST(NormGradKernelTest, LayerNormMatchesForward) {
   ExpectMatchesForward(
       "layer_norm",
       {Pattern(Shape{2, 3, 5}, 1), Pattern(Shape{5}, 2), Pattern(Shape{5}, 3)},
-      2, {{"epsilon", 0.01}});
+      {{"epsilon", 0.01}});
 }
 
 }  // namespace
