@@ -17,6 +17,11 @@ REPS="${REPS:-5}"
 OUT="${BENCH_OUT:-$(mktemp -d /tmp/sequent_bench.XXXXXX)}"
 mkdir -p "$OUT"
 CORES="$(nproc)"
+LOAD="$(cut -d' ' -f1 /proc/loadavg)"
+echo "== load average $LOAD on $CORES cores" >&2
+if python3 -c "import sys; sys.exit(0 if $LOAD > 0.5 else 1)"; then
+  echo "WARNING: the machine is busy (load $LOAD): every number will be low and noisy" >&2
+fi
 GBENCH_FLAGS=(--benchmark_min_time="$MIN_TIME" --benchmark_repetitions="$REPS"
               --benchmark_report_aggregates_only=true --benchmark_out_format=json)
 
