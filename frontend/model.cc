@@ -12,6 +12,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "core/graph_builder.h"
+#include "core/passes/backward_fusion.h"
 #include "core/passes/cse.h"
 #include "core/passes/dce.h"
 #include "core/passes/pipeline.h"
@@ -36,6 +37,7 @@ std::string UniqueName(const std::string& base) {
 
 uint64_t global_seed = 0;
 uint64_t models_created = 0;
+DType global_floatx = DType::kF32;
 
 // Activations whose derivative can be read off the activation's output, so a
 // fused dense{activation} stays differentiable (its input is not kept).
@@ -86,6 +88,20 @@ std::string Repeat(const char* s, size_t n) {
 
 }  // namespace
 
+void SetFloatX(DType dtype) {
+  if (dtype != DType::kF32 && dtype != DType::kF64) {
+    throw Error(absl::StrCat("set_floatx: models compute in f32 or f64, not ",
+                             DTypeName(dtype)));
+  }
+  std::lock_guard<std::mutex> lock(name_mutex);
+  global_floatx = dtype;
+}
+
+DType FloatX() {
+  std::lock_guard<std::mutex> lock(name_mutex);
+  return global_floatx;
+}
+
 void SetRandomSeed(uint64_t seed) {
   std::lock_guard<std::mutex> lock(name_mutex);
   global_seed = seed;
@@ -109,6 +125,7 @@ Sequential::Sequential(std::vector<LayerPtr> layers, std::string name)
   {
     std::lock_guard<std::mutex> lock(name_mutex);
     seed_ = global_seed * 7919 + models_created++;
+    dtype_ = global_floatx;
   }
   for (LayerPtr& layer : layers) add(std::move(layer));
 }
@@ -163,6 +180,7 @@ Graph Sequential::BuildForward(std::vector<LayerInfo>* infos) const {
   GraphBuilder b(&g, &ops::DefaultRegistry());
   LayerBuildContext ctx;
   ctx.seed = seed_;
+  ctx.dtype = dtype_;
   ValueId x = input_->Emit(b, kNoValue, ctx);
   for (size_t i = 0; i < layers_.size(); ++i) {
     ctx.index = static_cast<int>(i);
@@ -252,6 +270,7 @@ void Sequential::compile(Optimizer optimizer, Loss loss,
   graphs_ = ValueOrThrow(BuildTrainingGraphs(optimized_, config, registry));
   PassPipeline training(registry);
   training.AddPass<CsePass>(registry);
+  training.AddPass<BackwardFusionPass>(registry);
   training.AddPass<DcePass>();
   for (Graph* g : {&graphs_.train, &graphs_.eval, &graphs_.predict}) {
     ThrowIfError(training.Run(*g).status());
@@ -349,16 +368,15 @@ Tensor Sequential::PrepareX(const Tensor& x, const char* what) const {
     throw Error(absl::StrCat(what, ": x is empty (0 samples)"));
   if (x.dtype() == DType::kBool)
     throw Error(absl::StrCat(what, ": x must be numeric, got bool"));
-  Tensor converted = x.dtype() == DType::kF32 ? x : x.CastTo(DType::kF32);
-  const auto values = converted.data<float>();
-  for (size_t i = 0; i < values.size(); ++i) {
-    if (!std::isfinite(values[i])) {
+  Tensor converted = x.dtype() == dtype_ ? x : x.CastTo(dtype_);
+  for (int64_t i = 0; i < converted.num_elements(); ++i) {
+    const double value = converted.GetAsDouble(i);
+    if (!std::isfinite(value)) {
       const int64_t per_sample =
           converted.num_elements() / converted.shape()[0];
       throw Error(absl::StrCat(
-          what, ": x contains ", std::isnan(values[i]) ? "NaN" : "Inf",
-          " (sample ", static_cast<int64_t>(i) / per_sample,
-          "); clean or impute the data first"));
+          what, ": x contains ", std::isnan(value) ? "NaN" : "Inf", " (sample ",
+          i / per_sample, "); clean or impute the data first"));
     }
   }
   return converted;

@@ -69,6 +69,7 @@ class Sequential {
   void add(LayerPtr layer);
   const std::string& name() const { return name_; }
   const std::vector<LayerPtr>& layers() const { return layers_; }
+  DType dtype() const { return dtype_; }
 
   // Keras: compile(optimizer, loss, metrics). `device` defaults to the
   // WithDevice scope, else Device::Auto().
@@ -138,6 +139,7 @@ class Sequential {
   std::shared_ptr<InputLayer> input_;
   std::vector<LayerPtr> layers_;
   uint64_t seed_ = 0;
+  DType dtype_ = DType::kF32;
 
   bool compiled_ = false;
   Device device_;
@@ -158,6 +160,9 @@ class Sequential {
 // keras.utils.set_random_seed: models created afterwards initialize and shuffle
 // from it.
 void SetRandomSeed(uint64_t seed);
+// keras.config.set_floatx: the dtype (f32 or f64) of models created afterwards.
+void SetFloatX(DType dtype);
+DType FloatX();
 
 }  // namespace sequent
 
