@@ -114,7 +114,10 @@ absl::StatusOr<TrainingGraphs> BuildTrainingGraphs(const Graph& forward,
   {
     GraphBuilder b(&graphs.eval, &registry);
     std::vector<GraphOutput> metrics;
-    SEQUENT_ASSIGN_OR_RETURN(ValueId loss, EmitLossAndMetrics(b, config, metrics));
+    // Sample weights (class_weight) shape training only, as in Keras's fit.
+    TrainingConfig eval_config = config;
+    eval_config.sample_weights = false;
+    SEQUENT_ASSIGN_OR_RETURN(ValueId loss, EmitLossAndMetrics(b, eval_config, metrics));
     graphs.eval.mutable_outputs() = {{kLossOutput, loss}};
     for (auto& m : metrics) graphs.eval.mutable_outputs().push_back(m);
   }

@@ -47,7 +47,7 @@ struct TrainingConfig {
   std::vector<MetricSpec> metrics;
   std::vector<Regularizer> regularizers;
   TensorType label_type;          // Type of the "y" feed, batch dim N.
-  bool sample_weights = false;    // Adds a "sample_weight" feed f32[N] passed to the loss.
+  bool sample_weights = false;    // Adds a "sample_weight" feed [N] to the train graph's loss.
 };
 
 // Names the graphs use for their feeds, outputs and optimizer state.
