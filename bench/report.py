@@ -75,14 +75,23 @@ def fmt_ratio(a, b):
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sequent")
+    parser.add_argument("--sequent", action="append", default=[],
+                        help="[LABEL=]PATH; several (one per thread setting) keep the best")
     parser.add_argument("--floor", action="append", default=[],
                         help="LABEL=PATH (label names the thread setting)")
     parser.add_argument("--peers")
     args = parser.parse_args()
     notes = []
 
-    seq, seq_err = load_gbench(args.sequent, notes, "sequent")
+    seq, seq_err, seq_cfg = {}, {}, {}
+    for spec in args.sequent:
+        label, _, path = spec.rpartition("=")
+        vals, errs = load_gbench(path, notes, f"sequent ({label or 'default threads'})")
+        for name, v in vals.items():
+            if v > seq.get(name, 0):
+                seq[name], seq_cfg[name] = v, label or "default threads"
+        for name, e in errs.items():
+            seq_err.setdefault(name, e)
     floor, floor_cfg = {}, {}
     for spec in args.floor:
         label, _, path = spec.rpartition("=")
@@ -126,7 +135,7 @@ def main():
         rows.append([label, fmt_rate(s), fmt_rate(pt), fmt_rate(ke), fmt_rate(sk),
                      fmt_rate(fl), fmt_ratio(s, pt), fmt_ratio(s, ke), fmt_ratio(s, sk),
                      "n/a" if s is None or fl is None else f"{s / fl:.0%}"])
-        configs.append(f"  {label:20s} PyTorch: {pt_cfg or 'n/a'};  Keras: {ke_cfg or 'n/a'}"
+        configs.append(f"  {label:20s} sequent: {seq_cfg.get(bench, 'n/a')};  PyTorch: {pt_cfg or 'n/a'};  Keras: {ke_cfg or 'n/a'}"
                        + (f";  sklearn: {sk_cfg}" if sk_cfg else "")
                        + f";  floor: oneDNN {floor_cfg.get(bench, 'n/a')}")
 

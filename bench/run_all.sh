@@ -6,6 +6,7 @@
 #   MIN_TIME=0.2 REPS=3 bench/run_all.sh      # quicker, noisier
 #   PEERS=pytorch,sklearn bench/run_all.sh    # a subset of peers; PEERS=none skips them
 #   BENCH_OUT=/tmp/b bench/run_all.sh         # keep the JSON files there
+#   SEQUENT_THREADS="1 2" bench/run_all.sh    # sequent at each thread count, best kept
 #
 # Every stage may fail on its own (no peer installed, sequent's training path not
 # lowered yet): the table then says n/a and why.
@@ -41,9 +42,24 @@ for t in $(printf '%s\n' 1 "$CORES" | sort -un); do
   FLOORS+=(--floor "threads=$t=$OUT/floor_t$t.json")
 done
 
-if [[ -x "$BIN/sequent_bench" ]]; then
-  echo "== sequent (threads: ${SEQUENT_NUM_THREADS:-all $CORES cores})" >&2
-  "$BIN/sequent_bench" "${GBENCH_FLAGS[@]}" --benchmark_out="$OUT/sequent.json" >&2
+# sequent at the CPU backend's default (all cores, or SEQUENT_NUM_THREADS), or at
+# each count in SEQUENT_THREADS (e.g. "1 2"), keeping the best per row.
+SEQS=()
+if [[ -z "${SEQUENT_THREADS:-}" ]]; then
+  if [[ -x "$BIN/sequent_bench" ]]; then
+    echo "== sequent (threads: ${SEQUENT_NUM_THREADS:-all $CORES cores})" >&2
+    "$BIN/sequent_bench" "${GBENCH_FLAGS[@]}" --benchmark_out="$OUT/sequent.json" >&2
+  fi
+  SEQS+=(--sequent "threads=${SEQUENT_NUM_THREADS:-$CORES}=$OUT/sequent.json")
+else
+  for t in $SEQUENT_THREADS; do
+    if [[ -x "$BIN/sequent_bench" ]]; then
+      echo "== sequent, SEQUENT_NUM_THREADS=$t" >&2
+      SEQUENT_NUM_THREADS="$t" "$BIN/sequent_bench" "${GBENCH_FLAGS[@]}" \
+        --benchmark_out="$OUT/sequent_t$t.json" >&2
+    fi
+    SEQS+=(--sequent "threads=$t=$OUT/sequent_t$t.json")
+  done
 fi
 
 PEER_ARGS=()
@@ -56,5 +72,5 @@ fi
 
 echo >&2
 echo "== results ($OUT)" >&2
-python3 bench/report.py --sequent "$OUT/sequent.json" "${FLOORS[@]}" \
+python3 bench/report.py "${SEQS[@]}" "${FLOORS[@]}" \
   $([[ "${PEERS:-}" != "none" ]] && echo --peers "$OUT/peers.json")
