@@ -17,7 +17,8 @@ int64_t AlignUp(int64_t bytes, int64_t alignment) {
 
 // Follows in-place aliases to the value that owns the buffer.
 ValueId Root(const std::vector<BufferAssignment>& buffers, ValueId v) {
-  while (buffers[v].kind == BufferAssignment::Kind::kAlias) v = buffers[v].alias_of;
+  while (buffers[v].kind == BufferAssignment::Kind::kAlias)
+    v = buffers[v].alias_of;
   return v;
 }
 
@@ -32,7 +33,8 @@ Graph BindBatch(const Graph& graph, int64_t batch_size) {
   return bound;
 }
 
-absl::StatusOr<MemoryPlan> PlanMemory(const Graph& graph, const OpRegistry& registry,
+absl::StatusOr<MemoryPlan> PlanMemory(const Graph& graph,
+                                      const OpRegistry& registry,
                                       int64_t alignment) {
   MemoryPlan plan;
   plan.alignment = alignment;
@@ -48,11 +50,12 @@ absl::StatusOr<MemoryPlan> PlanMemory(const Graph& graph, const OpRegistry& regi
       const TensorType& t = graph.type(out);
       if (!t.shape.IsStatic()) {
         return absl::InvalidArgumentError(absl::StrCat(
-            "memory planning needs static shapes; value of ", n.op, " has type ",
-            t.ToString(), " (bind the batch size first)"));
+            "memory planning needs static shapes; value of ", n.op,
+            " has type ", t.ToString(), " (bind the batch size first)"));
       }
       BufferAssignment& b = plan.buffers[out];
-      b.bytes = t.shape.NumElements() * static_cast<int64_t>(DTypeSize(t.dtype));
+      b.bytes =
+          t.shape.NumElements() * static_cast<int64_t>(DTypeSize(t.dtype));
       b.first_step = b.last_step = step;
       defined[out] = true;
     }
@@ -68,7 +71,8 @@ absl::StatusOr<MemoryPlan> PlanMemory(const Graph& graph, const OpRegistry& regi
       for (ValueId out : n.outputs) plan.buffers[out].first_step = 0;
     }
     if (n.op == kConstantOp) {
-      // Filled once at compile time, so no other buffer may ever take its place.
+      // Filled once at compile time, so no other buffer may ever take its
+      // place.
       for (ValueId out : n.outputs) {
         plan.buffers[out].first_step = 0;
         plan.buffers[out].last_step = steps;
@@ -78,15 +82,19 @@ absl::StatusOr<MemoryPlan> PlanMemory(const Graph& graph, const OpRegistry& regi
       plan.buffers[in].last_step = std::max(plan.buffers[in].last_step, step);
     }
   }
-  for (const GraphOutput& out : graph.outputs()) plan.buffers[out.value].last_step = steps;
-  for (const VariableUpdate& u : graph.updates()) plan.buffers[u.value].last_step = steps;
+  for (const GraphOutput& out : graph.outputs())
+    plan.buffers[out.value].last_step = steps;
+  for (const VariableUpdate& u : graph.updates())
+    plan.buffers[u.value].last_step = steps;
 
-  // Updates whose op writes in place over the variable itself live in the variable.
+  // Updates whose op writes in place over the variable itself live in the
+  // variable.
   absl::flat_hash_map<ValueId, std::string> update_of;
-  for (const VariableUpdate& u : graph.updates()) update_of[u.value] = u.variable;
+  for (const VariableUpdate& u : graph.updates())
+    update_of[u.value] = u.variable;
 
-  // In-place: an output shares an input's buffer when the input dies here, sizes match, and
-  // the input is not an input feed or something read later.
+  // In-place: an output shares an input's buffer when the input dies here,
+  // sizes match, and the input is not an input feed or something read later.
   for (int step = 0; step < steps; ++step) {
     const Node& n = graph.node(plan.schedule[step]);
     const OpDef* def = registry.Find(n.op);
@@ -101,24 +109,29 @@ absl::StatusOr<MemoryPlan> PlanMemory(const Graph& graph, const OpRegistry& regi
       BufferAssignment& ob = plan.buffers[out];
       const ValueId root = Root(plan.buffers, in);
       const BufferAssignment& rb = plan.buffers[root];
-      if (ob.kind != BufferAssignment::Kind::kArena || ob.bytes != rb.bytes) continue;
+      if (ob.kind != BufferAssignment::Kind::kArena || ob.bytes != rb.bytes)
+        continue;
       if (rb.kind == BufferAssignment::Kind::kVariable) {
-        // Only the update of that very variable may overwrite it, and only if nothing
-        // reads the variable after this node.
+        // Only the update of that very variable may overwrite it, and only if
+        // nothing reads the variable after this node.
         auto it = update_of.find(out);
-        if (it == update_of.end() || it->second != rb.variable || rb.last_step > step) continue;
+        if (it == update_of.end() || it->second != rb.variable ||
+            rb.last_step > step)
+          continue;
         ob.kind = BufferAssignment::Kind::kVariable;
         ob.variable = rb.variable;
         continue;
       }
       if (graph.producer(root).op == kInputOp || rb.last_step > step) continue;
       bool in_is_output = false;
-      for (const GraphOutput& o : graph.outputs()) in_is_output = in_is_output || o.value == in;
+      for (const GraphOutput& o : graph.outputs())
+        in_is_output = in_is_output || o.value == in;
       if (in_is_output || update_of.contains(root)) continue;
       ob.kind = BufferAssignment::Kind::kAlias;
       ob.alias_of = root;
       // The shared buffer now lives until the output's last use.
-      plan.buffers[root].last_step = std::max(plan.buffers[root].last_step, ob.last_step);
+      plan.buffers[root].last_step =
+          std::max(plan.buffers[root].last_step, ob.last_step);
     }
   }
   // Alias lifetimes may have grown after they were taken; propagate once more.
@@ -129,18 +142,24 @@ absl::StatusOr<MemoryPlan> PlanMemory(const Graph& graph, const OpRegistry& regi
     }
   }
 
-  // Greedy by size (largest first), each at the lowest offset that fits beside the buffers
-  // already placed whose lifetimes overlap (TFLite's arena planner does the same).
+  // Greedy by size (largest first), each at the lowest offset that fits beside
+  // the buffers already placed whose lifetimes overlap (TFLite's arena planner
+  // does the same).
   std::vector<ValueId> arena_values;
   for (ValueId v = 0; v < graph.num_values(); ++v) {
-    if (defined[v] && plan.buffers[v].kind == BufferAssignment::Kind::kArena) {
+    if (!defined[v] ||
+        plan.buffers[v].kind == BufferAssignment::Kind::kVariable)
+      continue;
+    // The baseline without planning: every value its own buffer, in place or
+    // not.
+    plan.total_intermediate_bytes += AlignUp(plan.buffers[v].bytes, alignment);
+    if (plan.buffers[v].kind == BufferAssignment::Kind::kArena)
       arena_values.push_back(v);
-      plan.total_intermediate_bytes += AlignUp(plan.buffers[v].bytes, alignment);
-    }
   }
-  std::stable_sort(arena_values.begin(), arena_values.end(), [&](ValueId a, ValueId b) {
-    return plan.buffers[a].bytes > plan.buffers[b].bytes;
-  });
+  std::stable_sort(arena_values.begin(), arena_values.end(),
+                   [&](ValueId a, ValueId b) {
+                     return plan.buffers[a].bytes > plan.buffers[b].bytes;
+                   });
   std::vector<ValueId> placed;
   for (ValueId v : arena_values) {
     BufferAssignment& b = plan.buffers[v];
@@ -149,7 +168,9 @@ absl::StatusOr<MemoryPlan> PlanMemory(const Graph& graph, const OpRegistry& regi
     for (ValueId p : placed) {
       const BufferAssignment& pb = plan.buffers[p];
       if (pb.first_step <= b.last_step && b.first_step <= pb.last_step) {
-        busy.emplace_back(pb.offset, pb.offset + AlignUp(std::max<int64_t>(pb.bytes, 1), alignment));
+        busy.emplace_back(
+            pb.offset,
+            pb.offset + AlignUp(std::max<int64_t>(pb.bytes, 1), alignment));
       }
     }
     std::sort(busy.begin(), busy.end());
@@ -171,8 +192,8 @@ absl::StatusOr<MemoryPlan> PlanMemory(const Graph& graph, const OpRegistry& regi
 }
 
 std::string MemoryPlan::ToString(const Graph& graph) const {
-  std::string out = absl::StrFormat("%-8s %-28s %12s %11s  %s\n", "value", "type", "bytes",
-                                    "live", "placement");
+  std::string out = absl::StrFormat("%-8s %-28s %12s %11s  %s\n", "value",
+                                    "type", "bytes", "live", "placement");
   // Values printed in schedule order with the text form's numbering.
   int number = 0;
   absl::flat_hash_map<ValueId, int> numbering;
@@ -191,20 +212,23 @@ std::string MemoryPlan::ToString(const Graph& graph) const {
           placement = absl::StrCat("variable '", b.variable, "'");
           break;
         case BufferAssignment::Kind::kAlias:
-          placement = absl::StrCat("in place of %", numbering[b.alias_of], " (arena @", b.offset,
-                                   ")");
+          placement = absl::StrCat("in place of %", numbering[b.alias_of],
+                                   " (arena @", b.offset, ")");
           break;
       }
-      absl::StrAppend(&out, absl::StrFormat("%-8s %-28s %12d %5d..%-4d  %s [%s]\n",
-                                            absl::StrCat("%", numbering[v]),
-                                            graph.type(v).ToString(), b.bytes, b.first_step,
-                                            b.last_step, placement, graph.node(id).op));
+      absl::StrAppend(
+          &out, absl::StrFormat("%-8s %-28s %12d %5d..%-4d  %s [%s]\n",
+                                absl::StrCat("%", numbering[v]),
+                                graph.type(v).ToString(), b.bytes, b.first_step,
+                                b.last_step, placement, graph.node(id).op));
     }
   }
-  absl::StrAppend(&out, absl::StrFormat(
-                            "arena: %d bytes (planned peak); all intermediates without reuse: "
-                            "%d bytes; persistent variables: %d bytes\n",
-                            arena_bytes, total_intermediate_bytes, persistent_bytes));
+  absl::StrAppend(
+      &out,
+      absl::StrFormat(
+          "arena: %d bytes (planned peak); all intermediates without reuse: "
+          "%d bytes; persistent variables: %d bytes\n",
+          arena_bytes, total_intermediate_bytes, persistent_bytes));
   return out;
 }
 

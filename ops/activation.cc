@@ -32,6 +32,7 @@ OpDef MakePointwise(std::string name, ActivationKind kind,
   def.inputs = {"x"};
   def.outputs = {"out"};
   def.attrs = std::move(attrs);
+  def.inplace = {{0, 0}};  // Pointwise: out[i] reads x[i] only.
   def.infer = SameFloatType;
   def.reference = [name, kind, params](
                       absl::Span<const Tensor* const> in,

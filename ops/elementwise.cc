@@ -46,6 +46,8 @@ OpDef MakeBinary(std::string name, Domain domain, Fn fn) {
   def.name = name;
   def.inputs = {"x", "y"};
   def.outputs = {"out"};
+  // Each output element reads only the same element of x when x has the output's shape.
+  def.inplace = {{0, 0}};
   def.infer =
       [domain](absl::Span<const TensorType> in,
                const Attributes&) -> absl::StatusOr<std::vector<TensorType>> {
@@ -92,6 +94,7 @@ OpDef MakeUnary(std::string name, Domain domain, Fn fn) {
   def.name = name;
   def.inputs = {"x"};
   def.outputs = {"out"};
+  def.inplace = {{0, 0}};
   def.infer =
       [domain](absl::Span<const TensorType> in,
                const Attributes&) -> absl::StatusOr<std::vector<TensorType>> {
