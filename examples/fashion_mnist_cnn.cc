@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "examples/models.h"
 #include "frontend/sequent.h"
 
 using namespace sequent;
@@ -20,10 +21,10 @@ int main() {
   const auto start = std::chrono::steady_clock::now();
   try {
     auto [train, test] = load_fashion_mnist();
-    Sequential model(
-        {Input({28, 28, 1}), Conv2D(32, {3, 3}, {.activation = "relu"}),
-         MaxPooling2D({2, 2}), Conv2D(64, {3, 3}, {.activation = "relu"}),
-         MaxPooling2D({2, 2}), Flatten(), Dense(128, "relu"), Dense(10)});
+    // Conv2D(32, 3x3, relu) - MaxPooling2D - Conv2D(64, 3x3, relu) -
+    // MaxPooling2D - Flatten - Dense(128, relu) - Dense(10), from
+    // examples/models.cc (sequent-graph --example draws the same model).
+    Sequential model = examples::FashionMnistCnn();
     model.summary();
     model.compile(Adam{.learning_rate = 1e-3},
                   SparseCategoricalCrossentropy{.from_logits = true},

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdio>
 
+#include "examples/models.h"
 #include "frontend/sequent.h"
 
 using namespace sequent;
@@ -16,8 +17,9 @@ int main() {
                 static_cast<long long>(train.x.shape()[0]),
                 static_cast<long long>(test.x.shape()[0]));
 
-    Sequential model({Input({28, 28}), Flatten(), Dense(512, "relu"),
-                      Dense(512, "relu"), Dense(10)});
+    // Input(28, 28) - Flatten - Dense(512, relu) x2 - Dense(10), from
+    // examples/models.cc (sequent-graph --example draws the same model).
+    Sequential model = examples::FashionMnistMlp();
     model.summary();
     model.compile(Adam{.learning_rate = 1e-3},
                   SparseCategoricalCrossentropy{.from_logits = true},

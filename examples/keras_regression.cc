@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "examples/models.h"
 #include "frontend/sequent.h"
 
 using namespace sequent;
@@ -24,8 +25,8 @@ int main(int argc, char** argv) {
     train.x = ValueOrThrow(scaler.fit_transform(train.x));
     val.x = ValueOrThrow(scaler.transform(val.x));
 
-    Sequential model({Input({10}), Dense(512, "relu"), Dense(512, "relu"),
-                      Dense(512, "relu"), Dense(1)});
+    // Dense(512, relu) x3 - Dense(1), from examples/models.cc.
+    Sequential model = examples::DiabetesRegressor();
     model.compile("adam", "mae");
     History history =
         model.fit(train.x, train.y,

@@ -8,6 +8,7 @@
 //   pred_probab.argmax(1)
 #include <cstdio>
 
+#include "examples/models.h"
 #include "frontend/sequent.h"
 
 using namespace sequent;
@@ -18,8 +19,8 @@ int main() {
     std::printf("Using %s device\n", device.ToString().c_str());
     auto [train, test] = load_fashion_mnist();
 
-    Sequential model({Input({28, 28}), Flatten(), Dense(512, "relu"),
-                      Dense(512, "relu"), Dense(10)});
+    // Flatten - Dense(512, relu) x2 - Dense(10), from examples/models.cc.
+    Sequential model = examples::FashionMnistMlp();
     model.compile(SGD{.learning_rate = 1e-3, .momentum = 0.9},
                   SparseCategoricalCrossentropy{.from_logits = true},
                   {"accuracy"}, device);
