@@ -1,0 +1,1063 @@
+#include "frontend/sklearn.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <map>
+#include <numeric>
+#include <set>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "core/training_graph.h"
+#include "fmt/format.h"
+#include "frontend/compile_options.h"
+#include "frontend/data.h"
+#include "frontend/layers.h"
+
+namespace sequent {
+
+// How the graph's objective J relates to scikit-learn's S (whose gradient
+// scikit-learn follows):
+//  - log-loss (softmax or logistic output): the graph's mean cross-entropy is
+//    scikit-learn's loss, so J = S with the kernel L2 coefficient
+//    0.5 * alpha / batch_size.
+//  - squared error: scikit-learn's output delta is (y_pred - y) summed over
+//    outputs, the gradient of (n_outputs / 2) * MSE, while the graph's MSE
+//    loss is the plain mean. So J = c * S with c = 2 / n_outputs: the L2
+//    coefficient is scaled by c, SGD runs at learning_rate / c (the same
+//    steps, velocity included) and Adam, invariant to the gradient's scale but
+//    for epsilon, at epsilon * c.
+// The per-epoch loss reported in loss_curve_ is J / c.
+
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+// Uniform in [-bound, bound) from raw generator bits (the same on every
+// platform, unlike std::uniform_real_distribution).
+double Uniform(std::mt19937_64& rng, double bound) {
+  const double u = static_cast<double>(rng() >> 11) * 0x1.0p-53;
+  return (2.0 * u - 1.0) * bound;
+}
+
+void Shuffle(std::vector<int64_t>& order, std::mt19937_64& rng) {
+  for (int64_t i = static_cast<int64_t>(order.size()) - 1; i > 0; --i) {
+    const int64_t j =
+        static_cast<int64_t>(rng() % static_cast<uint64_t>(i + 1));
+    std::swap(order[i], order[j]);
+  }
+}
+
+// Copies rows order[begin, begin + count) of src into the first rows of dst.
+void GatherRows(const Tensor& src, const int64_t* rows, int64_t count,
+                Tensor& dst) {
+  const size_t row_bytes =
+      src.num_bytes() / static_cast<size_t>(src.shape()[0]);
+  const auto* from = static_cast<const std::byte*>(src.raw_data());
+  auto* to = static_cast<std::byte*>(dst.raw_data());
+  for (int64_t i = 0; i < count; ++i)
+    std::memcpy(to + i * row_bytes, from + rows[i] * row_bytes, row_bytes);
+}
+
+std::string ActivationFor(const std::string& sklearn_name) {
+  if (sklearn_name == "identity") return "linear";
+  if (sklearn_name == "logistic") return "sigmoid";
+  return sklearn_name;  // "tanh", "relu"
+}
+
+TensorType FeedType(const Graph& graph, const char* name) {
+  const NodeId id = graph.FindInput(name);
+  return graph.type(graph.node(id).outputs[0]);
+}
+
+// "%f" as Python prints it.
+std::string PyF(double value) { return fmt::format("{:f}", value); }
+
+std::string ShapeString(const Tensor& t) {
+  std::vector<std::string> dims;
+  for (int i = 0; i < t.shape().rank(); ++i)
+    dims.push_back(std::to_string(t.shape()[i]));
+  return absl::StrCat("(", absl::StrJoin(dims, ", "),
+                      t.shape().rank() == 1 ? ",)" : ")");
+}
+
+}  // namespace
+
+// Per-batch-size feeds of the train and predict executables, so an epoch
+// allocates nothing and skips Sequential's per-call checks (the data was
+// checked once by fit).
+struct BaseMultilayerPerceptron::Staging {
+  struct Step {
+    Executable* executable = nullptr;
+    Tensor x, y, sample_weight, learning_rate;
+    std::vector<Feed> feeds;
+    std::vector<Tensor> outputs;
+    size_t loss_index = 0;
+  };
+  std::map<int64_t, Step> train;
+  std::map<int64_t, Step> predict;
+};
+
+BaseMultilayerPerceptron::BaseMultilayerPerceptron(MLPOptions options,
+                                                   bool classifier)
+    : options_(std::move(options)),
+      classifier_(classifier),
+      rng_(options_.random_state ? *options_.random_state
+                                 : std::random_device{}()),
+      staging_(std::make_unique<Staging>()) {}
+
+BaseMultilayerPerceptron::~BaseMultilayerPerceptron() = default;
+BaseMultilayerPerceptron::BaseMultilayerPerceptron(
+    BaseMultilayerPerceptron&&) noexcept = default;
+BaseMultilayerPerceptron& BaseMultilayerPerceptron::operator=(
+    BaseMultilayerPerceptron&&) noexcept = default;
+
+void BaseMultilayerPerceptron::CheckOptions() const {
+  const MLPOptions& o = options_;
+  const auto bad = [&](const std::string& what) {
+    throw Error(absl::StrCat(class_name(), ": ", what));
+  };
+  for (int64_t units : o.hidden_layer_sizes) {
+    if (units <= 0) {
+      bad(absl::StrCat("hidden_layer_sizes must be > 0, got (",
+                       absl::StrJoin(o.hidden_layer_sizes, ", "), ")"));
+    }
+  }
+  if (o.activation != "identity" && o.activation != "logistic" &&
+      o.activation != "tanh" && o.activation != "relu") {
+    bad(
+        absl::StrCat("activation must be one of 'identity', 'logistic', "
+                     "'tanh', 'relu'; got '",
+                     o.activation, "'"));
+  }
+  if (o.solver == "lbfgs") {
+    bad("solver='lbfgs' is not supported: sequent trains MLPs with the "
+        "stochastic solvers 'adam' and 'sgd' only");
+  }
+  if (o.solver != "adam" && o.solver != "sgd") {
+    bad(absl::StrCat("solver must be 'adam' or 'sgd', got '", o.solver, "'"));
+  }
+  if (o.learning_rate != "constant" && o.learning_rate != "invscaling" &&
+      o.learning_rate != "adaptive") {
+    bad(
+        absl::StrCat("learning_rate must be one of 'constant', 'invscaling', "
+                     "'adaptive'; got '",
+                     o.learning_rate, "'"));
+  }
+  if (!(o.alpha >= 0.0)) bad(absl::StrCat("alpha must be >= 0, got ", o.alpha));
+  if (o.batch_size < 0) {
+    bad(absl::StrCat("batch_size must be >= 1 (or 0 for 'auto'), got ",
+                     o.batch_size));
+  }
+  if (!(o.learning_rate_init > 0.0)) {
+    bad(absl::StrCat("learning_rate_init must be > 0, got ",
+                     o.learning_rate_init));
+  }
+  if (!(o.power_t >= 0.0))
+    bad(absl::StrCat("power_t must be >= 0, got ", o.power_t));
+  if (o.max_iter < 1)
+    bad(absl::StrCat("max_iter must be >= 1, got ", o.max_iter));
+  if (!(o.tol >= 0.0)) bad(absl::StrCat("tol must be >= 0, got ", o.tol));
+  if (!(o.momentum >= 0.0 && o.momentum <= 1.0))
+    bad(absl::StrCat("momentum must be in [0, 1], got ", o.momentum));
+  if (!(o.validation_fraction > 0.0 && o.validation_fraction < 1.0)) {
+    bad(absl::StrCat("validation_fraction must be in (0, 1), got ",
+                     o.validation_fraction));
+  }
+  if (!(o.beta_1 >= 0.0 && o.beta_1 < 1.0))
+    bad(absl::StrCat("beta_1 must be in [0, 1), got ", o.beta_1));
+  if (!(o.beta_2 >= 0.0 && o.beta_2 < 1.0))
+    bad(absl::StrCat("beta_2 must be in [0, 1), got ", o.beta_2));
+  if (!(o.epsilon > 0.0))
+    bad(absl::StrCat("epsilon must be > 0, got ", o.epsilon));
+  if (o.n_iter_no_change < 1) {
+    bad(absl::StrCat("n_iter_no_change must be >= 1, got ",
+                     o.n_iter_no_change));
+  }
+}
+
+void BaseMultilayerPerceptron::RequireFitted(const char* what) const {
+  if (model_ == nullptr) {
+    throw Error(absl::StrCat(
+        "This ", class_name(),
+        " instance is not fitted yet. Call 'fit' with appropriate arguments "
+        "before using ",
+        what, "."));
+  }
+}
+
+Sequential& BaseMultilayerPerceptron::model() const {
+  RequireFitted("model()");
+  return *model_;
+}
+
+std::vector<Tensor> BaseMultilayerPerceptron::coefs_() const {
+  RequireFitted("coefs_");
+  std::vector<Tensor> weights = model_->get_weights();
+  std::vector<Tensor> coefs;
+  for (size_t i = 0; i < weights.size(); i += 2) coefs.push_back(weights[i]);
+  return coefs;
+}
+
+std::vector<Tensor> BaseMultilayerPerceptron::intercepts_() const {
+  RequireFitted("intercepts_");
+  std::vector<Tensor> weights = model_->get_weights();
+  std::vector<Tensor> intercepts;
+  for (size_t i = 1; i < weights.size(); i += 2)
+    intercepts.push_back(weights[i]);
+  return intercepts;
+}
+
+Tensor BaseMultilayerPerceptron::CheckX(const Tensor& x, const char* what,
+                                        bool reset) const {
+  if (x.shape().rank() != 2) {
+    throw Error(absl::StrCat(
+        class_name(), ".", what, ": expected a 2D array of shape (n_samples, ",
+        "n_features), got shape ", ShapeString(x),
+        x.shape().rank() > 2 ? "; flatten the samples first (reshape to "
+                               "[n, features])"
+                             : ""));
+  }
+  if (x.shape()[0] == 0 || x.shape()[1] == 0) {
+    throw Error(absl::StrCat(class_name(), ".", what, ": X has shape ",
+                             ShapeString(x),
+                             "; at least 1 sample and 1 feature are required"));
+  }
+  if (x.dtype() == DType::kBool) {
+    throw Error(
+        absl::StrCat(class_name(), ".", what, ": X must be numeric, got bool"));
+  }
+  if (!reset && model_ != nullptr && x.shape()[1] != n_features_in_) {
+    throw Error(absl::StrCat("X has ", x.shape()[1], " features, but ",
+                             class_name(), " is expecting ", n_features_in_,
+                             " features as input."));
+  }
+  const DType dtype = !reset && model_ != nullptr ? model_->dtype() : FloatX();
+  Tensor converted = x.dtype() == dtype ? x : x.CastTo(dtype);
+  const auto check = [&](auto values) {
+    for (size_t i = 0; i < values.size(); ++i) {
+      if (!std::isfinite(values[i])) {
+        throw Error(absl::StrCat(class_name(), ".", what, ": input X contains ",
+                                 std::isnan(values[i]) ? "NaN" : "infinity",
+                                 " (sample ",
+                                 i / static_cast<size_t>(x.shape()[1]),
+                                 "); clean or impute the data first"));
+      }
+    }
+  };
+  if (dtype == DType::kF64) {
+    check(converted.data<double>());
+  } else {
+    check(converted.data<float>());
+  }
+  return converted;
+}
+
+double BaseMultilayerPerceptron::LossScale() const {
+  return classifier_ ? 1.0 : 2.0 / static_cast<double>(n_outputs_);
+}
+
+void BaseMultilayerPerceptron::BuildModel(int64_t n_features, int64_t n_outputs,
+                                          const std::vector<Tensor>* weights) {
+  const double c = LossScale();
+  const double l2 = c * 0.5 * options_.alpha / static_cast<double>(l2_batch_);
+  const std::string activation = ActivationFor(options_.activation);
+  std::vector<LayerPtr> layers = {Input({n_features})};
+  DenseOptions dense;
+  dense.kernel_regularizer.l2 = l2;
+  for (int64_t units : options_.hidden_layer_sizes)
+    layers.push_back(Dense(units, activation, dense));
+  layers.push_back(Dense(n_outputs, "linear", dense));
+  auto model = std::make_unique<Sequential>(std::move(layers));
+
+  Optimizer optimizer;
+  if (options_.solver == "adam") {
+    optimizer = Adam{.learning_rate = options_.learning_rate_init,
+                     .beta_1 = options_.beta_1,
+                     .beta_2 = options_.beta_2,
+                     .epsilon = options_.epsilon * c};
+  } else {
+    optimizer = SGD{.learning_rate = options_.learning_rate_init / c,
+                    .momentum = options_.momentum,
+                    .nesterov = options_.nesterovs_momentum};
+  }
+  Loss loss;
+  if (!classifier_) {
+    loss = MeanSquaredError{};
+  } else if (n_outputs == 1) {
+    loss = BinaryCrossentropy{.from_logits = true};
+  } else {
+    loss = SparseCategoricalCrossentropy{.from_logits = true};
+  }
+  model->compile(optimizer, loss, {}, options_.device);
+
+  if (weights != nullptr) {
+    model->set_weights(*weights);
+  } else {
+    // scikit-learn's _init_coef: Glorot uniform for weights and biases alike,
+    // with factor 2 instead of 6 for the logistic activation.
+    const double factor = options_.activation == "logistic" ? 2.0 : 6.0;
+    std::vector<int64_t> units = {n_features};
+    units.insert(units.end(), options_.hidden_layer_sizes.begin(),
+                 options_.hidden_layer_sizes.end());
+    units.push_back(n_outputs);
+    std::vector<Tensor> init;
+    for (size_t i = 0; i + 1 < units.size(); ++i) {
+      const int64_t fan_in = units[i], fan_out = units[i + 1];
+      const double bound =
+          std::sqrt(factor / static_cast<double>(fan_in + fan_out));
+      Tensor kernel(DType::kF64, Shape{fan_in, fan_out});
+      for (double& v : kernel.data<double>()) v = Uniform(rng_, bound);
+      Tensor bias(DType::kF64, Shape{fan_out});
+      for (double& v : bias.data<double>()) v = Uniform(rng_, bound);
+      init.push_back(std::move(kernel));
+      init.push_back(std::move(bias));
+    }
+    model->set_weights(init);
+  }
+  model_ = std::move(model);
+  staging_ = std::make_unique<Staging>();
+  has_optimizer_ = true;
+  learning_rate_ = options_.learning_rate_init;
+}
+
+Tensor BaseMultilayerPerceptron::GraphTargets(const Tensor& y) const {
+  const TensorType type =
+      FeedType(model_->graph(GraphStage::kTrain), kLabelFeed);
+  const int64_t n = y.shape()[0];
+  if (classifier_ && n_outputs_ == 1) {
+    Tensor targets(type.dtype, Shape{n, 1});
+    for (int64_t i = 0; i < n; ++i) targets.SetFromDouble(i, y.GetAsDouble(i));
+    return targets;
+  }
+  return y.dtype() == type.dtype ? y : y.CastTo(type.dtype);
+}
+
+double BaseMultilayerPerceptron::RunEpoch(const Tensor& x,
+                                          const Tensor& targets,
+                                          const std::vector<int64_t>& order,
+                                          int64_t batch_size) {
+  const int64_t n = static_cast<int64_t>(order.size());
+  const double c = LossScale();
+  const bool sgd = options_.solver == "sgd";
+  double accumulated = 0.0;
+  for (int64_t begin = 0; begin < n; begin += batch_size) {
+    const int64_t count = std::min(batch_size, n - begin);
+    auto [it, inserted] = staging_->train.try_emplace(count);
+    Staging::Step& step = it->second;
+    if (inserted) {
+      step.executable = &model_->executable(GraphStage::kTrain, count);
+      const Graph& graph = model_->graph(GraphStage::kTrain);
+      const TensorType x_type = FeedType(graph, kFeatureFeed);
+      const TensorType y_type = FeedType(graph, kLabelFeed);
+      step.x = Tensor(x_type.dtype, x_type.shape.WithBatch(count));
+      step.y = Tensor(y_type.dtype, y_type.shape.WithBatch(count));
+      step.sample_weight = Tensor(x_type.dtype, Shape{count});
+      step.learning_rate = Tensor(x_type.dtype, Shape{});
+      step.feeds = {{kFeatureFeed, &step.x},
+                    {kLabelFeed, &step.y},
+                    {kSampleWeightFeed, &step.sample_weight},
+                    {kLearningRateFeed, &step.learning_rate}};
+      const auto& names = step.executable->output_names();
+      step.loss_index = static_cast<size_t>(
+          std::find(names.begin(), names.end(), kLossOutput) - names.begin());
+      // The graph's penalty is 0.5*alpha/l2_batch_ * |W|^2 (times c); weighting
+      // the mean data loss by count / l2_batch_ makes the objective
+      // (count / l2_batch_) * c * scikit-learn's, whose penalty divides by the
+      // batch's own size.
+      const double weight =
+          static_cast<double>(count) / static_cast<double>(l2_batch_);
+      for (int64_t i = 0; i < count; ++i)
+        step.sample_weight.SetFromDouble(i, weight);
+    }
+    GatherRows(x, order.data() + begin, count, step.x);
+    GatherRows(targets, order.data() + begin, count, step.y);
+    const double scale =
+        c * static_cast<double>(count) / static_cast<double>(l2_batch_);
+    // SGD's step is exact at learning_rate / scale; Adam divides the scale
+    // out (its epsilon was scaled by c for full batches).
+    step.learning_rate.SetFromDouble(
+        0, sgd ? learning_rate_ / scale : options_.learning_rate_init);
+    ThrowIfError(step.executable->Run(step.feeds, step.outputs));
+    const double batch_loss =
+        step.outputs[step.loss_index].GetAsDouble(0) / scale;
+    accumulated += batch_loss * static_cast<double>(count);
+  }
+  return accumulated / static_cast<double>(n);
+}
+
+Tensor BaseMultilayerPerceptron::Forward(const Tensor& x) const {
+  const int64_t n = x.shape()[0];
+  const Graph& graph = model_->graph(GraphStage::kPredict);
+  const TensorType x_type = FeedType(graph, kFeatureFeed);
+  Tensor result(DType::kF64, Shape{n, n_outputs_});
+  constexpr int64_t kChunk = 4096;
+  std::vector<int64_t> rows(static_cast<size_t>(n));
+  std::iota(rows.begin(), rows.end(), 0);
+  for (int64_t begin = 0; begin < n; begin += kChunk) {
+    const int64_t count = std::min(kChunk, n - begin);
+    auto [it, inserted] = staging_->predict.try_emplace(count);
+    Staging::Step& step = it->second;
+    if (inserted) {
+      step.executable = &model_->executable(GraphStage::kPredict, count);
+      step.x = Tensor(x_type.dtype, x_type.shape.WithBatch(count));
+      step.feeds = {{kFeatureFeed, &step.x}};
+    }
+    GatherRows(x, rows.data() + begin, count, step.x);
+    ThrowIfError(step.executable->Run(step.feeds, step.outputs));
+    const Tensor& out = step.outputs[0];
+    auto dst = result.data<double>();
+    const int64_t offset = begin * n_outputs_;
+    for (int64_t i = 0; i < out.num_elements(); ++i)
+      dst[offset + i] = out.GetAsDouble(i);
+  }
+  return result;
+}
+
+void BaseMultilayerPerceptron::UpdateNoImprovementCount(bool early_stopping,
+                                                        const Tensor& x_val,
+                                                        const Tensor& y_val) {
+  if (early_stopping) {
+    const double score = ValidationScore(x_val, y_val);
+    validation_scores_.push_back(score);
+    if (options_.verbose)
+      *options_.out << "Validation score: " << PyF(score) << "\n";
+    if (score < best_validation_score_ + options_.tol) {
+      ++no_improvement_count_;
+    } else {
+      no_improvement_count_ = 0;
+    }
+    if (score > best_validation_score_) {
+      best_validation_score_ = score;
+      best_weights_ = model_->get_weights();
+    }
+  } else {
+    if (loss_curve_.back() > best_loss_ - options_.tol) {
+      ++no_improvement_count_;
+    } else {
+      no_improvement_count_ = 0;
+    }
+    if (loss_curve_.back() < best_loss_) best_loss_ = loss_curve_.back();
+  }
+}
+
+void BaseMultilayerPerceptron::FitPrepared(const Tensor& x, const Tensor& y,
+                                           int64_t n_outputs, bool incremental,
+                                           bool first_pass) {
+  const bool early_stopping = options_.early_stopping;
+  if (early_stopping && incremental)
+    throw Error("partial_fit does not support early_stopping=True");
+  // scikit-learn re-creates its RandomState from an integer random_state on
+  // every fit; without one the generator runs on.
+  if (options_.random_state) rng_.seed(*options_.random_state);
+
+  if (first_pass) {
+    n_features_in_ = x.shape()[1];
+    n_outputs_ = n_outputs;
+    n_layers_ = static_cast<int>(options_.hidden_layer_sizes.size()) + 2;
+    out_activation_ = !classifier_     ? "identity"
+                      : n_outputs == 1 ? "logistic"
+                                       : "softmax";
+    n_iter_ = 0;
+    t_ = 0;
+    loss_curve_.clear();
+    no_improvement_count_ = 0;
+    best_weights_.clear();
+    if (early_stopping) {
+      validation_scores_.clear();
+      best_validation_score_ = -kInf;
+      best_loss_ = kNaN;
+    } else {
+      best_loss_ = kInf;
+      validation_scores_.clear();
+      best_validation_score_ = kNaN;
+    }
+    model_.reset();
+  }
+
+  Tensor x_train = x, y_train = y, x_val, y_val;
+  if (early_stopping) {
+    const bool stratify = classifier_;
+    Dataset data{x, y};
+    auto split = TrainTestSplit(data, options_.validation_fraction, rng_(),
+                                /*shuffle=*/true, stratify);
+    if (!split.ok()) {
+      throw Error(absl::StrCat(class_name(), ".fit: early stopping's split: ",
+                               split.status().message()));
+    }
+    x_train = std::move(split->first.x);
+    y_train = std::move(split->first.y);
+    x_val = std::move(split->second.x);
+    y_val = std::move(split->second.y);
+    if (x_val.shape()[0] < 2) {
+      throw Error(
+          "The validation set is too small. Increase 'validation_fraction' or "
+          "the size of your dataset.");
+    }
+  }
+  const int64_t n = x_train.shape()[0];
+  int64_t batch_size = options_.batch_size == 0 ? std::min<int64_t>(200, n)
+                                                : options_.batch_size;
+  if (batch_size > n) {
+    *options_.warnings << "UserWarning: Got `batch_size` less than 1 or larger "
+                          "than sample size. It is going to be clipped\n";
+    batch_size = n;
+  }
+
+  if (model_ == nullptr) {
+    l2_batch_ = batch_size;
+    BuildModel(n_features_in_, n_outputs_, nullptr);
+  } else if (!incremental || !has_optimizer_) {
+    // A new optimizer (scikit-learn builds one per fit): same weights, fresh
+    // Adam moments or SGD velocities.
+    const std::vector<Tensor> weights = model_->get_weights();
+    BuildModel(n_features_in_, n_outputs_, &weights);
+  }
+  const Tensor targets = GraphTargets(y_train);
+
+  std::vector<int64_t> order(static_cast<size_t>(n));
+  std::iota(order.begin(), order.end(), 0);
+  n_iter_ = 0;
+  for (int it = 0; it < options_.max_iter; ++it) {
+    if (options_.shuffle) Shuffle(order, rng_);
+    loss_ = RunEpoch(x_train, targets, order, batch_size);
+    ++n_iter_;
+    t_ += n;
+    loss_curve_.push_back(loss_);
+    if (options_.verbose) {
+      *options_.out << fmt::format("Iteration {}, loss = {:.8f}\n", n_iter_,
+                                   loss_);
+    }
+    UpdateNoImprovementCount(early_stopping, x_val, y_val);
+    if (options_.solver == "sgd" && options_.learning_rate == "invscaling") {
+      learning_rate_ = options_.learning_rate_init /
+                       std::pow(static_cast<double>(t_ + 1), options_.power_t);
+    }
+    if (no_improvement_count_ > options_.n_iter_no_change) {
+      const std::string message =
+          early_stopping
+              ? fmt::format(
+                    "Validation score did not improve more than "
+                    "tol={:f} for {} consecutive epochs.",
+                    options_.tol, options_.n_iter_no_change)
+              : fmt::format(
+                    "Training loss did not improve more than tol={:f} "
+                    "for {} consecutive epochs.",
+                    options_.tol, options_.n_iter_no_change);
+      bool stopping = true;
+      if (options_.solver == "sgd" && options_.learning_rate == "adaptive") {
+        if (learning_rate_ <= 1e-6) {
+          if (options_.verbose)
+            *options_.out << message << " Learning rate too small. Stopping.\n";
+        } else {
+          learning_rate_ /= 5.0;
+          stopping = false;
+          if (options_.verbose) {
+            *options_.out << message << " Setting learning rate to "
+                          << PyF(learning_rate_) << "\n";
+          }
+        }
+      } else if (options_.verbose) {
+        *options_.out << message << " Stopping.\n";
+      }
+      if (stopping) break;
+      no_improvement_count_ = 0;
+    }
+    if (incremental) break;
+    if (n_iter_ == options_.max_iter) {
+      *options_.warnings << fmt::format(
+          "ConvergenceWarning: Stochastic Optimizer: Maximum iterations ({}) "
+          "reached and the optimization hasn't converged yet.\n",
+          options_.max_iter);
+    }
+  }
+  if (early_stopping && !best_weights_.empty())
+    model_->set_weights(best_weights_);
+  for (const Tensor& w : model_->get_weights()) {
+    for (int64_t i = 0; i < w.num_elements(); ++i) {
+      if (!std::isfinite(w.GetAsDouble(i))) {
+        throw Error(
+            "Solver produced non-finite parameter weights. The input data may "
+            "contain large values and need to be preprocessed.");
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// MLPClassifier
+
+struct MLPClassifier::RawLabels {
+  bool is_string = false;
+  DType dtype = DType::kI64;
+  std::vector<int64_t> ints;
+  std::vector<std::string> strings;
+  size_t size() const { return is_string ? strings.size() : ints.size(); }
+
+  static RawLabels From(const std::vector<int64_t>& y) {
+    RawLabels r;
+    r.ints = y;
+    return r;
+  }
+  static RawLabels From(const std::vector<std::string>& y) {
+    RawLabels r;
+    r.is_string = true;
+    r.strings = y;
+    return r;
+  }
+  static RawLabels From(const Tensor& y, const char* what) {
+    if (!IsInteger(y.dtype())) {
+      throw Error(absl::StrCat(
+          "MLPClassifier.", what, ": class labels must be integers (i32 or ",
+          "i64) or strings, got a ", DTypeName(y.dtype()),
+          " tensor; for continuous targets use MLPRegressor"));
+    }
+    const bool column = y.shape().rank() == 2 && y.shape()[1] == 1;
+    if (y.shape().rank() != 1 && !column) {
+      throw Error(absl::StrCat(
+          "MLPClassifier.", what, ": y must have shape (n_samples,), got ",
+          ShapeString(y),
+          y.shape().rank() == 2 ? " (multilabel targets are not supported)"
+                                : ""));
+    }
+    RawLabels r;
+    r.dtype = y.dtype();
+    r.ints.resize(static_cast<size_t>(y.num_elements()));
+    for (int64_t i = 0; i < y.num_elements(); ++i) {
+      r.ints[i] = y.dtype() == DType::kI64 ? y.data<int64_t>()[i]
+                                           : y.data<int32_t>()[i];
+    }
+    return r;
+  }
+  ClassLabels Unique() const {
+    ClassLabels classes;
+    classes.is_string = is_string;
+    classes.dtype = dtype;
+    if (is_string) {
+      classes.strings = strings;
+      std::sort(classes.strings.begin(), classes.strings.end());
+      classes.strings.erase(
+          std::unique(classes.strings.begin(), classes.strings.end()),
+          classes.strings.end());
+    } else {
+      classes.ints = ints;
+      std::sort(classes.ints.begin(), classes.ints.end());
+      classes.ints.erase(std::unique(classes.ints.begin(), classes.ints.end()),
+                         classes.ints.end());
+    }
+    return classes;
+  }
+};
+
+std::string ClassLabels::ToString(size_t i) const {
+  return is_string ? strings[i] : std::to_string(ints[i]);
+}
+
+std::string ClassLabels::ToString() const {
+  std::vector<std::string> parts;
+  for (size_t i = 0; i < size(); ++i)
+    parts.push_back(is_string ? absl::StrCat("'", strings[i], "'")
+                              : ToString(i));
+  return absl::StrCat("[", absl::StrJoin(parts, " "), "]");
+}
+
+namespace {
+
+bool SameClasses(const ClassLabels& a, const ClassLabels& b) {
+  return a.is_string == b.is_string && a.ints == b.ints &&
+         a.strings == b.strings;
+}
+
+}  // namespace
+
+MLPClassifier::MLPClassifier(MLPOptions options)
+    : BaseMultilayerPerceptron(std::move(options), /*classifier=*/true) {}
+
+MLPClassifier& MLPClassifier::fit(const Tensor& x, const Tensor& y) {
+  return Fit(x, RawLabels::From(y, "fit"), false, nullptr);
+}
+MLPClassifier& MLPClassifier::fit(const Tensor& x,
+                                  const std::vector<int64_t>& y) {
+  return Fit(x, RawLabels::From(y), false, nullptr);
+}
+MLPClassifier& MLPClassifier::fit(const Tensor& x,
+                                  const std::vector<std::string>& y) {
+  return Fit(x, RawLabels::From(y), false, nullptr);
+}
+
+MLPClassifier& MLPClassifier::partial_fit(const Tensor& x, const Tensor& y,
+                                          std::optional<Tensor> classes) {
+  if (!classes) return Fit(x, RawLabels::From(y, "partial_fit"), true, nullptr);
+  const RawLabels c = RawLabels::From(*classes, "partial_fit(classes)");
+  return Fit(x, RawLabels::From(y, "partial_fit"), true, &c);
+}
+MLPClassifier& MLPClassifier::partial_fit(
+    const Tensor& x, const std::vector<int64_t>& y,
+    std::optional<std::vector<int64_t>> classes) {
+  if (!classes) return Fit(x, RawLabels::From(y), true, nullptr);
+  const RawLabels c = RawLabels::From(*classes);
+  return Fit(x, RawLabels::From(y), true, &c);
+}
+MLPClassifier& MLPClassifier::partial_fit(
+    const Tensor& x, const std::vector<std::string>& y,
+    std::optional<std::vector<std::string>> classes) {
+  if (!classes) return Fit(x, RawLabels::From(y), true, nullptr);
+  const RawLabels c = RawLabels::From(*classes);
+  return Fit(x, RawLabels::From(y), true, &c);
+}
+
+Tensor MLPClassifier::Encode(const RawLabels& y, const char* what) const {
+  if (y.is_string != classes_.is_string) {
+    throw Error(absl::StrCat(
+        "MLPClassifier.", what, ": y has ", y.is_string ? "string" : "integer",
+        " labels but the classes are ",
+        classes_.is_string ? "strings " : "integers ", classes_.ToString()));
+  }
+  const int64_t n = static_cast<int64_t>(y.size());
+  Tensor indices(DType::kI32, Shape{n});
+  auto out = indices.data<int32_t>();
+  std::set<std::string> unknown;
+  for (int64_t i = 0; i < n; ++i) {
+    size_t index;
+    bool found;
+    if (y.is_string) {
+      auto it = std::lower_bound(classes_.strings.begin(),
+                                 classes_.strings.end(), y.strings[i]);
+      index = static_cast<size_t>(it - classes_.strings.begin());
+      found = it != classes_.strings.end() && *it == y.strings[i];
+    } else {
+      auto it = std::lower_bound(classes_.ints.begin(), classes_.ints.end(),
+                                 y.ints[i]);
+      index = static_cast<size_t>(it - classes_.ints.begin());
+      found = it != classes_.ints.end() && *it == y.ints[i];
+    }
+    if (!found) {
+      unknown.insert(y.is_string ? absl::StrCat("'", y.strings[i], "'")
+                                 : std::to_string(y.ints[i]));
+      continue;
+    }
+    out[i] = static_cast<int32_t>(index);
+  }
+  if (!unknown.empty()) {
+    throw Error(absl::StrCat(
+        "MLPClassifier.", what, ": y contains labels not in classes_ ",
+        classes_.ToString(), ": ", absl::StrJoin(unknown, ", ")));
+  }
+  return indices;
+}
+
+MLPClassifier& MLPClassifier::Fit(const Tensor& x_in, const RawLabels& y,
+                                  bool incremental, const RawLabels* classes) {
+  const char* what = incremental ? "partial_fit" : "fit";
+  const bool first_pass = !fitted() || (!options_.warm_start && !incremental);
+  // Checked before anything changes, so a failed call leaves a fitted model
+  // as it was.
+  const Tensor x = CheckX(x_in, what, /*reset=*/first_pass);
+  if (static_cast<int64_t>(y.size()) != x.shape()[0]) {
+    throw Error(absl::StrCat(
+        "Found input variables with inconsistent numbers of samples: [",
+        x.shape()[0], ", ", y.size(), "]"));
+  }
+  ClassLabels seen = y.Unique();
+  ClassLabels new_classes = classes_;
+  if (incremental) {
+    if (classes != nullptr) {
+      const ClassLabels given = classes->Unique();
+      if (fitted() && !SameClasses(given, classes_)) {
+        throw Error(absl::StrCat("`classes=", given.ToString(),
+                                 "` is not the same as on last call to "
+                                 "partial_fit, was: ",
+                                 classes_.ToString()));
+      }
+      if (!fitted()) new_classes = given;
+    } else if (!fitted()) {
+      throw Error("classes must be passed on the first call to partial_fit.");
+    }
+  } else if (first_pass) {
+    new_classes = seen;
+  } else if (!SameClasses(seen, classes_)) {
+    throw Error(absl::StrCat(
+        "warm_start can only be used where `y` has the same classes as in the "
+        "previous call to fit. Previously got ",
+        classes_.ToString(), ", `y` has ", seen.ToString()));
+  }
+  if (new_classes.size() < 2) {
+    throw Error(
+        absl::StrCat("MLPClassifier.", what,
+                     ": needs samples of at least 2 classes; got one class: ",
+                     new_classes.ToString()));
+  }
+  ClassLabels old = std::move(classes_);
+  classes_ = std::move(new_classes);
+  Tensor indices;
+  try {
+    indices = Encode(y, what);
+  } catch (const Error&) {
+    classes_ = std::move(old);
+    throw;
+  }
+  const int64_t n_outputs =
+      classes_.size() == 2 ? 1 : static_cast<int64_t>(classes_.size());
+  FitPrepared(x, indices, n_outputs, incremental, first_pass);
+  return *this;
+}
+
+std::vector<int32_t> MLPClassifier::PredictIndices(const Tensor& x) const {
+  const Tensor out = Forward(x);
+  const int64_t n = x.shape()[0];
+  std::vector<int32_t> indices(static_cast<size_t>(n));
+  auto values = out.data<double>();
+  for (int64_t i = 0; i < n; ++i) {
+    if (n_outputs_ == 1) {
+      indices[i] = values[i] > 0.0 ? 1 : 0;  // sigmoid(logit) > 0.5
+    } else {
+      const double* row = values.data() + i * n_outputs_;
+      indices[i] =
+          static_cast<int32_t>(std::max_element(row, row + n_outputs_) - row);
+    }
+  }
+  return indices;
+}
+
+template <>
+Tensor MLPClassifier::predict<Tensor>(const Tensor& x_in) const {
+  RequireFitted("predict");
+  if (classes_.is_string) {
+    throw Error(
+        "MLPClassifier.predict: the classes are strings; call "
+        "predict<std::vector<std::string>>(x)");
+  }
+  const std::vector<int32_t> indices = PredictIndices(CheckX(x_in, "predict"));
+  const int64_t n = static_cast<int64_t>(indices.size());
+  const DType dtype = classes_.dtype == DType::kI32 ? DType::kI32 : DType::kI64;
+  Tensor labels(dtype, Shape{n});
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t label = classes_.ints[indices[i]];
+    if (dtype == DType::kI32) {
+      labels.data<int32_t>()[i] = static_cast<int32_t>(label);
+    } else {
+      labels.data<int64_t>()[i] = label;
+    }
+  }
+  return labels;
+}
+
+template <>
+std::vector<int64_t> MLPClassifier::predict<std::vector<int64_t>>(
+    const Tensor& x_in) const {
+  RequireFitted("predict");
+  if (classes_.is_string) {
+    throw Error(
+        "MLPClassifier.predict: the classes are strings; call "
+        "predict<std::vector<std::string>>(x)");
+  }
+  std::vector<int64_t> labels;
+  for (int32_t i : PredictIndices(CheckX(x_in, "predict")))
+    labels.push_back(classes_.ints[i]);
+  return labels;
+}
+
+template <>
+std::vector<std::string> MLPClassifier::predict<std::vector<std::string>>(
+    const Tensor& x_in) const {
+  RequireFitted("predict");
+  std::vector<std::string> labels;
+  for (int32_t i : PredictIndices(CheckX(x_in, "predict")))
+    labels.push_back(classes_.ToString(static_cast<size_t>(i)));
+  return labels;
+}
+
+Tensor MLPClassifier::predict_proba(const Tensor& x_in) const {
+  RequireFitted("predict_proba");
+  const Tensor out = Forward(CheckX(x_in, "predict_proba"));
+  const int64_t n = out.shape()[0];
+  const int64_t k = static_cast<int64_t>(classes_.size());
+  Tensor proba(DType::kF64, Shape{n, k});
+  auto values = out.data<double>();
+  auto p = proba.data<double>();
+  for (int64_t i = 0; i < n; ++i) {
+    if (n_outputs_ == 1) {
+      const double positive = 1.0 / (1.0 + std::exp(-values[i]));
+      p[2 * i] = 1.0 - positive;
+      p[2 * i + 1] = positive;
+      continue;
+    }
+    const double* row = values.data() + i * k;
+    const double max = *std::max_element(row, row + k);
+    double sum = 0.0;
+    for (int64_t j = 0; j < k; ++j)
+      sum += p[i * k + j] = std::exp(row[j] - max);
+    for (int64_t j = 0; j < k; ++j) p[i * k + j] /= sum;
+  }
+  return proba;
+}
+
+Tensor MLPClassifier::predict_log_proba(const Tensor& x) const {
+  Tensor proba = predict_proba(x);
+  for (double& v : proba.data<double>()) v = std::log(v);
+  return proba;
+}
+
+double MLPClassifier::Score(const Tensor& x_in, const RawLabels& y) const {
+  RequireFitted("score");
+  const Tensor x = CheckX(x_in, "score");
+  if (static_cast<int64_t>(y.size()) != x.shape()[0]) {
+    throw Error(absl::StrCat(
+        "Found input variables with inconsistent numbers of samples: [",
+        x.shape()[0], ", ", y.size(), "]"));
+  }
+  const std::vector<int32_t> predicted = PredictIndices(x);
+  int64_t correct = 0;
+  for (size_t i = 0; i < predicted.size(); ++i) {
+    const size_t k = static_cast<size_t>(predicted[i]);
+    if (y.is_string ? classes_.is_string && classes_.strings[k] == y.strings[i]
+                    : !classes_.is_string && classes_.ints[k] == y.ints[i])
+      ++correct;
+  }
+  return static_cast<double>(correct) / static_cast<double>(predicted.size());
+}
+
+double MLPClassifier::score(const Tensor& x, const Tensor& y) const {
+  return Score(x, RawLabels::From(y, "score"));
+}
+double MLPClassifier::score(const Tensor& x,
+                            const std::vector<int64_t>& y) const {
+  return Score(x, RawLabels::From(y));
+}
+double MLPClassifier::score(const Tensor& x,
+                            const std::vector<std::string>& y) const {
+  return Score(x, RawLabels::From(y));
+}
+
+double MLPClassifier::ValidationScore(const Tensor& x,
+                                      const Tensor& targets) const {
+  const std::vector<int32_t> predicted = PredictIndices(x);
+  auto truth = targets.data<int32_t>();
+  int64_t correct = 0;
+  for (size_t i = 0; i < predicted.size(); ++i)
+    correct += predicted[i] == truth[i] ? 1 : 0;
+  return static_cast<double>(correct) / static_cast<double>(predicted.size());
+}
+
+// ---------------------------------------------------------------------------
+// MLPRegressor
+
+namespace {
+
+// Uniformly averaged R^2 over the columns of [n, outputs] y and predictions
+// (sklearn.metrics.r2_score with force_finite).
+double R2(const Tensor& y, const Tensor& predicted) {
+  const int64_t n = predicted.shape()[0];
+  const int64_t k = predicted.shape()[1];
+  double total = 0.0;
+  for (int64_t j = 0; j < k; ++j) {
+    double mean = 0.0;
+    for (int64_t i = 0; i < n; ++i) mean += y.GetAsDouble(i * k + j);
+    mean /= static_cast<double>(n);
+    double residual = 0.0, spread = 0.0;
+    for (int64_t i = 0; i < n; ++i) {
+      const double truth = y.GetAsDouble(i * k + j);
+      const double d = truth - predicted.data<double>()[i * k + j];
+      residual += d * d;
+      spread += (truth - mean) * (truth - mean);
+    }
+    total +=
+        spread == 0.0 ? (residual == 0.0 ? 1.0 : 0.0) : 1.0 - residual / spread;
+  }
+  return total / static_cast<double>(k);
+}
+
+}  // namespace
+
+MLPRegressor::MLPRegressor(MLPOptions options)
+    : BaseMultilayerPerceptron(std::move(options), /*classifier=*/false) {}
+
+Tensor MLPRegressor::Targets(const Tensor& y, int64_t rows,
+                             const char* what) const {
+  if (y.dtype() == DType::kBool) {
+    throw Error(
+        absl::StrCat("MLPRegressor.", what, ": y must be numeric, got bool"));
+  }
+  if (y.shape().rank() < 1 || y.shape().rank() > 2) {
+    throw Error(absl::StrCat("MLPRegressor.", what,
+                             ": y must have shape (n_samples,) or (n_samples, "
+                             "n_outputs), got ",
+                             ShapeString(y)));
+  }
+  if (y.shape()[0] != rows) {
+    throw Error(absl::StrCat(
+        "Found input variables with inconsistent numbers of samples: [", rows,
+        ", ", y.shape()[0], "]"));
+  }
+  const int64_t k = y.shape().rank() == 2 ? y.shape()[1] : 1;
+  Tensor targets(DType::kF64, Shape{rows, k});
+  for (int64_t i = 0; i < y.num_elements(); ++i) {
+    const double v = y.GetAsDouble(i);
+    if (!std::isfinite(v)) {
+      throw Error(absl::StrCat("MLPRegressor.", what, ": y contains ",
+                               std::isnan(v) ? "NaN" : "infinity", " (element ",
+                               i, ")"));
+    }
+    targets.data<double>()[i] = v;
+  }
+  return targets;
+}
+
+MLPRegressor& MLPRegressor::Fit(const Tensor& x_in, const Tensor& y,
+                                bool incremental) {
+  const char* what = incremental ? "partial_fit" : "fit";
+  const bool first_pass = !fitted() || (!options_.warm_start && !incremental);
+  const Tensor x = CheckX(x_in, what, /*reset=*/first_pass);
+  const Tensor targets = Targets(y, x.shape()[0], what);
+  if (!first_pass && targets.shape()[1] != n_outputs_) {
+    throw Error(
+        absl::StrCat("MLPRegressor.", what, ": y has ", targets.shape()[1],
+                     " outputs, but the fitted model has ", n_outputs_));
+  }
+  FitPrepared(x, targets, targets.shape()[1], incremental, first_pass);
+  return *this;
+}
+
+MLPRegressor& MLPRegressor::fit(const Tensor& x, const Tensor& y) {
+  return Fit(x, y, false);
+}
+MLPRegressor& MLPRegressor::fit(const Tensor& x, const std::vector<double>& y) {
+  return Fit(
+      x, Tensor::FromVector<double>(y, Shape{static_cast<int64_t>(y.size())}),
+      false);
+}
+MLPRegressor& MLPRegressor::partial_fit(const Tensor& x, const Tensor& y) {
+  return Fit(x, y, true);
+}
+
+Tensor MLPRegressor::predict(const Tensor& x_in) const {
+  RequireFitted("predict");
+  Tensor out = Forward(CheckX(x_in, "predict"));
+  if (n_outputs_ != 1) return out;
+  Tensor flat(DType::kF64, Shape{out.shape()[0]});
+  std::memcpy(flat.raw_data(), out.raw_data(), out.num_bytes());
+  return flat;
+}
+
+double MLPRegressor::score(const Tensor& x_in, const Tensor& y) const {
+  RequireFitted("score");
+  const Tensor x = CheckX(x_in, "score");
+  const Tensor targets = Targets(y, x.shape()[0], "score");
+  const Tensor predicted = Forward(x);
+  if (targets.shape()[1] != n_outputs_) {
+    throw Error(absl::StrCat("MLPRegressor.score: y has ", targets.shape()[1],
+                             " outputs, but the model predicts ", n_outputs_));
+  }
+  return R2(targets, predicted);
+}
+
+double MLPRegressor::ValidationScore(const Tensor& x,
+                                     const Tensor& targets) const {
+  return R2(targets, Forward(x));
+}
+
+}  // namespace sequent
