@@ -7,6 +7,8 @@
 #include <cstring>
 #include <dnnl.hpp>
 #include <functional>
+#include <memory>
+#include <optional>
 #include <unordered_map>
 #include <utility>
 
@@ -16,8 +18,10 @@
 #include "absl/strings/str_join.h"
 #include "backends/cpu/kernels.h"
 #include "backends/cpu/onednn_util.h"
+#include "backends/cpu/train_kernels.h"
 #include "backends/host_variable_store.h"
 #include "core/initializers.h"
+#include "core/memory_planner.h"
 #include "core/status_macros.h"
 #include "ops/activation_fn.h"
 #include "ops/registry.h"
@@ -32,6 +36,15 @@ using tag = dnnl::memory::format_tag;
 // Scratchpad memories of the steps point at one shared buffer, named by this
 // value id.
 constexpr ValueId kScratchpad = -2;
+// Buffers outside the graph's values (max-pooling workspaces, loop scratch)
+// are named kExtraBase - k for the executable's k-th extra buffer.
+constexpr ValueId kExtraBase = -3;
+
+// The backend's own op for a dense layer's weight and bias gradients together
+// (one oneDNN inner_product_backward_weights): (x, dz) -> (dW, db). Compile
+// rewrites its private copy of the graph to it (RewriteDenseBackward).
+constexpr absl::string_view kDenseBackwardWeightsOp =
+    "cpu.dense_backward_weights";
 
 absl::Status WithLayer(const Node& node, absl::Status s) {
   if (s.ok() || node.layer.empty()) return s;
@@ -45,10 +58,10 @@ absl::Status Unsupported(const Node& node, absl::string_view why) {
 }
 
 // ---------------------------------------------------------------------------------------
-// Buffers. Every value lives in the arena, in a variable of the store, in an
-// owned constant, or aliases another value (reshape). AssignBuffers is the one
-// place that decides; the core memory planner will replace it with
-// liveness-based offsets.
+// Buffers. Every value lives in the arena (at the offset the core memory
+// planner gives it, reused across lifetimes), in a variable of the store (a
+// variable, or an update the planner writes in place into it), in an owned
+// constant, or aliases another value (reshape).
 
 struct Location {
   enum class Kind { kArena, kVariable, kConstant, kAlias };
@@ -61,23 +74,6 @@ struct Location {
 
 constexpr int64_t kAlign = 64;
 int64_t AlignUp(int64_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
-
-// One buffer per value: simple and safe while nothing reuses memory.
-int64_t AssignBuffers(const std::vector<TensorType>& types,
-                      std::vector<Location>& locations) {
-  int64_t arena = 0;
-  for (size_t v = 0; v < locations.size(); ++v) {
-    Location& loc = locations[v];
-    loc.bytes = types[v].shape.IsStatic()
-                    ? types[v].shape.NumElements() *
-                          static_cast<int64_t>(DTypeSize(types[v].dtype))
-                    : 0;
-    if (loc.kind != Location::Kind::kArena) continue;
-    loc.offset = arena;
-    arena += AlignUp(loc.bytes);
-  }
-  return arena;
-}
 
 struct AlignedFree {
   void operator()(std::byte* p) const { std::free(p); }
@@ -129,6 +125,11 @@ class CpuExecutable : public Executable {
   AlignedBuffer arena;
   AlignedBuffer scratchpad;
   AlignedBuffer staging;
+  std::vector<AlignedBuffer> extras;  // kExtraBase - k
+  // The memory plan and the graph it numbers (batch-bound, reshapes resolved
+  // to their inputs), for tools that print it.
+  MemoryPlan plan;
+  Graph planned_graph;
   absl::flat_hash_map<ValueId, Tensor> constants;
   Pointers pointers;
   struct Input {
@@ -344,7 +345,44 @@ class Lowering {
   }
   int64_t scratchpad_bytes() const { return scratchpad_bytes_; }
 
+  // A buffer of the executable outside the arena; returns its id for
+  // primitive arguments and sets `*data`.
+  ValueId NewExtra(int64_t bytes, std::byte** data = nullptr) {
+    exe_.extras.push_back(AllocateAligned(bytes));
+    if (data != nullptr) *data = exe_.extras.back().get();
+    return kExtraBase - static_cast<ValueId>(exe_.extras.size() - 1);
+  }
+
+  // max_pool2d outputs whose max_pool2d_grad reads the forward's workspace.
+  absl::flat_hash_map<ValueId, ValueId> pool_workspaces;  // y -> extra id
+
  private:
+  absl::Status LowerActivationGrad(const Node& node, const Attributes& attrs,
+                                   bool from_output);
+  absl::Status LowerActivationBiasGrad(const Node& node,
+                                       const Attributes& attrs);
+  absl::Status LowerSoftmaxGrad(const Node& node, const Attributes& attrs,
+                                bool log);
+  absl::Status LowerBroadcastTo(const Node& node);
+  absl::Status LowerReduceToShape(const Node& node);
+  absl::Status LowerReduceMaxGrad(const Node& node, const Attributes& attrs);
+  absl::Status LowerSliceGrad(const Node& node, const Attributes& attrs);
+  absl::Status LowerMaximumGrad(const Node& node);
+  absl::Status LowerSign(const Node& node);
+  absl::Status LowerConv2dBackprop(const Node& node, const Attributes& attrs,
+                                   bool filter);
+  absl::Status LowerMaxPool2dGrad(const Node& node, const Attributes& attrs);
+  absl::Status LowerAvgPool2dGrad(const Node& node, const Attributes& attrs);
+  absl::Status LowerGlobalAvgPool2dGrad(const Node& node);
+  absl::Status LowerNormGrad(const Node& node, const Attributes& attrs,
+                             bool batch);
+  absl::Status LowerLossGrad(const Node& node, const Attributes& attrs,
+                             LossKind kind);
+  absl::Status LowerUpdate(const Node& node, const Attributes& attrs,
+                           UpdateKind kind);
+  absl::Status LowerClip(const Node& node, const Attributes& attrs, bool norm);
+  absl::Status LowerDenseBackwardWeights(const Node& node);
+
   absl::Status LowerDense(const Node& node, const Attributes& attrs);
   absl::Status LowerMatmul(const Node& node, const Attributes& attrs);
   absl::Status LowerBinary(const Node& node, dnnl::algorithm alg,
@@ -733,42 +771,73 @@ absl::Status Lowering::LowerConv2d(const Node& node, const Attributes& attrs) {
   return absl::OkStatus();
 }
 
-absl::Status Lowering::LowerPool2d(const Node& node, const Attributes& attrs,
-                                   bool max) {
-  const TensorType& x = type(node.inputs[0]);
-  const TensorType& y = type(node.outputs[0]);
-  SEQUENT_RETURN_IF_ERROR(ExpectF32(node, x));
+// The oneDNN view of a pooling op: NHWC descriptors and the window geometry.
+struct PoolGeometry {
+  memory::desc src, dst;
+  memory::dims strides, kernel, pad_l, pad_r;
+  dnnl::algorithm alg;
+};
+
+PoolGeometry PoolGeom(const TensorType& x, const TensorType& y,
+                      const Attributes& attrs, bool max) {
   const std::vector<int64_t> size = IntListAttrOr(attrs, "pool_size", {2, 2});
   std::vector<int64_t> strides = IntListAttrOr(attrs, "strides", {});
   if (strides.empty()) strides = size;
   const bool same = StringAttrOr(attrs, "padding", "valid") == "same";
   const int64_t n = x.shape[0], h = x.shape[1], w = x.shape[2], c = x.shape[3];
   const int64_t oh = y.shape[1], ow = y.shape[2];
-  memory::dims pad_l = {0, 0}, pad_r = {0, 0};
+  PoolGeometry g;
+  g.pad_l = {0, 0};
+  g.pad_r = {0, 0};
   if (same) {
     auto [t, b] = SamePadding(h, oh, size[0], strides[0]);
     auto [l, r] = SamePadding(w, ow, size[1], strides[1]);
-    pad_l = {t, l};
-    pad_r = {b, r};
+    g.pad_l = {t, l};
+    g.pad_r = {b, r};
   } else {
-    pad_r = {(oh - 1) * strides[0] + size[0] - h,
-             (ow - 1) * strides[1] + size[1] - w};
+    g.pad_r = {(oh - 1) * strides[0] + size[0] - h,
+               (ow - 1) * strides[1] + size[1] - w};
   }
   const auto f32 = memory::data_type::f32;
-  const memory::desc src({n, c, h, w}, f32, tag::nhwc);
-  const memory::desc dst({n, c, oh, ow}, f32, tag::nhwc);
+  g.src = memory::desc({n, c, h, w}, f32, tag::nhwc);
+  g.dst = memory::desc({n, c, oh, ow}, f32, tag::nhwc);
+  g.strides = {strides[0], strides[1]};
+  g.kernel = {size[0], size[1]};
   // Padding never counts: max ignores it, and the average divides by the
   // in-bounds count.
-  const dnnl::algorithm alg =
-      max ? dnnl::algorithm::pooling_max
-          : dnnl::algorithm::pooling_avg_exclude_padding;
-  dnnl::pooling_forward::desc d(dnnl::prop_kind::forward_inference, alg, src,
-                                dst, {strides[0], strides[1]},
-                                {size[0], size[1]}, pad_l, pad_r);
-  dnnl::pooling_forward::primitive_desc pd(d, Attr(), engine());
-  AddPrimitive(pd, dnnl::pooling_forward(pd),
-               {{DNNL_ARG_SRC, node.inputs[0], src},
-                {DNNL_ARG_DST, node.outputs[0], dst}});
+  g.alg = max ? dnnl::algorithm::pooling_max
+              : dnnl::algorithm::pooling_avg_exclude_padding;
+  return g;
+}
+
+dnnl::pooling_forward::primitive_desc PoolForwardPd(
+    const PoolGeometry& g, bool training, const dnnl::primitive_attr& attr,
+    const dnnl::engine& engine) {
+  dnnl::pooling_forward::desc d(training ? dnnl::prop_kind::forward_training
+                                         : dnnl::prop_kind::forward_inference,
+                                g.alg, g.src, g.dst, g.strides, g.kernel,
+                                g.pad_l, g.pad_r);
+  return dnnl::pooling_forward::primitive_desc(d, attr, engine);
+}
+
+absl::Status Lowering::LowerPool2d(const Node& node, const Attributes& attrs,
+                                   bool max) {
+  const TensorType& x = type(node.inputs[0]);
+  SEQUENT_RETURN_IF_ERROR(ExpectF32(node, x));
+  const PoolGeometry g = PoolGeom(x, type(node.outputs[0]), attrs, max);
+  // When the graph differentiates this max pooling, the forward keeps the
+  // argmax workspace its backward reads (no second pass over x).
+  auto ws = max ? pool_workspaces.find(node.outputs[0]) : pool_workspaces.end();
+  const bool training = ws != pool_workspaces.end();
+  auto pd = PoolForwardPd(g, training, Attr(), engine());
+  std::vector<std::tuple<int, ValueId, memory::desc>> args = {
+      {DNNL_ARG_SRC, node.inputs[0], g.src},
+      {DNNL_ARG_DST, node.outputs[0], g.dst}};
+  if (training) {
+    ws->second = NewExtra(pd.workspace_desc().get_size());
+    args.push_back({DNNL_ARG_WORKSPACE, ws->second, pd.workspace_desc()});
+  }
+  AddPrimitive(pd, dnnl::pooling_forward(pd), std::move(args));
   return absl::OkStatus();
 }
 
@@ -934,6 +1003,593 @@ absl::Status Lowering::LowerMetric(const Node& node, const Attributes& attrs,
   return absl::OkStatus();
 }
 
+// ---------------------------------------------------------------------------------------
+// The training graph's ops: backward, loss gradients, optimizer updates.
+
+// The activation of a backward op: `alpha` -1 stands for the activation's own
+// default (ops/activation.cc).
+absl::StatusOr<ops::Activation> BackwardActivation(const Attributes& attrs) {
+  SEQUENT_ASSIGN_OR_RETURN(std::string name,
+                           GetStringAttr(attrs, "activation"));
+  SEQUENT_ASSIGN_OR_RETURN(ops::Activation act, ops::ParseActivation(name));
+  if (act.kind == ops::ActivationKind::kLeakyRelu ||
+      act.kind == ops::ActivationKind::kElu) {
+    const double alpha = FloatAttrOr(attrs, "alpha", -1.0);
+    if (alpha != -1.0) act.alpha = alpha;
+  }
+  act.approximate = BoolAttrOr(attrs, "approximate", false);
+  return act;
+}
+
+// oneDNN's eltwise backward from the saved output for `act`, when it has one.
+std::optional<EltwiseStep> UseDstAlgorithm(const ops::Activation& act) {
+  using dnnl::algorithm;
+  const float alpha = static_cast<float>(act.alpha);
+  switch (act.kind) {
+    case ops::ActivationKind::kRelu:
+      return EltwiseStep{algorithm::eltwise_relu_use_dst_for_bwd, 0.f, 0.f};
+    case ops::ActivationKind::kLeakyRelu:
+      if (!(act.alpha > 0)) return std::nullopt;
+      return EltwiseStep{algorithm::eltwise_relu_use_dst_for_bwd, alpha, 0.f};
+    case ops::ActivationKind::kElu:
+      return EltwiseStep{algorithm::eltwise_elu_use_dst_for_bwd, alpha, 0.f};
+    case ops::ActivationKind::kSigmoid:
+      return EltwiseStep{algorithm::eltwise_logistic_use_dst_for_bwd, 0.f, 0.f};
+    case ops::ActivationKind::kTanh:
+      return EltwiseStep{algorithm::eltwise_tanh_use_dst_for_bwd, 0.f, 0.f};
+    default:
+      return std::nullopt;
+  }
+}
+
+absl::Status ExpectFloat(const Node& node, const TensorType& t) {
+  if (t.dtype == DType::kF32 || t.dtype == DType::kF64) return absl::OkStatus();
+  return Unsupported(node,
+                     absl::StrCat("has no ", DTypeName(t.dtype), " version"));
+}
+
+absl::Status Lowering::LowerActivationGrad(const Node& node,
+                                           const Attributes& attrs,
+                                           bool from_output) {
+  const TensorType& dy = type(node.inputs[0]);
+  SEQUENT_RETURN_IF_ERROR(ExpectFloat(node, dy));
+  SEQUENT_ASSIGN_OR_RETURN(ops::Activation act, BackwardActivation(attrs));
+  const ValueId d = node.inputs[0], v = node.inputs[1], dx = node.outputs[0];
+  std::optional<EltwiseStep> alg =
+      from_output ? UseDstAlgorithm(act) : std::nullopt;
+  if (dy.dtype == DType::kF32 && alg.has_value()) {
+    SEQUENT_ASSIGN_OR_RETURN(memory::desc desc, Desc(d));
+    dnnl::eltwise_forward::primitive_desc hint(
+        dnnl::eltwise_forward::desc(dnnl::prop_kind::forward_training, alg->alg,
+                                    desc, alg->alpha, alg->beta),
+        engine());
+    dnnl::eltwise_backward::primitive_desc pd(
+        dnnl::eltwise_backward::desc(alg->alg, desc, desc, alg->alpha,
+                                     alg->beta),
+        Attr(), engine(), hint);
+    AddPrimitive(pd, dnnl::eltwise_backward(pd),
+                 {{DNNL_ARG_DST, v, desc},
+                  {DNNL_ARG_DIFF_DST, d, desc},
+                  {DNNL_ARG_DIFF_SRC, dx, desc}});
+    return absl::OkStatus();
+  }
+  const DType dtype = dy.dtype;
+  const int64_t n = dy.shape.NumElements();
+  AddLoop([=](const Pointers& ptr) {
+    ActivationGrad(act, from_output, dtype, ptr[d], ptr[v], ptr[dx], n);
+    return absl::OkStatus();
+  });
+  return absl::OkStatus();
+}
+
+absl::Status Lowering::LowerActivationBiasGrad(const Node& node,
+                                               const Attributes& attrs) {
+  const TensorType& dy = type(node.inputs[0]);
+  SEQUENT_RETURN_IF_ERROR(ExpectFloat(node, dy));
+  SEQUENT_ASSIGN_OR_RETURN(ops::Activation act, BackwardActivation(attrs));
+  const int64_t c = type(node.outputs[1]).shape.NumElements();
+  const int64_t rows = c == 0 ? 0 : dy.shape.NumElements() / c;
+  const ValueId d = node.inputs[0], y = node.inputs[1], dz = node.outputs[0],
+                db = node.outputs[1];
+  const DType dtype = dy.dtype;
+  AddLoop([=](const Pointers& ptr) {
+    ActivationBiasGrad(act, dtype, ptr[d], ptr[y], ptr[dz], ptr[db], rows, c);
+    return absl::OkStatus();
+  });
+  return absl::OkStatus();
+}
+
+absl::Status Lowering::LowerSoftmaxGrad(const Node& node,
+                                        const Attributes& attrs, bool log) {
+  const TensorType& dy = type(node.inputs[0]);
+  SEQUENT_RETURN_IF_ERROR(ExpectFloat(node, dy));
+  SEQUENT_ASSIGN_OR_RETURN(
+      int axis, NormalizeAxis(IntAttrOr(attrs, "axis", -1), dy.shape.rank()));
+  const ValueId d = node.inputs[0], y = node.inputs[1], dx = node.outputs[0];
+  if (dy.dtype == DType::kF32) {
+    SEQUENT_ASSIGN_OR_RETURN(memory::desc desc, Desc(d));
+    const auto prop = dnnl::prop_kind::forward_training;
+    std::vector<std::tuple<int, ValueId, memory::desc>> args = {
+        {DNNL_ARG_DST, y, desc},
+        {DNNL_ARG_DIFF_DST, d, desc},
+        {DNNL_ARG_DIFF_SRC, dx, desc}};
+    if (log) {
+      dnnl::logsoftmax_forward::primitive_desc hint(
+          dnnl::logsoftmax_forward::desc(prop, desc, axis), engine());
+      dnnl::logsoftmax_backward::primitive_desc pd(
+          dnnl::logsoftmax_backward::desc(desc, desc, axis), Attr(), engine(),
+          hint);
+      AddPrimitive(pd, dnnl::logsoftmax_backward(pd), std::move(args));
+    } else {
+      dnnl::softmax_forward::primitive_desc hint(
+          dnnl::softmax_forward::desc(prop, desc, axis), engine());
+      dnnl::softmax_backward::primitive_desc pd(
+          dnnl::softmax_backward::desc(desc, desc, axis), Attr(), engine(),
+          hint);
+      AddPrimitive(pd, dnnl::softmax_backward(pd), std::move(args));
+    }
+    return absl::OkStatus();
+  }
+  int64_t outer = 1, inner = 1;
+  for (int i = 0; i < axis; ++i) outer *= dy.shape[i];
+  for (int i = axis + 1; i < dy.shape.rank(); ++i) inner *= dy.shape[i];
+  const int64_t n = dy.shape[axis];
+  const DType dtype = dy.dtype;
+  AddLoop([=](const Pointers& ptr) {
+    SoftmaxGrad(log, dtype, ptr[d], ptr[y], ptr[dx], outer, n, inner);
+    return absl::OkStatus();
+  });
+  return absl::OkStatus();
+}
+
+// Element strides of `from` (right-aligned, numpy broadcasting) per dimension
+// of `to`: 0 where `from` has 1 or lacks the dimension.
+std::vector<int64_t> BroadcastStridesOf(const Shape& from, const Shape& to) {
+  const int rank = to.rank();
+  const memory::dims fd = PadDims(from, std::max(rank, 1));
+  std::vector<int64_t> s = RowMajorStrides(fd);
+  for (int i = 0; i < static_cast<int>(fd.size()); ++i) {
+    if (fd[i] == 1) s[i] = 0;
+  }
+  if (rank == 0) s.assign(0, 0);
+  return s;
+}
+
+std::vector<int64_t> DimsOf(const Shape& shape) {
+  return std::vector<int64_t>(shape.dims().begin(), shape.dims().end());
+}
+
+absl::Status Lowering::LowerBroadcastTo(const Node& node) {
+  const ValueId in = node.inputs[0], out = node.outputs[0];
+  const int64_t elem = static_cast<int64_t>(DTypeSize(type(in).dtype));
+  const std::vector<int64_t> strides =
+      BroadcastStridesOf(type(in).shape, type(out).shape);
+  const std::vector<int64_t> dims = DimsOf(type(out).shape);
+  AddLoop([=](const Pointers& ptr) {
+    StridedCopy(elem, ptr[in], strides, ptr[out], dims);
+    return absl::OkStatus();
+  });
+  return absl::OkStatus();
+}
+
+absl::Status Lowering::LowerReduceToShape(const Node& node) {
+  const TensorType& x = type(node.inputs[0]);
+  SEQUENT_RETURN_IF_ERROR(ExpectFloat(node, x));
+  const ValueId in = node.inputs[0], out = node.outputs[0];
+  const int rank = std::max(1, x.shape.rank());
+  const memory::dims src_dims = ToDnnlDims(x.shape);
+  const memory::dims dst_dims = PadDims(type(out).shape, rank);
+  if (x.dtype == DType::kF32) {
+    SEQUENT_ASSIGN_OR_RETURN(memory::desc src, Desc(in));
+    SEQUENT_ASSIGN_OR_RETURN(memory::desc dst, PlainDesc(dst_dims, x.dtype));
+    if (src_dims == dst_dims) {
+      AddReorder(in, src, out, dst);
+      return absl::OkStatus();
+    }
+    dnnl::reduction::primitive_desc pd(
+        dnnl::reduction::desc(dnnl::algorithm::reduction_sum, src, dst, 0.f,
+                              0.f),
+        Attr(), engine());
+    AddPrimitive(pd, dnnl::reduction(pd),
+                 {{DNNL_ARG_SRC, in, src}, {DNNL_ARG_DST, out, dst}});
+    return absl::OkStatus();
+  }
+  std::vector<int64_t> out_strides = RowMajorStrides(dst_dims);
+  for (int i = 0; i < rank; ++i) {
+    if (dst_dims[i] == 1) out_strides[i] = 0;
+  }
+  const std::vector<int64_t> in_dims(src_dims.begin(), src_dims.end());
+  const int64_t out_size = type(out).shape.NumElements();
+  AddLoop([=](const Pointers& ptr) {
+    ReduceToShapeF64(reinterpret_cast<const double*>(ptr[in]), out_strides,
+                     in_dims, reinterpret_cast<double*>(ptr[out]), out_size);
+    return absl::OkStatus();
+  });
+  return absl::OkStatus();
+}
+
+absl::Status Lowering::LowerReduceMaxGrad(const Node& node,
+                                          const Attributes& attrs) {
+  const TensorType& x = type(node.inputs[0]);
+  SEQUENT_RETURN_IF_ERROR(ExpectFloat(node, x));
+  const int rank = x.shape.rank();
+  std::vector<bool> reduced(rank, false);
+  const std::vector<int64_t> axes = IntListAttrOr(attrs, "axes", {});
+  if (axes.empty()) reduced.assign(rank, true);
+  for (int64_t a : axes) {
+    SEQUENT_ASSIGN_OR_RETURN(int axis, NormalizeAxis(a, rank));
+    reduced[axis] = true;
+  }
+  memory::dims keep(std::max(rank, 1), 1);
+  for (int i = 0; i < rank; ++i) keep[i] = reduced[i] ? 1 : x.shape[i];
+  std::vector<int64_t> strides = RowMajorStrides(keep);
+  for (int i = 0; i < rank; ++i) {
+    if (reduced[i]) strides[i] = 0;
+  }
+  if (rank == 0) strides.clear();
+  const std::vector<int64_t> dims = DimsOf(x.shape);
+  const int64_t y_size = type(node.inputs[1]).shape.NumElements();
+  std::byte* ties = nullptr;
+  NewExtra(y_size * static_cast<int64_t>(sizeof(int64_t)), &ties);
+  const ValueId xv = node.inputs[0], y = node.inputs[1], dy = node.inputs[2],
+                dx = node.outputs[0];
+  const DType dtype = x.dtype;
+  AddLoop([=](const Pointers& ptr) {
+    ReduceMaxGrad(dtype, ptr[xv], ptr[y], ptr[dy], ptr[dx], dims, strides,
+                  y_size, reinterpret_cast<int64_t*>(ties));
+    return absl::OkStatus();
+  });
+  return absl::OkStatus();
+}
+
+absl::Status Lowering::LowerSliceGrad(const Node& node,
+                                      const Attributes& attrs) {
+  const std::vector<int64_t> begin = IntListAttrOr(attrs, "begin", {});
+  const TensorType& dy = type(node.inputs[0]);
+  const TensorType& dx = type(node.outputs[0]);
+  if (static_cast<int>(begin.size()) != dy.shape.rank()) {
+    return Unsupported(node, "got a begin that does not match the input rank");
+  }
+  const int64_t elem = static_cast<int64_t>(DTypeSize(dy.dtype));
+  const std::vector<int64_t> dy_dims = DimsOf(dy.shape),
+                             dx_dims = DimsOf(dx.shape);
+  const ValueId in = node.inputs[0], out = node.outputs[0];
+  AddLoop([=](const Pointers& ptr) {
+    SliceGrad(elem, ptr[in], dy_dims, ptr[out], dx_dims, begin);
+    return absl::OkStatus();
+  });
+  return absl::OkStatus();
+}
+
+absl::Status Lowering::LowerMaximumGrad(const Node& node) {
+  const TensorType& out = type(node.outputs[0]);
+  SEQUENT_RETURN_IF_ERROR(ExpectFloat(node, out));
+  const ValueId x = node.inputs[0], y = node.inputs[1], d = node.inputs[2],
+                dx = node.outputs[0], dy = node.outputs[1];
+  const std::vector<int64_t> xs = BroadcastStridesOf(type(x).shape, out.shape);
+  const std::vector<int64_t> ys = BroadcastStridesOf(type(y).shape, out.shape);
+  const std::vector<int64_t> dims = DimsOf(out.shape);
+  const DType dtype = out.dtype;
+  AddLoop([=](const Pointers& ptr) {
+    MaximumGrad(dtype, ptr[x], xs, ptr[y], ys, ptr[d], ptr[dx], ptr[dy], dims);
+    return absl::OkStatus();
+  });
+  return absl::OkStatus();
+}
+
+absl::Status Lowering::LowerSign(const Node& node) {
+  const TensorType& x = type(node.inputs[0]);
+  if (x.dtype != DType::kF32 && x.dtype != DType::kF64 &&
+      x.dtype != DType::kI32 && x.dtype != DType::kI64) {
+    return Unsupported(node,
+                       absl::StrCat("has no ", DTypeName(x.dtype), " version"));
+  }
+  const ValueId in = node.inputs[0], out = node.outputs[0];
+  const int64_t n = x.shape.NumElements();
+  const DType dtype = x.dtype;
+  AddLoop([=](const Pointers& ptr) {
+    Sign(dtype, ptr[in], ptr[out], n);
+    return absl::OkStatus();
+  });
+  return absl::OkStatus();
+}
+
+// The convolution geometry shared by conv2d and its two backward ops: x NHWC
+// [n, h, w, c], kernel HWIO [kh, kw, c, o], y NHWC [n, oh, ow, o].
+struct ConvGeometry {
+  memory::desc src, weights, dst;
+  memory::dims strides, dilations, pad_l, pad_r;
+};
+
+ConvGeometry ConvGeom(const Shape& x, const Shape& k, const Shape& y,
+                      const Attributes& attrs) {
+  const std::vector<int64_t> strides = IntListAttrOr(attrs, "strides", {1, 1});
+  const std::vector<int64_t> dil = IntListAttrOr(attrs, "dilations", {1, 1});
+  const bool same = StringAttrOr(attrs, "padding", "valid") == "same";
+  const int64_t n = x[0], h = x[1], w = x[2], c = x[3];
+  const int64_t kh = k[0], kw = k[1], o = k[3];
+  const int64_t oh = y[1], ow = y[2];
+  ConvGeometry g;
+  g.pad_l = {0, 0};
+  g.pad_r = {0, 0};
+  if (same) {
+    auto [t, b] = SamePadding(h, oh, (kh - 1) * dil[0] + 1, strides[0]);
+    auto [l, r] = SamePadding(w, ow, (kw - 1) * dil[1] + 1, strides[1]);
+    g.pad_l = {t, l};
+    g.pad_r = {b, r};
+  } else {
+    g.pad_r = {(oh - 1) * strides[0] + (kh - 1) * dil[0] + 1 - h,
+               (ow - 1) * strides[1] + (kw - 1) * dil[1] + 1 - w};
+  }
+  const auto f32 = memory::data_type::f32;
+  g.src = memory::desc({n, c, h, w}, f32, tag::nhwc);
+  g.weights = memory::desc({o, c, kh, kw}, f32, tag::hwio);
+  g.dst = memory::desc({n, o, oh, ow}, f32, tag::nhwc);
+  g.strides = {strides[0], strides[1]};
+  g.dilations = {dil[0] - 1, dil[1] - 1};
+  return g;
+}
+
+absl::Status Lowering::LowerConv2dBackprop(const Node& node,
+                                           const Attributes& attrs,
+                                           bool filter) {
+  SEQUENT_RETURN_IF_ERROR(ExpectF32(node, type(node.inputs[0])));
+  // backprop_input: (dy, kernel) -> dx; backprop_filter: (x, dy) -> dkernel.
+  const Shape& x =
+      filter ? type(node.inputs[0]).shape : type(node.outputs[0]).shape;
+  const Shape& k =
+      filter ? type(node.outputs[0]).shape : type(node.inputs[1]).shape;
+  const Shape& y =
+      filter ? type(node.inputs[1]).shape : type(node.inputs[0]).shape;
+  const ConvGeometry g = ConvGeom(x, k, y, attrs);
+  const auto alg = dnnl::algorithm::convolution_direct;
+  dnnl::convolution_forward::primitive_desc hint(
+      dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, alg,
+                                      g.src, g.weights, g.dst, g.strides,
+                                      g.dilations, g.pad_l, g.pad_r),
+      engine());
+  if (filter) {
+    dnnl::convolution_backward_weights::primitive_desc pd(
+        dnnl::convolution_backward_weights::desc(alg, g.src, g.weights, g.dst,
+                                                 g.strides, g.dilations,
+                                                 g.pad_l, g.pad_r),
+        Attr(), engine(), hint);
+    AddPrimitive(pd, dnnl::convolution_backward_weights(pd),
+                 {{DNNL_ARG_SRC, node.inputs[0], g.src},
+                  {DNNL_ARG_DIFF_DST, node.inputs[1], g.dst},
+                  {DNNL_ARG_DIFF_WEIGHTS, node.outputs[0], g.weights}});
+  } else {
+    dnnl::convolution_backward_data::primitive_desc pd(
+        dnnl::convolution_backward_data::desc(alg, g.src, g.weights, g.dst,
+                                              g.strides, g.dilations, g.pad_l,
+                                              g.pad_r),
+        Attr(), engine(), hint);
+    AddPrimitive(pd, dnnl::convolution_backward_data(pd),
+                 {{DNNL_ARG_DIFF_DST, node.inputs[0], g.dst},
+                  {DNNL_ARG_WEIGHTS, node.inputs[1], g.weights},
+                  {DNNL_ARG_DIFF_SRC, node.outputs[0], g.src}});
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Lowering::LowerMaxPool2dGrad(const Node& node,
+                                          const Attributes& attrs) {
+  const TensorType& x = type(node.inputs[0]);
+  SEQUENT_RETURN_IF_ERROR(ExpectF32(node, x));
+  const PoolGeometry g = PoolGeom(x, type(node.inputs[1]), attrs, true);
+  auto hint = PoolForwardPd(g, /*training=*/true, Attr(), engine());
+  ValueId workspace = kNoValue;
+  if (auto it = pool_workspaces.find(node.inputs[1]);
+      it != pool_workspaces.end() && it->second != kNoValue) {
+    workspace = it->second;
+  } else {
+    // y does not come from a max_pool2d of x we lowered: recompute the
+    // forward here for its workspace.
+    workspace = NewExtra(hint.workspace_desc().get_size());
+    const ValueId dst = NewExtra(g.dst.get_size());
+    AddPrimitive(hint, dnnl::pooling_forward(hint),
+                 {{DNNL_ARG_SRC, node.inputs[0], g.src},
+                  {DNNL_ARG_DST, dst, g.dst},
+                  {DNNL_ARG_WORKSPACE, workspace, hint.workspace_desc()}});
+  }
+  dnnl::pooling_backward::primitive_desc pd(
+      dnnl::pooling_backward::desc(g.alg, g.src, g.dst, g.strides, g.kernel,
+                                   g.pad_l, g.pad_r),
+      Attr(), engine(), hint);
+  AddPrimitive(pd, dnnl::pooling_backward(pd),
+               {{DNNL_ARG_DIFF_DST, node.inputs[2], g.dst},
+                {DNNL_ARG_WORKSPACE, workspace, hint.workspace_desc()},
+                {DNNL_ARG_DIFF_SRC, node.outputs[0], g.src}});
+  return absl::OkStatus();
+}
+
+absl::Status Lowering::LowerAvgPool2dGrad(const Node& node,
+                                          const Attributes& attrs) {
+  const TensorType& dy = type(node.inputs[0]);
+  SEQUENT_RETURN_IF_ERROR(ExpectF32(node, dy));
+  const PoolGeometry g = PoolGeom(type(node.outputs[0]), dy, attrs, false);
+  auto hint = PoolForwardPd(g, /*training=*/true, Attr(), engine());
+  dnnl::pooling_backward::primitive_desc pd(
+      dnnl::pooling_backward::desc(g.alg, g.src, g.dst, g.strides, g.kernel,
+                                   g.pad_l, g.pad_r),
+      Attr(), engine(), hint);
+  AddPrimitive(pd, dnnl::pooling_backward(pd),
+               {{DNNL_ARG_DIFF_DST, node.inputs[0], g.dst},
+                {DNNL_ARG_DIFF_SRC, node.outputs[0], g.src}});
+  return absl::OkStatus();
+}
+
+absl::Status Lowering::LowerGlobalAvgPool2dGrad(const Node& node) {
+  const TensorType& dx = type(node.outputs[0]);
+  SEQUENT_RETURN_IF_ERROR(ExpectFloat(node, dx));
+  const int64_t n = dx.shape[0], hw = dx.shape[1] * dx.shape[2],
+                c = dx.shape[3];
+  const ValueId in = node.inputs[0], out = node.outputs[0];
+  const DType dtype = dx.dtype;
+  AddLoop([=](const Pointers& ptr) {
+    GlobalAvgPoolGrad(dtype, ptr[in], ptr[out], n, hw, c);
+    return absl::OkStatus();
+  });
+  return absl::OkStatus();
+}
+
+absl::Status Lowering::LowerNormGrad(const Node& node, const Attributes& attrs,
+                                     bool batch) {
+  const TensorType& x = type(node.inputs[1]);
+  SEQUENT_RETURN_IF_ERROR(ExpectF32(node, x));
+  const bool training = BoolAttrOr(attrs, "training", true);
+  const int64_t c = x.shape[x.shape.rank() - 1];
+  const int64_t rows = c == 0 ? 0 : x.shape.NumElements() / c;
+  std::byte* scratch = nullptr;
+  if (!batch) {
+    NewExtra(2 * c * std::max(1, exe_.num_threads) *
+                 static_cast<int64_t>(sizeof(double)),
+             &scratch);
+  }
+  const ValueId dy = node.inputs[0], xv = node.inputs[1],
+                gamma = node.inputs[2], mean = node.inputs[3],
+                inv_std = node.inputs[4], dx = node.outputs[0],
+                dgamma = node.outputs[1], dbeta = node.outputs[2];
+  AddLoop([=](const Pointers& ptr) {
+    auto f = [&](ValueId v) { return reinterpret_cast<float*>(ptr[v]); };
+    if (batch) {
+      BatchNormGrad(training, rows, c, f(dy), f(xv), f(gamma), f(mean),
+                    f(inv_std), f(dx), f(dgamma), f(dbeta));
+    } else {
+      LayerNormGrad(rows, c, f(dy), f(xv), f(gamma), f(mean), f(inv_std), f(dx),
+                    f(dgamma), f(dbeta), reinterpret_cast<double*>(scratch));
+    }
+    return absl::OkStatus();
+  });
+  return absl::OkStatus();
+}
+
+absl::Status Lowering::LowerLossGrad(const Node& node, const Attributes& attrs,
+                                     LossKind kind) {
+  const TensorType& y_true = type(node.inputs[0]);
+  const TensorType& y_pred = type(node.inputs[1]);
+  SEQUENT_RETURN_IF_ERROR(ExpectFloat(node, y_pred));
+  LossParams params;
+  params.kind = kind;
+  params.delta = FloatAttrOr(attrs, "delta", 1.0);
+  params.from_logits = BoolAttrOr(attrs, "from_logits", false);
+  params.label_smoothing = FloatAttrOr(attrs, "label_smoothing", 0.0);
+  const int rank = y_pred.shape.rank();
+  const bool elementwise = kind == LossKind::kMse || kind == LossKind::kMae ||
+                           kind == LossKind::kHuber ||
+                           kind == LossKind::kBinaryCrossentropy;
+  const int64_t row_len = elementwise ? (rank >= 2 ? y_pred.shape[rank - 1] : 1)
+                                      : y_pred.shape[rank - 1];
+  const int64_t batch = y_pred.shape[0];
+  const ValueId t = node.inputs[0], p = node.inputs[1], dl = node.inputs[2],
+                out = node.outputs[0];
+  const ValueId w = node.inputs.size() > 3 ? node.inputs[3] : kNoValue;
+  const DType t_dtype = y_true.dtype, p_dtype = y_pred.dtype;
+  const int64_t t_size = y_true.shape.NumElements(),
+                p_size = y_pred.shape.NumElements();
+  const DType w_dtype = w != kNoValue ? type(w).dtype : DType::kF32;
+  const int64_t w_size = w != kNoValue ? type(w).shape.NumElements() : 0;
+  const std::string op = node.op;
+  AddLoop([=](const Pointers& ptr) -> absl::Status {
+    absl::Status s =
+        LossGrad(params, {ptr[t], t_dtype, t_size}, {ptr[p], p_dtype, p_size},
+                 {ptr[dl], p_dtype, 1},
+                 {w != kNoValue ? ptr[w] : nullptr, w_dtype, w_size}, row_len,
+                 batch, ptr[out]);
+    if (s.ok() || absl::StartsWith(s.message(), "[")) return s;
+    return absl::Status(s.code(), absl::StrCat("[", op, "] ", s.message()));
+  });
+  return absl::OkStatus();
+}
+
+absl::Status Lowering::LowerUpdate(const Node& node, const Attributes& attrs,
+                                   UpdateKind kind) {
+  const TensorType& var = type(node.inputs[0]);
+  SEQUENT_RETURN_IF_ERROR(ExpectFloat(node, var));
+  UpdateParams params;
+  params.kind = kind;
+  params.momentum = FloatAttrOr(attrs, "momentum", 0.0);
+  params.nesterov = BoolAttrOr(attrs, "nesterov", false);
+  params.beta_1 = FloatAttrOr(attrs, "beta_1", 0.9);
+  params.beta_2 = FloatAttrOr(attrs, "beta_2", 0.999);
+  params.epsilon = FloatAttrOr(attrs, "epsilon", 1e-7);
+  params.weight_decay = FloatAttrOr(attrs, "weight_decay", 0.004);
+  params.rho = FloatAttrOr(attrs, "rho", 0.9);
+  const size_t num_slots = node.outputs.size() - 1;
+  const ValueId v = node.inputs[0], g = node.inputs[1],
+                lr = node.inputs[num_slots + 2],
+                it = node.inputs[num_slots + 3], v_out = node.outputs[0];
+  std::vector<ValueId> slots, slots_out;
+  for (size_t s = 0; s < num_slots; ++s) {
+    slots.push_back(node.inputs[2 + s]);
+    slots_out.push_back(node.outputs[1 + s]);
+  }
+  const int64_t n = var.shape.NumElements();
+  const DType dtype = var.dtype;
+  // Pointer lists built once here and refilled per run (no allocation in
+  // Run).
+  auto slot_ptrs = std::make_shared<std::vector<const void*>>(num_slots);
+  auto out_ptrs = std::make_shared<std::vector<void*>>(num_slots);
+  AddLoop([=](const Pointers& ptr) {
+    for (size_t s = 0; s < slots.size(); ++s) {
+      (*slot_ptrs)[s] = ptr[slots[s]];
+      (*out_ptrs)[s] = ptr[slots_out[s]];
+    }
+    ApplyUpdate(params, dtype, n, ptr[v], ptr[g], *slot_ptrs, ptr[lr], ptr[it],
+                ptr[v_out], *out_ptrs);
+    return absl::OkStatus();
+  });
+  return absl::OkStatus();
+}
+
+absl::Status Lowering::LowerClip(const Node& node, const Attributes& attrs,
+                                 bool norm) {
+  const TensorType& x = type(node.inputs[0]);
+  SEQUENT_RETURN_IF_ERROR(ExpectFloat(node, x));
+  const double lo = FloatAttrOr(attrs, "min", 0.0);
+  const double hi = FloatAttrOr(attrs, "max", 0.0);
+  const double max_norm = FloatAttrOr(attrs, "max_norm", 0.0);
+  const ValueId in = node.inputs[0], out = node.outputs[0];
+  const int64_t n = x.shape.NumElements();
+  const DType dtype = x.dtype;
+  AddLoop([=](const Pointers& ptr) {
+    if (norm) {
+      ClipByNorm(dtype, ptr[in], ptr[out], n, max_norm);
+    } else {
+      ClipByValue(dtype, ptr[in], ptr[out], n, lo, hi);
+    }
+    return absl::OkStatus();
+  });
+  return absl::OkStatus();
+}
+
+// (x [M, K], dz [M, P]) -> (dW [K, P], db [P]): one oneDNN
+// inner_product_backward_weights computes both, with dW in the same `io`
+// layout as the forward's kernel.
+absl::Status Lowering::LowerDenseBackwardWeights(const Node& node) {
+  const TensorType& x = type(node.inputs[0]);
+  const TensorType& dz = type(node.inputs[1]);
+  const int64_t m = x.shape[0], k = x.shape[1], p = dz.shape[1];
+  const auto f32 = memory::data_type::f32;
+  const memory::desc src({m, k}, f32, tag::ab);
+  const memory::desc weights({p, k}, f32, tag::io);
+  const memory::desc bias({p}, f32, tag::a);
+  const memory::desc dst({m, p}, f32, tag::ab);
+  dnnl::inner_product_forward::primitive_desc hint(
+      dnnl::inner_product_forward::desc(dnnl::prop_kind::forward_training, src,
+                                        weights, bias, dst),
+      engine());
+  dnnl::inner_product_backward_weights::primitive_desc pd(
+      dnnl::inner_product_backward_weights::desc(src, weights, bias, dst),
+      Attr(), engine(), hint);
+  AddPrimitive(pd, dnnl::inner_product_backward_weights(pd),
+               {{DNNL_ARG_SRC, node.inputs[0], src},
+                {DNNL_ARG_DIFF_DST, node.inputs[1], dst},
+                {DNNL_ARG_DIFF_WEIGHTS, node.outputs[0], weights},
+                {DNNL_ARG_DIFF_BIAS, node.outputs[1], bias}});
+  return absl::OkStatus();
+}
+
 // The activation ops: the op name is the activation, with its own parameters as
 // attributes.
 absl::StatusOr<ops::Activation> ActivationOf(const Node& node,
@@ -1030,6 +1686,48 @@ absl::Status Lowering::LowerNode(const Node& node, const Attributes& attrs) {
   }
   if (op == "binary_accuracy")
     return LowerMetric(node, attrs, MetricKind::kBinaryAccuracy);
+  // The training graph's ops.
+  if (op == "activation_grad")
+    return LowerActivationGrad(node, attrs, /*from_output=*/true);
+  if (op == "activation_input_grad")
+    return LowerActivationGrad(node, attrs, /*from_output=*/false);
+  if (op == "activation_bias_grad") return LowerActivationBiasGrad(node, attrs);
+  if (op == "softmax_grad") return LowerSoftmaxGrad(node, attrs, false);
+  if (op == "log_softmax_grad") return LowerSoftmaxGrad(node, attrs, true);
+  if (op == "broadcast_to") return LowerBroadcastTo(node);
+  if (op == "reduce_to_shape") return LowerReduceToShape(node);
+  if (op == "reduce_max_grad") return LowerReduceMaxGrad(node, attrs);
+  if (op == "slice_grad") return LowerSliceGrad(node, attrs);
+  if (op == "maximum_grad") return LowerMaximumGrad(node);
+  if (op == "sign") return LowerSign(node);
+  if (op == "conv2d_backprop_input")
+    return LowerConv2dBackprop(node, attrs, /*filter=*/false);
+  if (op == "conv2d_backprop_filter")
+    return LowerConv2dBackprop(node, attrs, /*filter=*/true);
+  if (op == "max_pool2d_grad") return LowerMaxPool2dGrad(node, attrs);
+  if (op == "avg_pool2d_grad") return LowerAvgPool2dGrad(node, attrs);
+  if (op == "global_avg_pool2d_grad") return LowerGlobalAvgPool2dGrad(node);
+  if (op == "batch_norm_grad") return LowerNormGrad(node, attrs, true);
+  if (op == "layer_norm_grad") return LowerNormGrad(node, attrs, false);
+  if (absl::EndsWith(op, "_grad")) {
+    const std::string loss = op.substr(0, op.size() - 5);
+    if (auto it = kLosses->find(loss); it != kLosses->end())
+      return LowerLossGrad(node, attrs, it->second);
+  }
+  static const auto* const kUpdates =
+      new absl::flat_hash_map<std::string, UpdateKind>{
+          {"sgd_update", UpdateKind::kSgd},
+          {"momentum_update", UpdateKind::kMomentum},
+          {"adam_update", UpdateKind::kAdam},
+          {"adamw_update", UpdateKind::kAdamW},
+          {"rmsprop_update", UpdateKind::kRmsprop},
+          {"adagrad_update", UpdateKind::kAdagrad},
+      };
+  if (auto it = kUpdates->find(op); it != kUpdates->end())
+    return LowerUpdate(node, attrs, it->second);
+  if (op == "clip_by_value") return LowerClip(node, attrs, /*norm=*/false);
+  if (op == "clip_by_norm") return LowerClip(node, attrs, /*norm=*/true);
+  if (op == kDenseBackwardWeightsOp) return LowerDenseBackwardWeights(node);
   return absl::UnimplementedError(
       absl::StrCat("[", op, "] the cpu backend does not lower ", op, " yet"));
 }
@@ -1043,6 +1741,80 @@ absl::Status CheckValue(const Graph& graph, ValueId value,
                                                    ", which no node produces"));
   }
   return absl::OkStatus();
+}
+
+// Makes each dense layer's weight gradient matmul(x, dz, transpose_a) and its
+// bias gradient (activation_bias_grad's second output beside dz, or
+// reduce_sum(dz, axes=[0])) one kDenseBackwardWeightsOp node, which oneDNN
+// runs as one inner_product_backward_weights. activation_bias_grad keeps dz
+// only (an activation_grad, oneDNN's eltwise backward from the output).
+void RewriteDenseBackward(Graph& g) {
+  for (NodeId id : g.LiveNodes()) {
+    if (g.node(id).op != "matmul") continue;
+    const Node& m = g.node(id);
+    if (!BoolAttrOr(m.attrs, "transpose_a", false) ||
+        BoolAttrOr(m.attrs, "transpose_b", false) || m.inputs.size() != 2) {
+      continue;
+    }
+    const ValueId x = m.inputs[0], dz = m.inputs[1];
+    const TensorType& xt = g.type(x);
+    const TensorType& dt = g.type(dz);
+    if (xt.dtype != DType::kF32 || dt.dtype != DType::kF32 ||
+        xt.shape.rank() != 2 || dt.shape.rank() != 2 ||
+        dt.shape[1] == Shape::kBatch) {
+      continue;
+    }
+    const TensorType bias_type{DType::kF32, Shape{dt.shape[1]}};
+    ValueId db = kNoValue;
+    const NodeId producer = g.value(dz).producer;
+    if (g.node(producer).op == "activation_bias_grad" &&
+        g.node(producer).outputs.size() == 2 &&
+        g.node(producer).outputs[0] == dz) {
+      db = g.node(producer).outputs[1];
+      Node& abg = g.mutable_node(producer);
+      abg.op = "activation_grad";
+      abg.outputs.resize(1);
+    } else {
+      for (const auto& [user, index] : g.Users(dz)) {
+        const Node& u = g.node(user);
+        const std::vector<int64_t> axes = IntListAttrOr(u.attrs, "axes", {});
+        if (u.op == "reduce_sum" && u.outputs.size() == 1 &&
+            (axes == std::vector<int64_t>{0} ||
+             axes == std::vector<int64_t>{-2}) &&
+            !BoolAttrOr(u.attrs, "keepdims", false) &&
+            g.type(u.outputs[0]) == bias_type) {
+          db = u.outputs[0];
+          Node& r = g.mutable_node(user);
+          r.removed = true;
+          r.outputs.clear();
+          break;
+        }
+      }
+    }
+    if (db == kNoValue) continue;
+    Node& w = g.mutable_node(id);
+    w.op = std::string(kDenseBackwardWeightsOp);
+    w.attrs.clear();
+    w.outputs.push_back(db);
+    g.mutable_value(db).producer = id;
+    g.mutable_value(db).output_index = 1;
+  }
+}
+
+// Same window on the same input: the max_pool2d_grad can use the forward's
+// workspace.
+bool SamePooling(const Node& forward, const Node& grad) {
+  if (forward.op != "max_pool2d" || forward.inputs.empty() ||
+      forward.inputs[0] != grad.inputs[0]) {
+    return false;
+  }
+  auto geometry = [](const Attributes& a) {
+    const std::vector<int64_t> size = IntListAttrOr(a, "pool_size", {2, 2});
+    std::vector<int64_t> strides = IntListAttrOr(a, "strides", {});
+    if (strides.empty()) strides = size;
+    return std::make_tuple(size, strides, StringAttrOr(a, "padding", "valid"));
+  };
+  return geometry(forward.attrs) == geometry(grad.attrs);
 }
 
 int DefaultNumThreads() {
@@ -1067,6 +1839,17 @@ void CpuBackend::SetNumThreads(int num_threads) {
   num_threads_ = std::max(0, num_threads);
 }
 
+const MemoryPlan* CpuBackend::MemoryPlanOf(const Executable& executable) {
+  const auto* cpu = dynamic_cast<const CpuExecutable*>(&executable);
+  return cpu != nullptr ? &cpu->plan : nullptr;
+}
+
+std::string CpuBackend::MemoryPlanString(const Executable& executable) {
+  const auto* cpu = dynamic_cast<const CpuExecutable*>(&executable);
+  if (cpu == nullptr) return "";
+  return cpu->plan.ToString(cpu->planned_graph);
+}
+
 bool CpuBackend::SupportsFusedDense(absl::string_view activation) const {
   // Every activation dense accepts maps to an eltwise post-op chain in
   // oneDNN 2.6 (selu as elu then a scale).
@@ -1085,29 +1868,80 @@ absl::StatusOr<std::unique_ptr<Executable>> CpuBackend::Compile(
   }
   SEQUENT_ASSIGN_OR_RETURN(HostVariableStore * host,
                            HostVariableStore::FromStore(store, "cpu"));
-  SEQUENT_ASSIGN_OR_RETURN(std::vector<NodeId> order, graph.TopologicalOrder());
   const OpRegistry& registry = *registry_;
+  // Every value a node, output or update names must exist before the memory
+  // planner indexes by it.
+  {
+    SEQUENT_ASSIGN_OR_RETURN(std::vector<NodeId> order,
+                             graph.TopologicalOrder());
+    for (NodeId id : order) {
+      const Node& node = graph.node(id);
+      for (ValueId in : node.inputs) {
+        SEQUENT_RETURN_IF_ERROR(cpu::WithLayer(
+            node,
+            cpu::CheckValue(graph, in, absl::StrCat("an input of ", node.op))));
+      }
+    }
+    for (const GraphOutput& out : graph.outputs()) {
+      SEQUENT_RETURN_IF_ERROR(cpu::CheckValue(
+          graph, out.value, absl::StrCat("output '", out.name, "'")));
+    }
+    for (const VariableUpdate& u : graph.updates()) {
+      SEQUENT_RETURN_IF_ERROR(cpu::CheckValue(
+          graph, u.value,
+          absl::StrCat("the update of variable '", u.variable, "'")));
+    }
+  }
+  // The backend's own copy: dense backward patterns become oneDNN-shaped
+  // nodes.
+  Graph lowered_graph = graph;
+  cpu::RewriteDenseBackward(lowered_graph);
 
   auto exe = std::make_unique<CpuExecutable>();
+  // The memory plan over the batch-bound graph in which every reshape's users
+  // read its input instead (a reshape aliases its input's buffer, which must
+  // then live as long as the reshape's users).
+  exe->planned_graph = BindBatch(lowered_graph, batch_size);
+  {
+    SEQUENT_ASSIGN_OR_RETURN(std::vector<NodeId> order,
+                             exe->planned_graph.TopologicalOrder());
+    for (NodeId id : order) {
+      const Node& node = exe->planned_graph.node(id);
+      if ((node.op == "reshape" || node.op == "flatten") &&
+          node.inputs.size() == 1 && node.outputs.size() == 1) {
+        exe->planned_graph.ReplaceAllUsesWith(node.outputs[0], node.inputs[0]);
+      }
+    }
+  }
+  SEQUENT_ASSIGN_OR_RETURN(exe->plan, PlanMemory(exe->planned_graph, registry));
+  const std::vector<NodeId>& order = exe->plan.schedule;
+
   exe->batch_size_ = batch_size;
   exe->num_threads = num_threads_ > 0 ? num_threads_ : omp_get_num_procs();
   // oneDNN tunes primitives to the thread count they are created under.
   omp_set_num_threads(exe->num_threads);
   exe->store = host;
-  exe->types.resize(graph.num_values());
-  for (ValueId v = 0; v < graph.num_values(); ++v) {
-    exe->types[v] = {graph.type(v).dtype,
-                     graph.type(v).shape.WithBatch(batch_size)};
+  exe->types.resize(lowered_graph.num_values());
+  for (ValueId v = 0; v < lowered_graph.num_values(); ++v) {
+    exe->types[v] = {lowered_graph.type(v).dtype,
+                     lowered_graph.type(v).shape.WithBatch(batch_size)};
   }
-  exe->locations.resize(graph.num_values());
-  for (const GraphOutput& out : graph.outputs()) {
+  exe->locations.resize(lowered_graph.num_values());
+  for (const GraphOutput& out : lowered_graph.outputs()) {
     SEQUENT_RETURN_IF_ERROR(cpu::CheckValue(
-        graph, out.value, absl::StrCat("output '", out.name, "'")));
+        lowered_graph, out.value, absl::StrCat("output '", out.name, "'")));
     exe->output_names_.push_back(out.name);
     exe->output_values.push_back(out.value);
   }
 
   cpu::Lowering lowering(*exe);
+  for (NodeId id : order) {
+    const Node& node = lowered_graph.node(id);
+    if (node.op == "max_pool2d_grad" && node.inputs.size() == 3 &&
+        cpu::SamePooling(lowered_graph.producer(node.inputs[1]), node)) {
+      lowering.pool_workspaces[node.inputs[1]] = kNoValue;
+    }
+  }
   absl::flat_hash_map<std::string, TensorType> variable_types;
   std::vector<NodeId> new_variables;
   try {
@@ -1118,7 +1952,7 @@ absl::StatusOr<std::unique_ptr<Executable>> CpuBackend::Compile(
   }
 
   for (NodeId id : order) {
-    const Node& node = graph.node(id);
+    const Node& node = lowered_graph.node(id);
     if (node.op == kInputOp || node.op == kVariableOp ||
         node.op == kConstantOp) {
       if (node.outputs.size() != 1 || !node.inputs.empty()) {
@@ -1186,12 +2020,18 @@ absl::StatusOr<std::unique_ptr<Executable>> CpuBackend::Compile(
     std::vector<TensorType> input_types;
     for (ValueId in : node.inputs) {
       SEQUENT_RETURN_IF_ERROR(cpu::WithLayer(
-          node,
-          cpu::CheckValue(graph, in, absl::StrCat("an input of ", node.op))));
-      input_types.push_back(graph.type(in));
+          node, cpu::CheckValue(lowered_graph, in,
+                                absl::StrCat("an input of ", node.op))));
+      input_types.push_back(lowered_graph.type(in));
     }
     Attributes attrs = node.attrs;
-    auto inferred = registry.InferTypes(node.op, input_types, attrs);
+    // The backend's own nodes (RewriteDenseBackward) have no shape rule.
+    auto inferred =
+        node.op == cpu::kDenseBackwardWeightsOp
+            ? absl::StatusOr<std::vector<TensorType>>(
+                  std::vector<TensorType>{lowered_graph.type(node.outputs[0]),
+                                          lowered_graph.type(node.outputs[1])})
+            : registry.InferTypes(node.op, input_types, attrs);
     if (!inferred.ok()) return cpu::WithLayer(node, inferred.status());
     if (inferred->size() != node.outputs.size()) {
       return cpu::WithLayer(
@@ -1200,12 +2040,12 @@ absl::StatusOr<std::unique_ptr<Executable>> CpuBackend::Compile(
                     " outputs, the op has ", inferred->size())));
     }
     for (size_t i = 0; i < inferred->size(); ++i) {
-      if ((*inferred)[i] != graph.type(node.outputs[i])) {
+      if ((*inferred)[i] != lowered_graph.type(node.outputs[i])) {
         return cpu::WithLayer(
             node,
             absl::InvalidArgumentError(absl::StrCat(
                 "[", node.op, "] output ", i, " is recorded as ",
-                graph.type(node.outputs[i]).ToString(),
+                lowered_graph.type(node.outputs[i]).ToString(),
                 " but the shape rule gives ", (*inferred)[i].ToString())));
       }
     }
@@ -1229,9 +2069,9 @@ absl::StatusOr<std::unique_ptr<Executable>> CpuBackend::Compile(
     SEQUENT_RETURN_IF_ERROR(cpu::WithLayer(node, lowered));
   }
 
-  for (const VariableUpdate& u : graph.updates()) {
+  for (const VariableUpdate& u : lowered_graph.updates()) {
     SEQUENT_RETURN_IF_ERROR(cpu::CheckValue(
-        graph, u.value,
+        lowered_graph, u.value,
         absl::StrCat("the update of variable '", u.variable, "'")));
     TensorType var_type;
     if (auto it = variable_types.find(u.variable); it != variable_types.end()) {
@@ -1254,7 +2094,7 @@ absl::StatusOr<std::unique_ptr<Executable>> CpuBackend::Compile(
   // Only now, with the whole graph validated and lowered, does the store
   // change.
   for (NodeId id : new_variables) {
-    const Node& node = graph.node(id);
+    const Node& node = lowered_graph.node(id);
     auto value = InitializeVariable(node.attrs, exe->types[node.outputs[0]]);
     if (!value.ok()) return cpu::WithLayer(node, value.status());
     SEQUENT_RETURN_IF_ERROR(
@@ -1266,10 +2106,25 @@ absl::StatusOr<std::unique_ptr<Executable>> CpuBackend::Compile(
   exe->fed_scratch.assign(exe->inputs.size(), nullptr);
 
   // Bind every value to memory, then every primitive argument to its value.
-  const int64_t arena_bytes = cpu::AssignBuffers(exe->types, exe->locations);
-  exe->arena = cpu::AllocateAligned(arena_bytes);
+  for (ValueId v = 0; v < lowered_graph.num_values(); ++v) {
+    Location& loc = exe->locations[v];
+    const TensorType& t = exe->types[v];
+    loc.bytes =
+        t.shape.IsStatic()
+            ? t.shape.NumElements() * static_cast<int64_t>(DTypeSize(t.dtype))
+            : 0;
+    if (loc.kind != Location::Kind::kArena) continue;
+    const BufferAssignment& b = exe->plan.buffers[v];
+    if (b.kind == BufferAssignment::Kind::kVariable) {
+      loc.kind = Location::Kind::kVariable;
+      loc.variable = b.variable;
+    } else {
+      loc.offset = b.offset;
+    }
+  }
+  exe->arena = cpu::AllocateAligned(exe->plan.arena_bytes);
   exe->scratchpad = cpu::AllocateAligned(lowering.scratchpad_bytes());
-  exe->pointers.assign(graph.num_values(), nullptr);
+  exe->pointers.assign(lowered_graph.num_values(), nullptr);
   std::function<std::byte*(ValueId)> resolve = [&](ValueId v) -> std::byte* {
     const Location& loc = exe->locations[v];
     switch (loc.kind) {
@@ -1285,13 +2140,16 @@ absl::StatusOr<std::unique_ptr<Executable>> CpuBackend::Compile(
     return nullptr;
   };
   for (NodeId id : order) {
-    for (ValueId v : graph.node(id).outputs) exe->pointers[v] = resolve(v);
+    for (ValueId v : lowered_graph.node(id).outputs)
+      exe->pointers[v] = resolve(v);
   }
   for (cpu::Step& step : exe->steps) {
     for (cpu::MemArg& arg : step.args) {
-      arg.mem.set_data_handle(arg.value == cpu::kScratchpad
-                                  ? exe->scratchpad.get()
-                                  : exe->pointers[arg.value]);
+      std::byte* data = arg.value == cpu::kScratchpad ? exe->scratchpad.get()
+                        : arg.value <= cpu::kExtraBase
+                            ? exe->extras[cpu::kExtraBase - arg.value].get()
+                            : exe->pointers[arg.value];
+      arg.mem.set_data_handle(data);
     }
   }
 
@@ -1299,19 +2157,22 @@ absl::StatusOr<std::unique_ptr<Executable>> CpuBackend::Compile(
   // written.
   int64_t staging_bytes = 0;
   std::vector<int64_t> staging_offsets;
-  for (const VariableUpdate& u : graph.updates()) {
+  for (const VariableUpdate& u : lowered_graph.updates()) {
     ValueId v = u.value;
     while (exe->locations[v].kind == Location::Kind::kAlias)
       v = exe->locations[v].alias_of;
+    // An update the planner wrote in place into its own variable needs no
+    // copy at all.
     const bool in_variable =
-        exe->locations[v].kind == Location::Kind::kVariable;
+        exe->locations[v].kind == Location::Kind::kVariable &&
+        exe->locations[v].variable != u.variable;
     staging_offsets.push_back(in_variable ? staging_bytes : -1);
     if (in_variable)
       staging_bytes += cpu::AlignUp(exe->locations[u.value].bytes);
   }
   exe->staging = cpu::AllocateAligned(staging_bytes);
-  for (size_t i = 0; i < graph.updates().size(); ++i) {
-    const VariableUpdate& u = graph.updates()[i];
+  for (size_t i = 0; i < lowered_graph.updates().size(); ++i) {
+    const VariableUpdate& u = lowered_graph.updates()[i];
     exe->updates.push_back({host->Find(u.variable), u.value,
                             staging_offsets[i] >= 0
                                 ? exe->staging.get() + staging_offsets[i]

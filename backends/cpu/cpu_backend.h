@@ -8,6 +8,7 @@
 #include "absl/strings/string_view.h"
 #include "backends/backend.h"
 #include "core/graph.h"
+#include "core/memory_planner.h"
 #include "core/op_registry.h"
 
 namespace sequent {
@@ -18,14 +19,22 @@ namespace sequent {
 // (except `outputs` tensors of a new type). Variables live in a host variable
 // store (backends/host_variable_store.h) and are read and updated in place.
 //
-// Supported: every forward op of ops/op_list.h, f32 through oneDNN (f64 only in
-// our loops: binaries, casts, dropout, losses, metrics); anything else is an
-// UnimplementedError naming the op and the layer at Compile, never a fallback.
-// An executable runs one call at a time (its buffers are shared).
+// Supported: every op of ops/op_list.h (forward, backward, optimizer), f32
+// through oneDNN (f64 only in our loops: binaries, casts, dropout, losses and
+// their gradients, metrics, optimizer updates, clipping, the small backward
+// ops); anything else is an UnimplementedError naming the op and the layer at
+// Compile, never a fallback. An executable runs one call at a time (its
+// buffers are shared).
 //
-// Later: buffer offsets from the core memory planner (AssignBuffers in
-// cpu_backend.cc is the one place to swap), `format_tag::any` weight layouts
-// with a one-time reorder, bf16.
+// Training: eltwise backward from the saved output, softmax/logsoftmax,
+// convolution, pooling (max with the forward's workspace) backward in oneDNN;
+// a dense layer's weight and bias gradients are one oneDNN
+// inner_product_backward_weights (Compile rewrites its copy of the graph).
+// Buffers come from the core memory planner (core/memory_planner.h): arena
+// offsets reused across lifetimes, optimizer updates written in place into
+// their variables, reshapes aliasing their input.
+//
+// Later: `format_tag::any` weight layouts with a one-time reorder, bf16.
 class CpuBackend : public Backend {
  public:
   // Threads for oneDNN and our loops: SEQUENT_NUM_THREADS when set and
@@ -46,6 +55,12 @@ class CpuBackend : public Backend {
   // all cores.
   void SetNumThreads(int num_threads);
   int num_threads() const { return num_threads_; }
+
+  // The memory plan of an executable this backend compiled (null for any
+  // other executable), and the plan's table (MemoryPlan::ToString over the
+  // batch-bound graph the plan numbers) for tools to print.
+  static const MemoryPlan* MemoryPlanOf(const Executable& executable);
+  static std::string MemoryPlanString(const Executable& executable);
 
  private:
   const OpRegistry* registry_;
