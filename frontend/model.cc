@@ -16,6 +16,7 @@
 #include "core/passes/cse.h"
 #include "core/passes/dce.h"
 #include "core/passes/pipeline.h"
+#include "frontend/dump.h"
 #include "frontend/error.h"
 #include "frontend/progress.h"
 #include "ops/registry.h"
@@ -278,6 +279,11 @@ void Sequential::compile(Optimizer optimizer, Loss loss,
   store_ = backend_->CreateVariableStore();
   executables_.clear();
   compiled_ = true;
+  DumpStagesIfRequested(name_, {{"built", &built_},
+                                {"optimized", &optimized_},
+                                {"train", &graphs_.train},
+                                {"eval", &graphs_.eval},
+                                {"predict", &graphs_.predict}});
 }
 
 void Sequential::RequireCompiled(const char* what) const {
@@ -798,5 +804,10 @@ std::string Sequential::summary_string() const {
 }
 
 void Sequential::summary(std::ostream& out) const { out << summary_string(); }
+
+void Sequential::dump_graph(GraphStage stage, const std::string& format,
+                            const std::string& path) const {
+  ThrowIfError(DumpGraph(graph(stage), format, path));
+}
 
 }  // namespace sequent

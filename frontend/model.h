@@ -110,6 +110,10 @@ class Sequential {
   VariableStore& variables() const;
   const std::vector<MetricSpec>& metrics() const { return metrics_; }
   const LossSpec& loss() const { return loss_; }
+  // Writes the graph at `stage` as text, dot, json, svg, png or html to `path`
+  // ("-": stdout); see frontend/dump.h and tools/sequent-graph.
+  void dump_graph(GraphStage stage, const std::string& format,
+                  const std::string& path) const;
 
  private:
   struct LayerInfo {
