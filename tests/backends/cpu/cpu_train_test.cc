@@ -1,0 +1,584 @@
+// The CPU backend's training ops against the reference backend: one table row
+// per backward, loss-gradient and optimizer op case, whole train steps of a
+// small MLP and CNN (every variable and optimizer slot after two steps), and
+// the memory plan (reuse, in-place updates, no growth across runs).
+
+#include <cmath>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "backends/cpu/cpu_backend.h"
+#include "backends/reference/reference_backend.h"
+#include "core/graph.h"
+#include "core/graph_builder.h"
+#include "core/training_graph.h"
+#include "frontend/compile_options.h"
+#include "frontend/device.h"
+#include "frontend/layers.h"
+#include "frontend/model.h"
+#include "gtest/gtest.h"
+#include "ops/registry.h"
+
+namespace sequent {
+namespace {
+
+constexpr int64_t N = Shape::kBatch;
+
+enum class Fill {
+  kNormal,
+  kPositive,
+  kProb,
+  kLabels,
+  kOneHot,
+  kStep,
+  kSmallInt
+};
+
+struct InputSpec {
+  TensorType type;
+  Fill fill = Fill::kNormal;
+  int classes = 0;
+};
+
+InputSpec F32(std::vector<int64_t> dims, Fill fill = Fill::kNormal) {
+  return {{DType::kF32, Shape(std::move(dims))}, fill};
+}
+InputSpec F64(std::vector<int64_t> dims, Fill fill = Fill::kNormal) {
+  return {{DType::kF64, Shape(std::move(dims))}, fill};
+}
+InputSpec Labels(DType dtype, std::vector<int64_t> dims, int classes) {
+  return {{dtype, Shape(std::move(dims))}, Fill::kLabels, classes};
+}
+
+struct OpCase {
+  std::string name;
+  std::string op;
+  std::vector<InputSpec> inputs;
+  Attributes attrs;
+  double tolerance = 1e-5;
+};
+
+std::ostream& operator<<(std::ostream& os, const OpCase& c) {
+  return os << c.name;
+}
+
+Tensor RandomTensor(const InputSpec& spec, std::mt19937& rng) {
+  Tensor t(spec.type);
+  std::uniform_real_distribution<double> normal(-2.0, 2.0), positive(0.1, 3.0),
+      prob(0.05, 0.95);
+  const int64_t n = t.num_elements();
+  const int64_t last =
+      spec.type.shape.rank() > 0 ? spec.type.shape.dims().back() : 1;
+  for (int64_t i = 0; i < n; ++i) {
+    double v = 0;
+    switch (spec.fill) {
+      case Fill::kNormal:
+        v = normal(rng);
+        break;
+      case Fill::kPositive:
+        v = positive(rng);
+        break;
+      case Fill::kProb:
+        v = prob(rng);
+        break;
+      case Fill::kLabels:
+        v = static_cast<double>(rng() % spec.classes);
+        break;
+      case Fill::kOneHot:
+        v = 0;
+        break;
+      case Fill::kStep:
+        v = 7;
+        break;
+      case Fill::kSmallInt:
+        v = static_cast<double>(rng() % 3);
+        break;
+    }
+    t.SetFromDouble(i, v);
+  }
+  if (spec.fill == Fill::kOneHot) {
+    for (int64_t r = 0; r < n / last; ++r)
+      t.SetFromDouble(r * last + rng() % last, 1.0);
+  }
+  return t;
+}
+
+void ExpectClose(const Tensor& cpu, const Tensor& ref, double tol,
+                 const std::string& what) {
+  ASSERT_EQ(cpu.type(), ref.type()) << what;
+  int misses = 0;
+  for (int64_t i = 0; i < ref.num_elements(); ++i) {
+    const double c = cpu.GetAsDouble(i), r = ref.GetAsDouble(i);
+    if (!(std::abs(c - r) <= tol * (1.0 + std::abs(r))) && misses++ < 5) {
+      ADD_FAILURE() << what << " element " << i << ": cpu " << c
+                    << " vs reference " << r;
+    }
+  }
+}
+
+void CompareBackends(const Graph& graph, int64_t batch,
+                     const std::vector<Feed>& feeds, double tol,
+                     const std::string& what) {
+  ReferenceBackend reference;
+  CpuBackend cpu;
+  auto ref_store = reference.CreateVariableStore();
+  auto cpu_store = cpu.CreateVariableStore();
+  auto ref_exe = reference.Compile(graph, batch, ref_store.get());
+  ASSERT_TRUE(ref_exe.ok()) << what << ": " << ref_exe.status();
+  auto cpu_exe = cpu.Compile(graph, batch, cpu_store.get());
+  ASSERT_TRUE(cpu_exe.ok()) << what << ": " << cpu_exe.status();
+  std::vector<Tensor> ref_out, cpu_out;
+  for (const GraphOutput& out : graph.outputs()) {
+    TensorType t = graph.type(out.value);
+    t.shape = t.shape.WithBatch(batch);
+    ref_out.emplace_back(t);
+  }
+  ASSERT_TRUE((*ref_exe)->Run(feeds, ref_out).ok());
+  absl::Status run = (*cpu_exe)->Run(feeds, cpu_out);
+  ASSERT_TRUE(run.ok()) << what << ": " << run;
+  ASSERT_EQ(cpu_out.size(), ref_out.size());
+  for (size_t i = 0; i < ref_out.size(); ++i) {
+    ExpectClose(cpu_out[i], ref_out[i], tol,
+                absl::StrCat(what, " output ", (*cpu_exe)->output_names()[i]));
+  }
+  // A second run reuses every (planned, shared) buffer: same answer.
+  std::vector<Tensor> again;
+  ASSERT_TRUE((*cpu_exe)->Run(feeds, again).ok());
+  for (size_t i = 0; i < again.size(); ++i)
+    ExpectClose(again[i], cpu_out[i], 0, what);
+}
+
+class TrainOpConformanceTest : public ::testing::TestWithParam<OpCase> {};
+
+TEST_P(TrainOpConformanceTest, MatchesReference) {
+  const OpCase& c = GetParam();
+  Graph graph(c.name);
+  GraphBuilder b(&graph, &ops::DefaultRegistry());
+  std::vector<ValueId> inputs;
+  for (size_t i = 0; i < c.inputs.size(); ++i) {
+    inputs.push_back(b.Input(absl::StrCat("in", i), c.inputs[i].type));
+  }
+  std::vector<ValueId> outs = b.OpMulti(c.op, inputs, c.attrs);
+  ASSERT_TRUE(b.ok()) << b.status();
+  for (size_t i = 0; i < outs.size(); ++i)
+    graph.AddOutput(absl::StrCat("out", i), outs[i]);
+  constexpr int64_t kBatch = 3;
+  std::mt19937 rng(42);
+  std::vector<Tensor> tensors;
+  for (const InputSpec& spec : c.inputs) {
+    InputSpec bound = spec;
+    bound.type.shape = spec.type.shape.WithBatch(kBatch);
+    tensors.push_back(RandomTensor(bound, rng));
+  }
+  std::vector<Feed> feeds;
+  for (size_t i = 0; i < tensors.size(); ++i)
+    feeds.push_back({absl::StrCat("in", i), &tensors[i]});
+  CompareBackends(graph, kBatch, feeds, c.tolerance, c.name);
+}
+
+std::vector<OpCase> Cases() {
+  std::vector<OpCase> cases;
+  const auto add = [&](OpCase c) { cases.push_back(std::move(c)); };
+  // activation
+  for (const char* act :
+       {"linear", "relu", "leaky_relu", "elu", "selu", "sigmoid", "tanh"}) {
+    add({absl::StrCat("activation_grad_", act),
+         "activation_grad",
+         {F32({N, 6}), F32({N, 6})},
+         {{"activation", std::string(act)}}});
+    add({absl::StrCat("activation_bias_grad_", act),
+         "activation_bias_grad",
+         {F32({N, 4, 5}), F32({N, 4, 5})},
+         {{"activation", std::string(act)}}});
+  }
+  add({"activation_grad_leaky_relu_alpha",
+       "activation_grad",
+       {F32({N, 6}), F32({N, 6})},
+       {{"activation", std::string("leaky_relu")}, {"alpha", 0.1}}});
+  add({"activation_grad_f64",
+       "activation_grad",
+       {F64({N, 6}), F64({N, 6})},
+       {{"activation", std::string("tanh")}}});
+  for (const char* act : {"relu", "elu", "gelu", "swish", "softplus", "tanh"}) {
+    add({absl::StrCat("activation_input_grad_", act),
+         "activation_input_grad",
+         {F32({N, 6}), F32({N, 6})},
+         {{"activation", std::string(act)}}});
+  }
+  add({"activation_input_grad_gelu_tanh",
+       "activation_input_grad",
+       {F32({N, 6}), F32({N, 6})},
+       {{"activation", std::string("gelu")}, {"approximate", true}}});
+  add({"softmax_grad",
+       "softmax_grad",
+       {F32({N, 4, 5}), F32({N, 4, 5}, Fill::kProb)},
+       {}});
+  add({"softmax_grad_axis1",
+       "softmax_grad",
+       {F32({N, 4, 5}), F32({N, 4, 5}, Fill::kProb)},
+       {{"axis", int64_t{1}}}});
+  add({"log_softmax_grad", "log_softmax_grad", {F32({N, 7}), F32({N, 7})}, {}});
+  add({"log_softmax_grad_f64",
+       "log_softmax_grad",
+       {F64({N, 7}), F64({N, 7})},
+       {}});
+  // elementwise, reduce, shape
+  add({"maximum_grad",
+       "maximum_grad",
+       {F32({N, 5}, Fill::kSmallInt), F32({5}, Fill::kSmallInt), F32({N, 5})},
+       {}});
+  add({"sign", "sign", {F32({N, 5}, Fill::kSmallInt)}, {}});
+  add({"broadcast_to",
+       "broadcast_to",
+       {F32({3, 1})},
+       {{"shape", std::vector<int64_t>{2, 3, 4}}}});
+  add({"reduce_to_shape",
+       "reduce_to_shape",
+       {F32({N, 4, 5})},
+       {{"shape", std::vector<int64_t>{4, 1}}}});
+  add({"reduce_to_shape_f64",
+       "reduce_to_shape",
+       {F64({N, 4, 5})},
+       {{"shape", std::vector<int64_t>{5}}}});
+  add({"reduce_max_grad",
+       "reduce_max_grad",
+       {F32({N, 5}, Fill::kSmallInt), F32({N}, Fill::kSmallInt), F32({N})},
+       {{"axes", std::vector<int64_t>{1}}}});
+  add({"slice_grad",
+       "slice_grad",
+       {F32({N, 2, 3})},
+       {{"begin", std::vector<int64_t>{0, 1, 1}},
+        {"input_shape", std::vector<int64_t>{-1, 4, 5}}}});
+  // conv, pool
+  add({"conv2d_backprop_input",
+       "conv2d_backprop_input",
+       {F32({N, 4, 4, 3}), F32({3, 3, 2, 3})},
+       {{"input_shape", std::vector<int64_t>{-1, 6, 6, 2}}},
+       1e-4});
+  add({"conv2d_backprop_input_same_stride2",
+       "conv2d_backprop_input",
+       {F32({N, 3, 3, 3}), F32({3, 3, 2, 3})},
+       {{"input_shape", std::vector<int64_t>{-1, 6, 6, 2}},
+        {"padding", std::string("same")},
+        {"strides", std::vector<int64_t>{2, 2}}},
+       1e-4});
+  add({"conv2d_backprop_filter",
+       "conv2d_backprop_filter",
+       {F32({N, 6, 6, 2}), F32({N, 4, 4, 3})},
+       {{"filter_shape", std::vector<int64_t>{3, 3, 2, 3}}},
+       1e-4});
+  add({"conv2d_backprop_filter_same",
+       "conv2d_backprop_filter",
+       {F32({N, 5, 5, 2}), F32({N, 5, 5, 3})},
+       {{"filter_shape", std::vector<int64_t>{3, 3, 2, 3}},
+        {"padding", std::string("same")}},
+       1e-4});
+  add({"max_pool2d_grad",
+       "max_pool2d_grad",
+       {F32({N, 5, 5, 3}), F32({N, 2, 2, 3}), F32({N, 2, 2, 3})},
+       {}});
+  add({"max_pool2d_grad_same_ties",
+       "max_pool2d_grad",
+       {F32({N, 5, 5, 3}, Fill::kSmallInt), F32({N, 3, 3, 3}),
+        F32({N, 3, 3, 3})},
+       {{"padding", std::string("same")}}});
+  add({"avg_pool2d_grad",
+       "avg_pool2d_grad",
+       {F32({N, 2, 2, 3})},
+       {{"input_shape", std::vector<int64_t>{-1, 5, 5, 3}}}});
+  add({"avg_pool2d_grad_same",
+       "avg_pool2d_grad",
+       {F32({N, 3, 3, 3})},
+       {{"input_shape", std::vector<int64_t>{-1, 5, 5, 3}},
+        {"padding", std::string("same")}}});
+  add({"global_avg_pool2d_grad",
+       "global_avg_pool2d_grad",
+       {F32({N, 3})},
+       {{"input_shape", std::vector<int64_t>{-1, 4, 4, 3}}}});
+  // norm
+  for (bool training : {true, false}) {
+    add({absl::StrCat("batch_norm_grad_", training ? "training" : "inference"),
+         "batch_norm_grad",
+         {F32({N, 4, 5}), F32({N, 4, 5}), F32({5}), F32({5}),
+          F32({5}, Fill::kPositive)},
+         {{"training", training}},
+         1e-4});
+  }
+  add({"layer_norm_grad",
+       "layer_norm_grad",
+       {F32({N, 6}), F32({N, 6}), F32({6}), F32({N}),
+        F32({N}, Fill::kPositive)},
+       {},
+       1e-4});
+  // loss gradients (y_true, y_pred, dloss, sample_weight?)
+  const InputSpec dloss = F32({}, Fill::kPositive);
+  for (const char* loss : {"mse", "mae", "huber"}) {
+    add({absl::StrCat(loss, "_grad"),
+         absl::StrCat(loss, "_grad"),
+         {F32({N, 4}), F32({N, 4}), dloss, F32({N}, Fill::kPositive)},
+         {}});
+  }
+  add({"mse_grad_f64", "mse_grad", {F64({N, 4}), F64({N, 4}), F64({})}, {}});
+  add({"binary_crossentropy_grad",
+       "binary_crossentropy_grad",
+       {Labels(DType::kI32, {N, 3}, 2), F32({N, 3}, Fill::kProb), dloss},
+       {{"label_smoothing", 0.1}}});
+  add({"binary_crossentropy_grad_logits",
+       "binary_crossentropy_grad",
+       {F32({N, 3}, Fill::kProb), F32({N, 3}), dloss},
+       {{"from_logits", true}}});
+  add({"categorical_crossentropy_grad",
+       "categorical_crossentropy_grad",
+       {F32({N, 4}, Fill::kOneHot), F32({N, 4}, Fill::kProb), dloss},
+       {{"label_smoothing", 0.2}}});
+  add({"categorical_crossentropy_grad_logits",
+       "categorical_crossentropy_grad",
+       {F32({N, 4}, Fill::kOneHot), F32({N, 4}), dloss,
+        F32({N}, Fill::kPositive)},
+       {{"from_logits", true}}});
+  add({"sparse_categorical_crossentropy_grad",
+       "sparse_categorical_crossentropy_grad",
+       {Labels(DType::kI64, {N}, 5), F32({N, 5}, Fill::kProb), dloss},
+       {}});
+  add({"sparse_categorical_crossentropy_grad_logits",
+       "sparse_categorical_crossentropy_grad",
+       {Labels(DType::kI32, {N}, 5), F32({N, 5}), dloss,
+        F32({N}, Fill::kPositive)},
+       {{"from_logits", true}}});
+  // optimizer updates (var, grad, slots..., learning_rate, iterations)
+  const InputSpec var = F32({7, 3}), grad = F32({7, 3});
+  const InputSpec lr = F32({}, Fill::kProb), step = F32({}, Fill::kStep);
+  add({"sgd_update", "sgd_update", {var, grad, lr, step}, {}});
+  add({"momentum_update",
+       "momentum_update",
+       {var, grad, F32({7, 3}), lr, step},
+       {{"momentum", 0.9}}});
+  add({"momentum_update_nesterov",
+       "momentum_update",
+       {var, grad, F32({7, 3}), lr, step},
+       {{"momentum", 0.9}, {"nesterov", true}}});
+  add({"adam_update",
+       "adam_update",
+       {var, grad, F32({7, 3}), F32({7, 3}, Fill::kPositive), lr, step},
+       {}});
+  add({"adam_update_f64",
+       "adam_update",
+       {F64({7, 3}), F64({7, 3}), F64({7, 3}), F64({7, 3}, Fill::kPositive),
+        F64({}, Fill::kProb), F64({}, Fill::kStep)},
+       {}});
+  add({"adamw_update",
+       "adamw_update",
+       {var, grad, F32({7, 3}), F32({7, 3}, Fill::kPositive), lr, step},
+       {{"weight_decay", 0.01}}});
+  add({"rmsprop_update",
+       "rmsprop_update",
+       {var, grad, F32({7, 3}, Fill::kPositive), lr, step},
+       {}});
+  add({"adagrad_update",
+       "adagrad_update",
+       {var, grad, F32({7, 3}, Fill::kPositive), lr, step},
+       {}});
+  add({"clip_by_value",
+       "clip_by_value",
+       {F32({N, 5})},
+       {{"min", -0.5}, {"max", 1.0}}});
+  add({"clip_by_norm_clips",
+       "clip_by_norm",
+       {F32({N, 5})},
+       {{"max_norm", 1.0}}});
+  add({"clip_by_norm_keeps",
+       "clip_by_norm",
+       {F32({N, 5})},
+       {{"max_norm", 100.0}}});
+  return cases;
+}
+
+INSTANTIATE_TEST_SUITE_P(Ops, TrainOpConformanceTest,
+                         ::testing::ValuesIn(Cases()),
+                         [](const ::testing::TestParamInfo<OpCase>& info) {
+                           return info.param.name;
+                         });
+
+// A max_pool2d feeding its own gradient: the pair shares the forward's
+// workspace.
+TEST(CpuTrainTest, MaxPoolPairSharesTheWorkspace) {
+  Graph graph("pool_pair");
+  GraphBuilder b(&graph, &ops::DefaultRegistry());
+  ValueId x = b.Input("x", {DType::kF32, Shape{N, 6, 6, 2}});
+  ValueId dy = b.Input("dy", {DType::kF32, Shape{N, 3, 3, 2}});
+  ValueId y = b.Op("max_pool2d", {x});
+  ValueId dx = b.Op("max_pool2d_grad", {x, y, dy});
+  ASSERT_TRUE(b.ok()) << b.status();
+  graph.AddOutput("y", y);
+  graph.AddOutput("dx", dx);
+  std::mt19937 rng(3);
+  Tensor xt = RandomTensor(F32({2, 6, 6, 2}, Fill::kSmallInt), rng);
+  Tensor dyt = RandomTensor(F32({2, 3, 3, 2}), rng);
+  CompareBackends(graph, 2, {{"x", &xt}, {"dy", &dyt}}, 1e-6, "pool pair");
+}
+
+// reduce_max then its gradient, so that y is the true maximum (with ties).
+TEST(CpuTrainTest, ReduceMaxGradSplitsTies) {
+  Graph graph("reduce_max");
+  GraphBuilder b(&graph, &ops::DefaultRegistry());
+  ValueId x = b.Input("x", {DType::kF32, Shape{N, 6}});
+  ValueId dy = b.Input("dy", {DType::kF32, Shape{N}});
+  ValueId y = b.Op("reduce_max", {x}, {{"axes", std::vector<int64_t>{1}}});
+  graph.AddOutput("dx", b.Op("reduce_max_grad", {x, y, dy},
+                             {{"axes", std::vector<int64_t>{1}}}));
+  ASSERT_TRUE(b.ok()) << b.status();
+  std::mt19937 rng(5);
+  Tensor xt = RandomTensor(F32({4, 6}, Fill::kSmallInt), rng);
+  Tensor dyt = RandomTensor(F32({4}), rng);
+  CompareBackends(graph, 4, {{"x", &xt}, {"dy", &dyt}}, 1e-6, "reduce_max");
+}
+
+// ---- Whole train steps.
+
+Sequential SmallMlp() {
+  return Sequential(
+      {Input({20}), Dense(16, "relu"), Dense(12, "tanh"), Dense(5)});
+}
+
+Sequential SmallCnn() {
+  Conv2DOptions relu;
+  relu.activation = "relu";
+  return Sequential({Input({8, 8, 2}), Conv2D(4, {3, 3}, relu),
+                     MaxPooling2D({2, 2}), Flatten(), Dense(16, "relu"),
+                     Dense(5)});
+}
+
+struct Batch {
+  Tensor x, y, sample_weight, learning_rate;
+  std::vector<Feed> feeds;
+};
+
+Batch RandomBatch(const Shape& x_shape, int64_t batch, int classes,
+                  std::mt19937& rng) {
+  Batch b;
+  std::vector<int64_t> dims = {batch};
+  for (int i = 0; i < x_shape.rank(); ++i) dims.push_back(x_shape[i]);
+  b.x = RandomTensor(F32(dims), rng);
+  b.y = RandomTensor(Labels(DType::kI32, {batch}, classes), rng);
+  b.sample_weight = RandomTensor(F32({batch}, Fill::kPositive), rng);
+  b.learning_rate = Tensor::Scalar<float>(0.01f);
+  b.feeds = {{kFeatureFeed, &b.x},
+             {kLabelFeed, &b.y},
+             {kSampleWeightFeed, &b.sample_weight},
+             {kLearningRateFeed, &b.learning_rate}};
+  return b;
+}
+
+// The train graph a model compiled for the CPU gets, run for two steps on both
+// backends (each with its own store, initialized from the same seeded
+// attributes); every variable, optimizer slot and the step counter must agree.
+void CompareTrainSteps(Sequential model, const Optimizer& optimizer,
+                       const Shape& x_shape, double tol,
+                       const std::string& what) {
+  model.compile(optimizer, SparseCategoricalCrossentropy{.from_logits = true},
+                {"accuracy"}, Device::CPU());
+  const Graph& train = model.graph(GraphStage::kTrain);
+  ReferenceBackend reference;
+  CpuBackend cpu;
+  auto ref_store = reference.CreateVariableStore();
+  auto cpu_store = cpu.CreateVariableStore();
+  constexpr int64_t kBatch = 6;
+  auto ref_exe = reference.Compile(train, kBatch, ref_store.get());
+  ASSERT_TRUE(ref_exe.ok()) << ref_exe.status();
+  auto cpu_exe = cpu.Compile(train, kBatch, cpu_store.get());
+  ASSERT_TRUE(cpu_exe.ok()) << cpu_exe.status();
+  std::mt19937 rng(11);
+  for (int step = 0; step < 2; ++step) {
+    Batch batch = RandomBatch(x_shape, kBatch, 5, rng);
+    std::vector<Tensor> ref_out, cpu_out;
+    for (const GraphOutput& out : train.outputs()) {
+      TensorType t = train.type(out.value);
+      t.shape = t.shape.WithBatch(kBatch);
+      ref_out.emplace_back(t);
+    }
+    ASSERT_TRUE((*ref_exe)->Run(batch.feeds, ref_out).ok());
+    absl::Status s = (*cpu_exe)->Run(batch.feeds, cpu_out);
+    ASSERT_TRUE(s.ok()) << s;
+    for (size_t i = 0; i < ref_out.size(); ++i) {
+      ExpectClose(cpu_out[i], ref_out[i], tol,
+                  absl::StrCat(what, " step ", step, " output ",
+                               (*cpu_exe)->output_names()[i]));
+    }
+  }
+  ASSERT_EQ(cpu_store->Names(), ref_store->Names());
+  for (const std::string& name : ref_store->Names()) {
+    auto r = ref_store->Read(name);
+    auto c = cpu_store->Read(name);
+    ASSERT_TRUE(r.ok() && c.ok()) << name;
+    ExpectClose(*c, *r, tol, absl::StrCat(what, " variable ", name));
+  }
+}
+
+TEST(CpuTrainTest, MlpTrainStepsMatchReferenceSgd) {
+  CompareTrainSteps(
+      SmallMlp(), SGD{.learning_rate = 0.01, .momentum = 0.9, .clipnorm = 0.5},
+      Shape{20}, 1e-5, "mlp sgd");
+}
+
+TEST(CpuTrainTest, MlpTrainStepsMatchReferenceAdam) {
+  CompareTrainSteps(SmallMlp(), Adam{}, Shape{20}, 1e-4, "mlp adam");
+}
+
+TEST(CpuTrainTest, CnnTrainStepsMatchReferenceAdam) {
+  CompareTrainSteps(SmallCnn(), Adam{}, Shape{8, 8, 2}, 1e-4, "cnn adam");
+}
+
+TEST(CpuTrainTest, CnnTrainStepsMatchReferenceRmsprop) {
+  CompareTrainSteps(SmallCnn(), RMSprop{}, Shape{8, 8, 2}, 1e-4, "cnn rmsprop");
+}
+
+// ---- The memory plan.
+
+TEST(CpuTrainTest, MemoryPlanReusesTheArenaAndUpdatesInPlace) {
+  Sequential model(
+      {Input({784}), Dense(512, "relu"), Dense(512, "relu"), Dense(10)});
+  model.compile(Adam{}, SparseCategoricalCrossentropy{.from_logits = true}, {},
+                Device::CPU());
+  const Graph& train = model.graph(GraphStage::kTrain);
+  CpuBackend cpu;
+  auto store = cpu.CreateVariableStore();
+  auto exe = cpu.Compile(train, 128, store.get());
+  ASSERT_TRUE(exe.ok()) << exe.status();
+  const MemoryPlan* plan = CpuBackend::MemoryPlanOf(**exe);
+  ASSERT_NE(plan, nullptr);
+  EXPECT_LT(plan->arena_bytes, plan->total_intermediate_bytes);
+  // Every optimizer update writes its variable and slots in place.
+  int in_place = 0;
+  for (const VariableUpdate& u : train.updates()) {
+    const BufferAssignment& b = plan->buffers[u.value];
+    if (b.kind == BufferAssignment::Kind::kVariable && b.variable == u.variable)
+      ++in_place;
+  }
+  EXPECT_EQ(in_place, static_cast<int>(train.updates().size()) - 1)
+      << "all but the step counter (an add) update in place\n"
+      << CpuBackend::MemoryPlanString(**exe);
+  const std::string table = CpuBackend::MemoryPlanString(**exe);
+  // The dense backward runs as oneDNN inner-product backward-weights nodes.
+  EXPECT_TRUE(absl::StrContains(table, "[cpu.dense_backward_weights]"))
+      << table;
+  EXPECT_FALSE(absl::StrContains(table, "[reduce_sum]")) << table;
+}
+
+TEST(CpuTrainTest, PlanIsNullForOtherExecutables) {
+  Graph graph("g");
+  GraphBuilder b(&graph, &ops::DefaultRegistry());
+  graph.AddOutput("y",
+                  b.Op("relu", {b.Input("x", {DType::kF32, Shape{N, 3}})}));
+  ReferenceBackend reference;
+  auto store = reference.CreateVariableStore();
+  auto exe = reference.Compile(graph, 2, store.get());
+  ASSERT_TRUE(exe.ok());
+  EXPECT_EQ(CpuBackend::MemoryPlanOf(**exe), nullptr);
+}
+
+}  // namespace
+}  // namespace sequent
