@@ -366,7 +366,8 @@ std::string MemoryTimelineDot(const Graph& g, const MemoryPlan& plan) {
   const absl::flat_hash_map<ValueId, int> numbering = TextNumbering(g);
   // Plot area in points; offset 0 at the top, time to the right.
   constexpr double kWidth = 900, kHeight = 480, kLeft = 90, kBottom = 50;
-  const int steps = std::max<int>(1, static_cast<int>(plan.schedule.size()));
+  // Graph outputs live to step schedule.size(), so the axis runs one further.
+  const int steps = static_cast<int>(plan.schedule.size()) + 1;
   const double arena =
       static_cast<double>(std::max<int64_t>(1, plan.arena_bytes));
   auto x_of = [&](double step) { return kLeft + kWidth * step / steps; };
@@ -401,7 +402,7 @@ std::string MemoryTimelineDot(const Graph& g, const MemoryPlan& plan) {
                   ", shape=plaintext, style=\"\", fontsize=10, "
                   "label=\"schedule step (node order) ->\"];\n");
   absl::StrAppend(&out, "  yaxis [",
-                  box(4, y_of(0) - 2, kLeft - 6, y_of(0) - 16),
+                  box(4, y_of(0) + 6, kLeft - 6, y_of(0) + 20),
                   ", shape=plaintext, style=\"\", fontsize=10, "
                   "label=\"arena offset\"];\n");
   for (int i = 0; i <= 4; ++i) {
