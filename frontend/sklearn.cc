@@ -753,6 +753,7 @@ Tensor MLPClassifier::Encode(const RawLabels& y, const char* what) const {
 MLPClassifier& MLPClassifier::Fit(const Tensor& x_in, const RawLabels& y,
                                   bool incremental, const RawLabels* classes) {
   const char* what = incremental ? "partial_fit" : "fit";
+  CheckOptions();
   const bool first_pass = !fitted() || (!options_.warm_start && !incremental);
   // Checked before anything changes, so a failed call leaves a fitted model
   // as it was.
@@ -1010,6 +1011,7 @@ Tensor MLPRegressor::Targets(const Tensor& y, int64_t rows,
 MLPRegressor& MLPRegressor::Fit(const Tensor& x_in, const Tensor& y,
                                 bool incremental) {
   const char* what = incremental ? "partial_fit" : "fit";
+  CheckOptions();
   const bool first_pass = !fitted() || (!options_.warm_start && !incremental);
   const Tensor x = CheckX(x_in, what, /*reset=*/first_pass);
   const Tensor targets = Targets(y, x.shape()[0], what);

@@ -118,11 +118,13 @@ class BaseMultilayerPerceptron {
                                  const Tensor& targets) const = 0;
   virtual const char* class_name() const = 0;
 
+  // Throws for options scikit-learn's parameter validation rejects.
+  void CheckOptions() const;
+
   MLPOptions options_;
   bool classifier_;
 
  private:
-  void CheckOptions() const;
   void BuildModel(int64_t n_features, int64_t n_outputs,
                   const std::vector<Tensor>* weights);
   // The factor between the graph's objective and scikit-learn's (see

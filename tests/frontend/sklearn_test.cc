@@ -1,0 +1,403 @@
+// MLPClassifier / MLPRegressor semantics on small data: label types, classes_,
+// probabilities, partial_fit, warm_start, early stopping, the reported loss's
+// scale, learning-rate schedules and errors. The Fashion-MNIST comparison with
+// scikit-learn is examples/sklearn_mlp (it needs minutes, not a unit test).
+#include "frontend/sklearn.h"
+
+#include <cmath>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace sequent {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+const char* const kDevice = "cpu";
+
+// Three Gaussian blobs in 2-D, `per_class` points each, labelled by `labels`.
+struct Blobs {
+  Tensor x;
+  std::vector<int64_t> y;
+};
+Blobs MakeBlobs(int64_t per_class, const std::vector<int64_t>& labels,
+                uint64_t seed = 1) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> noise(0.0, 0.4);
+  const double centers[3][2] = {{0, 0}, {3, 0}, {0, 3}};
+  const int64_t n = per_class * static_cast<int64_t>(labels.size());
+  Blobs b{Tensor(DType::kF32, Shape{n, 2}), {}};
+  auto x = b.x.data<float>();
+  for (int64_t i = 0; i < n; ++i) {
+    const size_t c =
+        static_cast<size_t>(i % static_cast<int64_t>(labels.size()));
+    x[2 * i] = static_cast<float>(centers[c][0] + noise(rng));
+    x[2 * i + 1] = static_cast<float>(centers[c][1] + noise(rng));
+    b.y.push_back(labels[c]);
+  }
+  return b;
+}
+
+MLPOptions Small(int max_iter = 60) {
+  MLPOptions o;
+  o.hidden_layer_sizes = {8};
+  o.learning_rate_init = 0.05;
+  o.max_iter = max_iter;
+  o.random_state = 0;
+  o.device = Device(kDevice);
+  return o;
+}
+
+double Sum(const std::vector<Tensor>& tensors) {
+  double s = 0.0;
+  for (const Tensor& t : tensors)
+    for (int64_t i = 0; i < t.num_elements(); ++i)
+      s += t.GetAsDouble(i) * t.GetAsDouble(i);
+  return s;
+}
+
+TEST(MLPClassifierTest, IntegerLabelsSortedClassesAndProbabilities) {
+  Blobs b = MakeBlobs(30, {7, -2, 5});
+  std::ostringstream warnings;
+  MLPOptions o = Small();
+  o.warnings = &warnings;
+  MLPClassifier clf(o);
+  clf.fit(b.x, b.y);
+  EXPECT_FALSE(clf.classes_.is_string);
+  EXPECT_THAT(clf.classes_.ints, ElementsAre(-2, 5, 7));
+  EXPECT_EQ(clf.n_outputs_, 3);
+  EXPECT_EQ(clf.out_activation_, "softmax");
+  EXPECT_EQ(clf.n_features_in_, 2);
+  EXPECT_EQ(clf.n_layers_, 3);
+  EXPECT_GT(clf.score(b.x, b.y), 0.95);
+  EXPECT_EQ(clf.loss_curve_.size(), static_cast<size_t>(clf.n_iter_));
+  EXPECT_EQ(clf.t_, 90 * clf.n_iter_);
+  EXPECT_LT(clf.loss_curve_.back(), clf.loss_curve_.front());
+
+  const std::vector<int64_t> predicted = clf.predict<std::vector<int64_t>>(b.x);
+  for (int64_t label : predicted)
+    EXPECT_TRUE(label == -2 || label == 5 || label == 7);
+  const Tensor proba = clf.predict_proba(b.x);
+  ASSERT_EQ(proba.shape(), Shape({90, 3}));
+  for (int64_t i = 0; i < 90; ++i) {
+    double row = 0.0;
+    int64_t best = 0;
+    for (int64_t j = 0; j < 3; ++j) {
+      row += proba.GetAsDouble(i * 3 + j);
+      if (proba.GetAsDouble(i * 3 + j) > proba.GetAsDouble(i * 3 + best))
+        best = j;
+    }
+    EXPECT_NEAR(row, 1.0, 1e-9);
+    EXPECT_EQ(predicted[i], clf.classes_.ints[best]);  // predict = argmax proba
+  }
+  // Strings of integer classes are their decimal forms.
+  const auto as_strings = clf.predict<std::vector<std::string>>(b.x);
+  EXPECT_EQ(as_strings[0], std::to_string(predicted[0]));
+}
+
+TEST(MLPClassifierTest, TensorLabelsKeepTheirDtype) {
+  Blobs b = MakeBlobs(20, {0, 1, 2});
+  std::vector<int32_t> y32(b.y.begin(), b.y.end());
+  MLPClassifier clf(Small());
+  clf.fit(b.x, Tensor::FromVector<int32_t>(y32, Shape{60}));
+  const Tensor predicted = clf.predict(b.x);
+  EXPECT_EQ(predicted.dtype(), DType::kI32);
+  EXPECT_EQ(predicted.shape(), Shape({60}));
+  EXPECT_GT(clf.score(b.x, Tensor::FromVector<int32_t>(y32, Shape{60})), 0.9);
+
+  MLPClassifier clf64(Small());
+  clf64.fit(b.x, Tensor::FromVector<int64_t>(b.y, Shape{60, 1}));
+  EXPECT_EQ(clf64.predict(b.x).dtype(), DType::kI64);
+}
+
+TEST(MLPClassifierTest, StringLabelsBinaryLogisticOutput) {
+  Blobs b = MakeBlobs(25, {0, 1});
+  std::vector<std::string> y;
+  for (int64_t label : b.y) y.push_back(label == 0 ? "dog" : "cat");
+  MLPClassifier clf(Small());
+  clf.fit(b.x, y);
+  EXPECT_TRUE(clf.classes_.is_string);
+  EXPECT_THAT(clf.classes_.strings, ElementsAre("cat", "dog"));
+  EXPECT_EQ(clf.n_outputs_, 1);
+  EXPECT_EQ(clf.out_activation_, "logistic");
+  const auto predicted = clf.predict<std::vector<std::string>>(b.x);
+  ASSERT_EQ(predicted.size(), 50u);
+  EXPECT_GT(clf.score(b.x, y), 0.95);
+  const Tensor proba = clf.predict_proba(b.x);
+  ASSERT_EQ(proba.shape(), Shape({50, 2}));
+  for (int64_t i = 0; i < 50; ++i) {
+    EXPECT_NEAR(proba.GetAsDouble(2 * i) + proba.GetAsDouble(2 * i + 1), 1.0,
+                1e-12);
+    EXPECT_EQ(predicted[i], proba.GetAsDouble(2 * i + 1) > 0.5 ? "dog" : "cat");
+  }
+  // Integer outputs do not exist for string classes.
+  EXPECT_THROW(clf.predict(b.x), Error);
+  EXPECT_EQ(clf.score(b.x, b.y), 0.0);  // integers never equal string classes
+}
+
+TEST(MLPClassifierTest, PartialFit) {
+  Blobs b = MakeBlobs(20, {0, 1, 2});
+  MLPClassifier clf(Small());
+  try {
+    clf.partial_fit(b.x, b.y);
+    FAIL() << "partial_fit without classes on the first call";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(),
+                HasSubstr("classes must be passed on the first call"));
+  }
+  clf.partial_fit(b.x, b.y, std::vector<int64_t>{0, 1, 2, 3});
+  EXPECT_THAT(clf.classes_.ints, ElementsAre(0, 1, 2, 3));
+  EXPECT_EQ(clf.n_iter_, 1);
+  EXPECT_EQ(clf.t_, 60);
+  for (int i = 0; i < 30; ++i) clf.partial_fit(b.x, b.y);
+  EXPECT_EQ(clf.n_iter_, 1);
+  EXPECT_EQ(clf.t_, 31 * 60);
+  EXPECT_EQ(clf.loss_curve_.size(), 31u);
+  EXPECT_LT(clf.loss_curve_.back(), clf.loss_curve_.front());
+  EXPECT_GT(clf.score(b.x, b.y), 0.9);
+  EXPECT_THROW(clf.partial_fit(b.x, std::vector<int64_t>(60, 9)), Error);
+  EXPECT_THROW(clf.partial_fit(b.x, b.y, std::vector<int64_t>{0, 1}), Error);
+}
+
+TEST(MLPClassifierTest, WarmStartContinues) {
+  Blobs b = MakeBlobs(20, {0, 1, 2});
+  std::ostringstream warnings;
+  MLPOptions o = Small(5);
+  o.warnings = &warnings;
+  MLPClassifier cold(o);
+  cold.fit(b.x, b.y);
+  const double after_five = cold.loss_curve_.back();
+  cold.fit(b.x, b.y);  // Starts over.
+  EXPECT_EQ(cold.loss_curve_.size(), 5u);
+  EXPECT_NEAR(cold.loss_curve_.back(), after_five,
+              1e-6);  // Same seed, same run.
+
+  o.warm_start = true;
+  MLPClassifier warm(o);
+  warm.fit(b.x, b.y);
+  warm.fit(b.x, b.y);
+  EXPECT_EQ(warm.loss_curve_.size(), 10u);
+  EXPECT_EQ(warm.n_iter_, 5);
+  EXPECT_EQ(warm.t_, 10 * 60);
+  EXPECT_LT(warm.loss_curve_[5], warm.loss_curve_[0]);
+  // A warm start must see the same classes.
+  EXPECT_THROW(warm.fit(b.x, std::vector<int64_t>(60, 0)), Error);
+  // max_iter reached: scikit-learn's ConvergenceWarning.
+  EXPECT_THAT(warnings.str(),
+              HasSubstr("ConvergenceWarning: Stochastic Optimizer: Maximum "
+                        "iterations (5) reached and the optimization hasn't "
+                        "converged yet."));
+}
+
+TEST(MLPClassifierTest, EarlyStoppingRestoresTheBestWeights) {
+  Blobs b = MakeBlobs(40, {0, 1, 2}, /*seed=*/3);
+  MLPOptions o = Small(40);
+  o.early_stopping = true;
+  o.validation_fraction = 0.25;
+  o.learning_rate_init = 0.2;  // Noisy on purpose, so the scores move.
+  o.n_iter_no_change = 4;
+  std::ostringstream warnings;
+  o.warnings = &warnings;
+  MLPClassifier clf(o);
+  clf.fit(b.x, b.y);
+  ASSERT_EQ(clf.validation_scores_.size(), static_cast<size_t>(clf.n_iter_));
+  EXPECT_TRUE(std::isnan(clf.best_loss_));
+  size_t best = 0;
+  for (size_t i = 0; i < clf.validation_scores_.size(); ++i)
+    if (clf.validation_scores_[i] > clf.validation_scores_[best]) best = i;
+  EXPECT_EQ(clf.best_validation_score_, clf.validation_scores_[best]);
+  // Rerun with the same seed up to the best epoch: its weights at that epoch
+  // are what the first run must have restored.
+  o.max_iter = static_cast<int>(best) + 1;
+  MLPClassifier upto_best(o);
+  upto_best.fit(b.x, b.y);
+  EXPECT_EQ(upto_best.best_validation_score_, clf.best_validation_score_);
+  const auto a = clf.coefs_(), c = upto_best.coefs_();
+  ASSERT_EQ(a.size(), c.size());
+  for (size_t l = 0; l < a.size(); ++l)
+    for (int64_t i = 0; i < a[l].num_elements(); ++i)
+      EXPECT_NEAR(a[l].GetAsDouble(i), c[l].GetAsDouble(i), 1e-6);
+  if (clf.n_iter_ < 40) EXPECT_EQ(clf.n_iter_, static_cast<int>(best) + 1 + 5);
+}
+
+TEST(MLPClassifierTest, ReportedLossIsScikitLearnsLogLossPlusPenalty) {
+  // One full-batch epoch at a tiny learning rate: the reported loss is the
+  // log-loss at the initial weights plus 0.5 * alpha * |W|^2 / n.
+  Blobs b = MakeBlobs(10, {0, 1, 2});
+  MLPOptions o = Small();
+  o.learning_rate_init = 1e-9;
+  o.alpha = 0.5;
+  o.batch_size = 30;
+  MLPClassifier clf(o);
+  clf.partial_fit(b.x, b.y, std::vector<int64_t>{0, 1, 2});
+  const Tensor proba = clf.predict_proba(b.x);
+  double log_loss = 0.0;
+  for (int64_t i = 0; i < 30; ++i)
+    log_loss -= std::log(proba.GetAsDouble(i * 3 + b.y[i]));
+  log_loss /= 30.0;
+  const double expected = log_loss + 0.5 * 0.5 * Sum(clf.coefs_()) / 30.0;
+  EXPECT_NEAR(clf.loss_, expected, 1e-5 * expected);
+}
+
+TEST(MLPRegressorTest, FitsALinearTargetAndReportsHalfTheMse) {
+  std::mt19937_64 rng(5);
+  std::uniform_real_distribution<double> u(-1.0, 1.0);
+  const int64_t n = 200;
+  Tensor x(DType::kF32, Shape{n, 2});
+  std::vector<double> y;
+  for (int64_t i = 0; i < n; ++i) {
+    const double a = u(rng), c = u(rng);
+    x.data<float>()[2 * i] = static_cast<float>(a);
+    x.data<float>()[2 * i + 1] = static_cast<float>(c);
+    y.push_back(2.0 * a - c + 0.5);
+  }
+  MLPOptions o = Small(300);
+  o.learning_rate_init = 0.01;
+  std::ostringstream warnings;
+  o.warnings = &warnings;
+  MLPRegressor reg(o);
+  reg.fit(x, y);
+  EXPECT_EQ(reg.out_activation_, "identity");
+  const Tensor predicted = reg.predict(x);
+  EXPECT_EQ(predicted.shape(), Shape({n}));
+  EXPECT_GT(reg.score(x, Tensor::FromVector<double>(y, Shape{n})), 0.95);
+
+  // Reported loss at (almost) fixed weights: 0.5 * MSE + 0.5*alpha*|W|^2/n.
+  o.learning_rate_init = 1e-9;
+  o.alpha = 0.3;
+  o.batch_size = n;
+  MLPRegressor still(o);
+  still.partial_fit(x, Tensor::FromVector<double>(y, Shape{n}));
+  const Tensor p = still.predict(x);
+  double mse = 0.0;
+  for (int64_t i = 0; i < n; ++i) mse += std::pow(p.GetAsDouble(i) - y[i], 2);
+  mse /= static_cast<double>(n);
+  const double expected = 0.5 * mse + 0.5 * 0.3 * Sum(still.coefs_()) / n;
+  EXPECT_NEAR(still.loss_, expected, 1e-5 * expected);
+}
+
+TEST(MLPRegressorTest, MultiOutputShapes) {
+  Tensor x(DType::kF32, Shape{40, 3});
+  Tensor y(DType::kF32, Shape{40, 2});
+  for (int64_t i = 0; i < 120; ++i)
+    x.data<float>()[i] = static_cast<float>(std::sin(i));
+  for (int64_t i = 0; i < 80; ++i)
+    y.data<float>()[i] = static_cast<float>(std::cos(i));
+  std::ostringstream warnings;
+  MLPOptions o = Small(5);
+  o.warnings = &warnings;
+  MLPRegressor reg(o);
+  reg.fit(x, y);
+  EXPECT_EQ(reg.n_outputs_, 2);
+  EXPECT_EQ(reg.predict(x).shape(), Shape({40, 2}));
+  EXPECT_THROW(reg.partial_fit(x, Tensor(DType::kF32, Shape{40, 3})), Error);
+}
+
+TEST(MLPTest, AdaptiveLearningRateDividesByFive) {
+  Blobs b = MakeBlobs(10, {0, 1});
+  MLPOptions o = Small(4);
+  o.solver = "sgd";
+  o.learning_rate = "adaptive";
+  o.learning_rate_init = 0.001;
+  o.tol = 100.0;  // Nothing counts as an improvement.
+  o.n_iter_no_change = 1;
+  o.verbose = true;
+  std::ostringstream out, warnings;
+  o.out = &out;
+  o.warnings = &warnings;
+  MLPClassifier clf(o);
+  clf.fit(b.x, b.y);
+  EXPECT_THAT(out.str(), HasSubstr("Iteration 1, loss = "));
+  EXPECT_THAT(
+      out.str(),
+      HasSubstr("Training loss did not improve more than tol=100.000000 "
+                "for 1 consecutive epochs. Setting learning rate to "
+                "0.000200"));
+  EXPECT_EQ(clf.n_iter_, 4);
+
+  // Without the adaptive schedule the same stall stops training: epoch 1 sets
+  // best_loss_, epochs 2 and 3 count, and 2 > n_iter_no_change.
+  o.learning_rate = "constant";
+  MLPClassifier stops(o);
+  stops.fit(b.x, b.y);
+  EXPECT_EQ(stops.n_iter_, 3);
+  EXPECT_THAT(out.str(), HasSubstr("for 1 consecutive epochs. Stopping."));
+}
+
+TEST(MLPTest, BadInputsRaise) {
+  Blobs b = MakeBlobs(10, {0, 1, 2});
+  const auto message = [&](auto&& call) -> std::string {
+    try {
+      call();
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "no error";
+  };
+  MLPOptions lbfgs = Small();
+  lbfgs.solver = "lbfgs";
+  EXPECT_THAT(message([&] { MLPClassifier(lbfgs).fit(b.x, b.y); }),
+              HasSubstr("solver='lbfgs' is not supported"));
+  MLPOptions zero = Small();
+  zero.hidden_layer_sizes = {4, 0};
+  EXPECT_THAT(message([&] { MLPClassifier(zero).fit(b.x, b.y); }),
+              HasSubstr("hidden_layer_sizes must be > 0"));
+  MLPOptions act = Small();
+  act.activation = "softmax";
+  EXPECT_THAT(message([&] {
+                MLPRegressor(act).fit(b.x, Tensor(DType::kF32, Shape{30}));
+              }),
+              HasSubstr("activation must be one of"));
+
+  MLPClassifier clf(Small(3));
+  EXPECT_THAT(message([&] { clf.predict(b.x); }),
+              HasSubstr("is not fitted yet"));
+  EXPECT_THAT(message([&] {
+                clf.fit(Tensor(DType::kF32, Shape{30, 2, 1}), b.y);
+              }),
+              HasSubstr("expected a 2D array"));
+  EXPECT_THAT(message([&] { clf.fit(b.x, std::vector<int64_t>(29, 0)); }),
+              HasSubstr("inconsistent numbers of samples: [30, 29]"));
+  EXPECT_THAT(message([&] { clf.fit(b.x, std::vector<int64_t>(30, 4)); }),
+              HasSubstr("at least 2 classes"));
+  EXPECT_THAT(message([&] { clf.fit(b.x, Tensor(DType::kF32, Shape{30})); }),
+              HasSubstr("class labels must be integers"));
+  Tensor nan_x = b.x;
+  nan_x.data<float>()[7] = NAN;
+  EXPECT_THAT(message([&] { clf.fit(nan_x, b.y); }),
+              HasSubstr("contains NaN (sample 3)"));
+
+  std::ostringstream warnings;
+  MLPOptions quiet = Small(3);
+  quiet.warnings = &warnings;
+  MLPClassifier fitted(quiet);
+  fitted.fit(b.x, b.y);
+  EXPECT_THAT(
+      message([&] {
+        fitted.predict(Tensor(DType::kF32, Shape{4, 3}));
+      }),
+      HasSubstr("X has 3 features, but MLPClassifier is expecting 2 features"));
+  MLPOptions early = quiet;
+  early.early_stopping = true;
+  MLPClassifier es(early);
+  EXPECT_THAT(message([&] {
+                es.partial_fit(b.x, b.y, std::vector<int64_t>{0, 1, 2});
+              }),
+              HasSubstr("partial_fit does not support early_stopping=True"));
+  MLPOptions tiny = quiet;
+  tiny.early_stopping = true;
+  tiny.validation_fraction = 0.01;
+  EXPECT_THAT(message([&] {
+                MLPRegressor(tiny).fit(b.x, Tensor(DType::kF32, Shape{30}));
+              }),
+              HasSubstr("The validation set is too small"));
+}
+
+}  // namespace
+}  // namespace sequent
