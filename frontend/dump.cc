@@ -485,6 +485,7 @@ absl::StatusOr<std::string> GraphHtml(const Graph& graph,
               word-break: break-all; }
   #panel td:first-child { color: #4b5563; white-space: nowrap; word-break: normal; }
   .hint { color: #6b7280; }
+  #selftest { white-space: pre-wrap; }
   g.node { cursor: pointer; }
   g.node.selected polygon, g.node.selected path, g.node.selected ellipse,
   g.node.selected polyline { stroke: #dc2626; stroke-width: 3px; }

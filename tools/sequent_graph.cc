@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <optional>
 #include <string>
@@ -72,6 +73,17 @@ template <typename T>
 T Check(absl::StatusOr<T> value) {
   Check(value.status());
   return *std::move(value);
+}
+
+// `bazel run` starts the tool in its runfiles tree; relative paths mean the
+// directory the user ran it from.
+std::string UserPath(const std::string& path) {
+  const char* dir = std::getenv("BUILD_WORKING_DIRECTORY");
+  if (path.empty() || path == "-" || path[0] == '/' || dir == nullptr ||
+      *dir == '\0') {
+    return path;
+  }
+  return absl::StrCat(dir, "/", path);
 }
 
 const std::vector<std::string>& StageNames() {
@@ -164,8 +176,8 @@ int Main(int argc, char** argv) {
   }
   const std::string stage = absl::GetFlag(FLAGS_stage);
   const std::string format = absl::GetFlag(FLAGS_format);
-  const std::string out = absl::GetFlag(FLAGS_out);
-  const std::string html = absl::GetFlag(FLAGS_html);
+  const std::string out = UserPath(absl::GetFlag(FLAGS_out));
+  const std::string html = UserPath(absl::GetFlag(FLAGS_html));
   const int64_t batch_size = absl::GetFlag(FLAGS_batch_size);
   std::vector<std::string> print_after = absl::GetFlag(FLAGS_print_after);
   const bool print_after_all = absl::GetFlag(FLAGS_print_after_all);
@@ -191,8 +203,8 @@ int Main(int argc, char** argv) {
     throw UsageError{"--format=png needs --out=FILE"};
   }
 
-  Sequential model =
-      LoadInput(absl::GetFlag(FLAGS_model), absl::GetFlag(FLAGS_example));
+  Sequential model = LoadInput(UserPath(absl::GetFlag(FLAGS_model)),
+                               absl::GetFlag(FLAGS_example));
 
   if (printing_passes) {
     Check(WriteFileContents(
