@@ -124,6 +124,36 @@ class CSVLogger : public Callback {
   std::vector<std::string> keys_;
 };
 
+// Keras's ModelCheckpoint: saves the model (model.save, or save_weights with
+// save_weights_only) at the end of every epoch, or with save_best_only only
+// when `monitor` improved on the best value seen so far by this callback.
+// `path` may hold "{epoch}" or "{epoch:02d}" (any width), formatted 1-based as
+// Keras does. Defined in frontend/saving.cc (//frontend:saving, part of
+// //frontend:sequent), since it saves.
+class ModelCheckpoint : public Callback {
+ public:
+  explicit ModelCheckpoint(std::string path, std::string monitor = "val_loss",
+                           bool save_best_only = false,
+                           std::string mode = "auto",
+                           bool save_weights_only = false);
+  void on_train_begin(const Logs&) override;
+  void on_epoch_end(int epoch, Logs& logs) override;
+  // The file of a (0-based) epoch.
+  std::string FilePath(int epoch) const;
+  // The last file written; empty if none.
+  const std::string& last_saved() const { return last_saved_; }
+
+ private:
+  std::string path_;
+  std::string monitor_;
+  bool save_best_only_;
+  std::string mode_;
+  bool save_weights_only_;
+  double best_ = 0.0;
+  bool have_best_ = false;
+  std::string last_saved_;
+};
+
 // Stops training when a batch's loss is NaN or infinite.
 class TerminateOnNaN : public Callback {
  public:

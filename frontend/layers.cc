@@ -2,9 +2,13 @@
 
 #include <algorithm>
 #include <numeric>
+#include <set>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 
 namespace sequent {
 namespace {
@@ -30,6 +34,107 @@ std::vector<int64_t> WithBatch(const std::vector<int64_t>& dims) {
 std::string ShapeArg(const std::vector<int64_t>& dims) {
   return absl::StrCat("(", absl::StrJoin(dims, ", "), ")");
 }
+
+// Config values: %.17g round-trips every double.
+std::string Num(double v) { return absl::StrFormat("%.17g", v); }
+std::string Ints(const std::vector<int64_t>& v) {
+  return absl::StrJoin(v, ",");
+}
+std::string Bool(bool v) { return v ? "true" : "false"; }
+
+// Reads a LayerConfig back, remembering the first problem; every key of the
+// config must be read (an unknown key means a corrupt or foreign config).
+class ConfigReader {
+ public:
+  ConfigReader(const std::string& type, const LayerConfig& config)
+      : type_(type), config_(config) {}
+
+  std::string String(const std::string& key) {
+    const std::string* v = Find(key);
+    return v == nullptr ? "" : *v;
+  }
+  double Double(const std::string& key) {
+    const std::string* v = Find(key);
+    double out = 0.0;
+    if (v != nullptr && !absl::SimpleAtod(*v, &out)) Bad(key, *v, "a number");
+    return out;
+  }
+  int64_t Int(const std::string& key) {
+    const std::string* v = Find(key);
+    int64_t out = 0;
+    if (v != nullptr && !absl::SimpleAtoi(*v, &out)) Bad(key, *v, "an integer");
+    return out;
+  }
+  uint64_t Uint(const std::string& key) {
+    const std::string* v = Find(key);
+    uint64_t out = 0;
+    if (v != nullptr && !absl::SimpleAtoi(*v, &out))
+      Bad(key, *v, "a non-negative integer");
+    return out;
+  }
+  bool Bool(const std::string& key) {
+    const std::string* v = Find(key);
+    if (v == nullptr) return false;
+    if (*v == "true") return true;
+    if (*v != "false") Bad(key, *v, "true or false");
+    return false;
+  }
+  std::vector<int64_t> Ints(const std::string& key) {
+    const std::string* v = Find(key);
+    std::vector<int64_t> out;
+    if (v == nullptr || v->empty()) return out;
+    for (absl::string_view part : absl::StrSplit(*v, ',')) {
+      int64_t d = 0;
+      if (!absl::SimpleAtoi(part, &d)) {
+        Bad(key, *v, "comma-separated integers");
+        return {};
+      }
+      out.push_back(d);
+    }
+    return out;
+  }
+  L1L2 Regularizer(const std::string& key) {
+    return {Double(key + "_l1"), Double(key + "_l2")};
+  }
+
+  // OK when every key was present, parsed and used.
+  absl::Status Finish() {
+    if (!status_.ok()) return status_;
+    for (const auto& [key, value] : config_) {
+      if (used_.count(key) == 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("layer config of ", type_, ": unknown key '", key,
+                         "' (= '", value, "')"));
+      }
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  const std::string* Find(const std::string& key) {
+    used_.insert(key);
+    auto it = config_.find(key);
+    if (it == config_.end()) {
+      if (status_.ok()) {
+        status_ = absl::InvalidArgumentError(absl::StrCat(
+            "layer config of ", type_, ": missing key '", key, "'"));
+      }
+      return nullptr;
+    }
+    return &it->second;
+  }
+  void Bad(const std::string& key, const std::string& value, const char* want) {
+    if (!status_.ok()) return;
+    status_ = absl::InvalidArgumentError(
+        absl::StrCat("layer config of ", type_, ": '", key, "' = '", value,
+                     "' is not ", want));
+  }
+
+  std::string type_;
+  const LayerConfig& config_;
+  std::set<std::string> used_;
+  absl::Status status_;
+};
 
 class DenseLayer : public Layer {
  public:
@@ -72,6 +177,16 @@ class DenseLayer : public Layer {
     return {{VariableName("kernel"), options_.kernel_regularizer.l1,
              options_.kernel_regularizer.l2}};
   }
+  LayerConfig config() const override {
+    return {{"name", name()},
+            {"units", absl::StrCat(units_)},
+            {"activation", activation_},
+            {"use_bias", Bool(options_.use_bias)},
+            {"kernel_initializer", options_.kernel_initializer},
+            {"bias_initializer", options_.bias_initializer},
+            {"kernel_regularizer_l1", Num(options_.kernel_regularizer.l1)},
+            {"kernel_regularizer_l2", Num(options_.kernel_regularizer.l2)}};
+  }
 
  private:
   int64_t units_;
@@ -87,6 +202,9 @@ class ActivationLayer : public Layer {
   std::string base_name() const override { return "activation"; }
   ValueId Emit(GraphBuilder& b, ValueId x, const LayerBuildContext&) override {
     return EmitActivation(b, x, activation_);
+  }
+  LayerConfig config() const override {
+    return {{"name", name()}, {"activation", activation_}};
   }
 
  private:
@@ -122,6 +240,9 @@ class ReshapeLayer : public Layer {
     }
     return b.Op("reshape", {x}, {{"shape", WithBatch(target_)}});
   }
+  LayerConfig config() const override {
+    return {{"name", name()}, {"target_shape", Ints(target_)}};
+  }
 
  private:
   std::vector<int64_t> target_;
@@ -155,6 +276,10 @@ class DropoutLayer : public Layer {
     b.graph().AddUpdate(VariableName("step"),
                         b.Op("add", {step, b.ScalarConstant(1.0, ctx.dtype)}));
     return outs[0];
+  }
+  LayerConfig config() const override {
+    return {
+        {"name", name()}, {"rate", Num(rate_)}, {"seed", absl::StrCat(seed_)}};
   }
 
  private:
@@ -209,6 +334,19 @@ class Conv2DLayer : public Layer {
     return {{VariableName("kernel"), options_.kernel_regularizer.l1,
              options_.kernel_regularizer.l2}};
   }
+  LayerConfig config() const override {
+    return {{"name", name()},
+            {"filters", absl::StrCat(filters_)},
+            {"kernel_size", Ints(kernel_size_)},
+            {"strides", Ints(options_.strides)},
+            {"padding", options_.padding},
+            {"activation", options_.activation},
+            {"use_bias", Bool(options_.use_bias)},
+            {"kernel_initializer", options_.kernel_initializer},
+            {"bias_initializer", options_.bias_initializer},
+            {"kernel_regularizer_l1", Num(options_.kernel_regularizer.l1)},
+            {"kernel_regularizer_l2", Num(options_.kernel_regularizer.l2)}};
+  }
 
  private:
   int64_t filters_;
@@ -235,6 +373,12 @@ class Pool2DLayer : public Layer {
         {{"pool_size", pool_},
          {"strides", options_.strides.empty() ? pool_ : options_.strides},
          {"padding", options_.padding}});
+  }
+  LayerConfig config() const override {
+    return {{"name", name()},
+            {"pool_size", Ints(pool_)},
+            {"strides", Ints(options_.strides)},
+            {"padding", options_.padding}};
   }
 
  private:
@@ -293,6 +437,11 @@ class BatchNormalizationLayer : public Layer {
     b.graph().AddUpdate(VariableName("moving_variance"), outs[2]);
     return outs[0];
   }
+  LayerConfig config() const override {
+    return {{"name", name()},
+            {"momentum", Num(options_.momentum)},
+            {"epsilon", Num(options_.epsilon)}};
+  }
 
  private:
   BatchNormalizationOptions options_;
@@ -313,6 +462,9 @@ class LayerNormalizationLayer : public Layer {
     const ValueId beta = b.Variable(VariableName("beta"), {ctx.dtype, features},
                                     {{"initializer", std::string("zeros")}});
     return b.Op("layer_norm", {x, gamma, beta}, {{"epsilon", epsilon_}});
+  }
+  LayerConfig config() const override {
+    return {{"name", name()}, {"epsilon", Num(epsilon_)}};
   }
 
  private:
@@ -339,6 +491,80 @@ ValueId InputLayer::Emit(GraphBuilder& b, ValueId,
     }
   }
   return b.Input(kFeatureFeed, {ctx.dtype, Shape(WithBatch(shape_))});
+}
+
+LayerConfig InputLayer::config() const {
+  return {{"name", name()}, {"shape", Ints(shape_)}};
+}
+
+absl::StatusOr<LayerPtr> LayerFromConfig(const std::string& type,
+                                         const LayerConfig& config) {
+  ConfigReader r(type, config);
+  LayerPtr layer;
+  if (type == "InputLayer") {
+    std::vector<int64_t> shape = r.Ints("shape");
+    r.String("name");  // Input layers are unnamed in a Sequential.
+    layer = Input(std::move(shape));
+  } else if (type == "Dense") {
+    DenseOptions o;
+    o.name = r.String("name");
+    o.use_bias = r.Bool("use_bias");
+    o.kernel_initializer = r.String("kernel_initializer");
+    o.bias_initializer = r.String("bias_initializer");
+    o.kernel_regularizer = r.Regularizer("kernel_regularizer");
+    const int64_t units = r.Int("units");
+    layer = Dense(units, r.String("activation"), std::move(o));
+  } else if (type == "Activation") {
+    layer = Activation(r.String("activation"), r.String("name"));
+  } else if (type == "Flatten") {
+    layer = Flatten(r.String("name"));
+  } else if (type == "Reshape") {
+    layer = Reshape(r.Ints("target_shape"), r.String("name"));
+  } else if (type == "Dropout") {
+    const double rate = r.Double("rate");
+    const uint64_t seed = r.Uint("seed");
+    layer = Dropout(rate, seed, r.String("name"));
+  } else if (type == "Conv2D") {
+    Conv2DOptions o;
+    o.name = r.String("name");
+    o.strides = r.Ints("strides");
+    o.padding = r.String("padding");
+    o.activation = r.String("activation");
+    o.use_bias = r.Bool("use_bias");
+    o.kernel_initializer = r.String("kernel_initializer");
+    o.bias_initializer = r.String("bias_initializer");
+    o.kernel_regularizer = r.Regularizer("kernel_regularizer");
+    const int64_t filters = r.Int("filters");
+    layer = Conv2D(filters, r.Ints("kernel_size"), std::move(o));
+  } else if (type == "MaxPooling2D" || type == "AveragePooling2D") {
+    PoolOptions o;
+    o.name = r.String("name");
+    o.strides = r.Ints("strides");
+    o.padding = r.String("padding");
+    std::vector<int64_t> pool = r.Ints("pool_size");
+    layer = type == "MaxPooling2D"
+                ? MaxPooling2D(std::move(pool), std::move(o))
+                : AveragePooling2D(std::move(pool), std::move(o));
+  } else if (type == "GlobalAveragePooling2D") {
+    layer = GlobalAveragePooling2D(r.String("name"));
+  } else if (type == "BatchNormalization") {
+    BatchNormalizationOptions o;
+    o.name = r.String("name");
+    o.momentum = r.Double("momentum");
+    o.epsilon = r.Double("epsilon");
+    layer = BatchNormalization(std::move(o));
+  } else if (type == "LayerNormalization") {
+    const double epsilon = r.Double("epsilon");
+    layer = LayerNormalization(epsilon, r.String("name"));
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "unknown layer type '", type,
+        "' (known: Activation, AveragePooling2D, BatchNormalization, Conv2D, "
+        "Dense, Dropout, Flatten, GlobalAveragePooling2D, InputLayer, "
+        "LayerNormalization, MaxPooling2D, Reshape)"));
+  }
+  if (absl::Status s = r.Finish(); !s.ok()) return s;
+  return layer;
 }
 
 const std::vector<std::string>& ActivationNames() {

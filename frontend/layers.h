@@ -2,6 +2,7 @@
 #define SEQUENT_FRONTEND_LAYERS_H_
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -20,6 +21,12 @@ struct LayerBuildContext {
   int index = 0;  // Position in the model.
 };
 
+// A layer's hyper-parameters as text, by Keras's argument names ("units" ->
+// "10", "activation" -> "relu", "name" -> "dense_1"); numbers print so that
+// they parse back to the same value, lists as "3,3", booleans as
+// "true"/"false". Save files store it, LayerFromConfig rebuilds the layer.
+using LayerConfig = std::map<std::string, std::string>;
+
 // A layer is a configuration: it holds hyper-parameters, and emits IR when the
 // model is compiled (a Dense emits matmul + bias_add + activation over two
 // variables).
@@ -34,6 +41,10 @@ class Layer {
   virtual ValueId Emit(GraphBuilder& b, ValueId input,
                        const LayerBuildContext& ctx) = 0;
   virtual std::vector<Regularizer> regularizers() const { return {}; }
+  // Everything LayerFromConfig(type_name(), config()) needs to rebuild an equal
+  // layer, the name included (so variable names match). Layers defined outside
+  // this file only report their name and cannot be rebuilt.
+  virtual LayerConfig config() const { return {{"name", name_}}; }
 
   const std::string& name() const { return name_; }
   void set_name(std::string name) { name_ = std::move(name); }
@@ -58,6 +69,7 @@ class InputLayer : public Layer {
   std::string base_name() const override { return "input_layer"; }
   ValueId Emit(GraphBuilder& b, ValueId input,
                const LayerBuildContext& ctx) override;
+  LayerConfig config() const override;
   const std::vector<int64_t>& shape() const { return shape_; }
 
  private:
@@ -119,6 +131,12 @@ LayerPtr AveragePooling2D(std::vector<int64_t> pool_size = {2, 2},
 LayerPtr GlobalAveragePooling2D(std::string name = "");
 LayerPtr BatchNormalization(BatchNormalizationOptions options = {});
 LayerPtr LayerNormalization(double epsilon = 1e-3, std::string name = "");
+
+// Rebuilds a layer from its type_name() and config(); an unknown type, a
+// missing or unknown key or an unparsable value is an InvalidArgumentError
+// naming the layer type and key.
+absl::StatusOr<LayerPtr> LayerFromConfig(const std::string& type_name,
+                                         const LayerConfig& config);
 
 // Emits a Keras activation by name ("relu", "softmax", "linear", ...); an
 // unknown name is an error listing the valid ones.

@@ -74,6 +74,17 @@ std::string ReadableBytes(double bytes) {
   return absl::StrFormat("%.2f TB", bytes);
 }
 
+// The shuffle seed of one epoch: a function of (model seed, epoch) alone, so
+// that a model resumed from a save file at epoch k shuffles epoch k exactly as
+// an uninterrupted run does (splitmix64 spreads nearby inputs apart).
+uint64_t EpochShuffleSeed(uint64_t seed, int epoch) {
+  uint64_t z = (seed ^ 0x5DEECE66Dull) +
+               0x9E3779B97F4A7C15ull * (static_cast<uint64_t>(epoch) + 1);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
 std::string Pad(const std::string& text, size_t width, bool right) {
   // Width counts characters, not UTF-8 bytes; the table's text is ASCII.
   if (text.size() >= width) return text;
@@ -278,6 +289,8 @@ void Sequential::compile(Optimizer optimizer, Loss loss,
   }
   store_ = backend_->CreateVariableStore();
   executables_.clear();
+  compile_args_ =
+      CompileArgs{std::move(optimizer), std::move(loss), std::move(metrics)};
   compiled_ = true;
   DumpStagesIfRequested(name_, {{"built", &built_},
                                 {"optimized", &optimized_},
@@ -592,13 +605,13 @@ History Sequential::fit(const Tensor& x_in, const Tensor& y_in,
   for (auto& cb : options.callbacks) cb->set_model(this);
   for (auto& cb : options.callbacks) cb->on_train_begin({});
 
-  std::mt19937_64 shuffle_rng(seed_ ^ 0x5DEECE66Dull);
   std::vector<int64_t> rows(static_cast<size_t>(n_train));
   Logs logs;
   for (int epoch = options.initial_epoch; epoch < options.epochs; ++epoch) {
     for (auto& cb : options.callbacks) cb->on_epoch_begin(epoch, {});
     std::iota(rows.begin(), rows.end(), 0);
     if (options.shuffle) {
+      std::mt19937_64 shuffle_rng(EpochShuffleSeed(seed_, epoch));
       // Fisher-Yates over raw generator bits: the same order on every platform.
       for (int64_t i = n_train - 1; i > 0; --i) {
         const int64_t j =

@@ -50,6 +50,16 @@ struct PredictOptions {
   std::ostream* out = &std::cout;
 };
 
+// The arguments compile() was given, kept so that a saved model recompiles the
+// same way.
+struct CompileArgs {
+  Optimizer optimizer;
+  Loss loss;
+  std::vector<std::string> metrics;
+};
+
+struct SavingAccess;
+
 // The graphs a compiled model holds, by the stage a tool or test asks for.
 enum class GraphStage { kBuilt, kOptimized, kTrain, kEval, kPredict };
 
@@ -92,6 +102,22 @@ class Sequential {
   void set_weights(const std::vector<Tensor>& weights);
   std::vector<std::string> weight_names() const;
 
+  // Keras: model.save(path) writes the whole model (layers, compile arguments,
+  // every variable including optimizer state and counters) so that
+  // load_model(path) resumes training exactly; save_weights / load_weights
+  // write and read only the layers' variables. The format is documented in
+  // frontend/SAVE_FORMAT.md. These are defined in frontend/saving.cc (target
+  // //frontend:saving, part of //frontend:sequent).
+  void save(const std::string& path) const;
+  void save_weights(const std::string& path) const;
+  void load_weights(const std::string& path);
+  // The seed the model initializes, drops out and shuffles from.
+  uint64_t seed() const { return seed_; }
+  // What compile() was given; empty before compile.
+  const std::optional<CompileArgs>& compile_args() const {
+    return compile_args_;
+  }
+
   // Keras's summary table (80-column terminal layout).
   void summary(std::ostream& out = std::cout) const;
   std::string summary_string() const;
@@ -125,6 +151,8 @@ class Sequential {
   };
   struct Staged;
 
+  friend struct SavingAccess;
+
   void NameLayer(Layer& layer);
   Graph BuildForward(std::vector<LayerInfo>* infos) const;
   const std::vector<int64_t>& input_shape() const;
@@ -154,6 +182,7 @@ class Sequential {
   TrainingGraphs graphs_;
   LossSpec loss_;
   std::vector<MetricSpec> metrics_;
+  std::optional<CompileArgs> compile_args_;
   double learning_rate_ = 0.001;
   TensorType label_type_;
   int64_t num_classes_ = 0;  // For sparse labels: the width of y_pred.

@@ -15,6 +15,7 @@
 #include "frontend/error.h"
 #include "frontend/layers.h"
 #include "frontend/model.h"
+#include "frontend/saving.h"
 #include "frontend/sklearn.h"
 
 namespace sequent {
