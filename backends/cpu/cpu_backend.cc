@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <dnnl.hpp>
@@ -15,6 +16,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "backends/cpu/kernels.h"
 #include "backends/cpu/onednn_util.h"
@@ -96,7 +98,9 @@ struct MemArg {
 using Pointers = std::vector<std::byte*>;  // Indexed by ValueId.
 
 struct Step {
-  std::string label;  // "op" or "op (layer)", for errors.
+  std::string label;   // "op" or "op (layer)", for errors.
+  std::string kind;    // oneDNN primitive kind or "loop", for the profile.
+  double seconds = 0;  // Accumulated when profiling.
   dnnl::primitive primitive;
   std::vector<MemArg> args;
   std::unordered_map<int, memory> arg_map;
@@ -151,6 +155,10 @@ class CpuExecutable : public Executable {
   };
   std::vector<Update> updates;
   HostVariableStore* store = nullptr;
+  // SEQUENT_CPU_PROFILE set at Compile: every step is timed (CpuBackend::
+  // ProfileString prints the table).
+  bool profile = false;
+  int64_t profiled_runs = 0;
 };
 
 absl::Status CpuExecutable::Run(absl::Span<const Feed> feeds,
@@ -202,6 +210,8 @@ absl::Status CpuExecutable::Run(absl::Span<const Feed> feeds,
   }
   try {
     for (Step& step : steps) {
+      const auto start = profile ? std::chrono::steady_clock::now()
+                                 : std::chrono::steady_clock::time_point();
       if (step.loop) {
         if (absl::Status s = step.loop(pointers); !s.ok()) {
           stream.wait();
@@ -212,8 +222,15 @@ absl::Status CpuExecutable::Run(absl::Span<const Feed> feeds,
       } else {
         step.primitive.execute(stream, step.arg_map);
       }
+      if (profile) {
+        stream.wait();
+        step.seconds += std::chrono::duration<double>(
+                            std::chrono::steady_clock::now() - start)
+                            .count();
+      }
     }
     stream.wait();
+    if (profile) ++profiled_runs;
   } catch (const dnnl::error& e) {
     return DnnlError(e, "running the cpu executable");
   }
@@ -249,6 +266,12 @@ absl::Status CpuExecutable::Run(absl::Span<const Feed> feeds,
 // ---------------------------------------------------------------------------------------
 // Lowering.
 
+template <typename PD>
+std::string PrimitiveKindName(const PD& pd) {
+  const char* impl = pd.impl_info_str();
+  return impl != nullptr ? impl : "";
+}
+
 class Lowering {
  public:
   explicit Lowering(CpuExecutable& exe) : exe_(exe) {}
@@ -274,6 +297,7 @@ class Lowering {
                     std::vector<std::tuple<int, ValueId, memory::desc>> args) {
     Step step;
     step.label = label_;
+    step.kind = PrimitiveKindName(pd);
     step.primitive = std::move(primitive);
     for (auto& [arg, value, desc] : args) {
       memory mem(desc, engine(), DNNL_MEMORY_NONE);
@@ -296,6 +320,7 @@ class Lowering {
   void AddLoop(std::function<absl::Status(const Pointers&)> loop) {
     Step step;
     step.label = label_;
+    step.kind = "loop";
     step.layer = layer_;
     step.loop = std::move(loop);
     exe_.steps.push_back(std::move(step));
@@ -1844,6 +1869,34 @@ const MemoryPlan* CpuBackend::MemoryPlanOf(const Executable& executable) {
   return cpu != nullptr ? &cpu->plan : nullptr;
 }
 
+std::string CpuBackend::ProfileString(const Executable& executable) {
+  const auto* cpu = dynamic_cast<const CpuExecutable*>(&executable);
+  if (cpu == nullptr || cpu->profiled_runs == 0) return "";
+  std::vector<const cpu::Step*> steps;
+  double total = 0;
+  for (const cpu::Step& step : cpu->steps) {
+    steps.push_back(&step);
+    total += step.seconds;
+  }
+  std::stable_sort(steps.begin(), steps.end(),
+                   [](const cpu::Step* a, const cpu::Step* b) {
+                     return a->seconds > b->seconds;
+                   });
+  const double runs = static_cast<double>(cpu->profiled_runs);
+  std::string out = absl::StrFormat("%10s %6s  %-44s %s\n", "us/run", "%",
+                                    "step", "implementation");
+  for (const cpu::Step* step : steps) {
+    absl::StrAppend(
+        &out, absl::StrFormat("%10.1f %5.1f%%  %-44s %s\n",
+                              step->seconds / runs * 1e6,
+                              total > 0 ? 100 * step->seconds / total : 0.0,
+                              step->label, step->kind));
+  }
+  absl::StrAppend(&out, absl::StrFormat("%10.1f us per run over %d steps\n",
+                                        total / runs * 1e6, steps.size()));
+  return out;
+}
+
 std::string CpuBackend::MemoryPlanString(const Executable& executable) {
   const auto* cpu = dynamic_cast<const CpuExecutable*>(&executable);
   if (cpu == nullptr) return "";
@@ -1921,6 +1974,7 @@ absl::StatusOr<std::unique_ptr<Executable>> CpuBackend::Compile(
   // oneDNN tunes primitives to the thread count they are created under.
   omp_set_num_threads(exe->num_threads);
   exe->store = host;
+  exe->profile = std::getenv("SEQUENT_CPU_PROFILE") != nullptr;
   exe->types.resize(lowered_graph.num_values());
   for (ValueId v = 0; v < lowered_graph.num_values(); ++v) {
     exe->types[v] = {lowered_graph.type(v).dtype,

@@ -61,6 +61,10 @@ class CpuBackend : public Backend {
   // batch-bound graph the plan numbers) for tools to print.
   static const MemoryPlan* MemoryPlanOf(const Executable& executable);
   static std::string MemoryPlanString(const Executable& executable);
+  // With SEQUENT_CPU_PROFILE set when the executable was compiled, every step
+  // is timed: the table of steps by time per run (op, layer, oneDNN
+  // implementation), else "".
+  static std::string ProfileString(const Executable& executable);
 
  private:
   const OpRegistry* registry_;

@@ -365,6 +365,17 @@ std::vector<OpCase> Cases() {
        "adam_update",
        {var, grad, F32({7, 3}), F32({7, 3}, Fill::kPositive), lr, step},
        {}});
+  // Large enough for the multi-threaded, vectorized f32 path.
+  add({"adam_update_large",
+       "adam_update",
+       {F32({200, 100}), F32({200, 100}), F32({200, 100}),
+        F32({200, 100}, Fill::kPositive), lr, step},
+       {}});
+  add({"adamw_update_large",
+       "adamw_update",
+       {F32({200, 99}), F32({200, 99}), F32({200, 99}),
+        F32({200, 99}, Fill::kPositive), lr, step},
+       {}});
   add({"adam_update_f64",
        "adam_update",
        {F64({7, 3}), F64({7, 3}), F64({7, 3}), F64({7, 3}, Fill::kPositive),

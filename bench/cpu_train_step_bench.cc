@@ -1,0 +1,134 @@
+// Micro-benchmark of the CPU backend's executables for the MLP 784-512-512-10
+// (ReLU), sparse categorical crossentropy from logits, Adam: one train step at
+// batch 32/128/512 and predict at batch 1. The feeds are filled once; each
+// iteration is one Executable::Run (no data staging), so this times the
+// lowered schedule itself. bench/gemm_floor.cc gives the oneDNN GEMM floor of
+// the same step. Threads: the backend's default (all cores) or
+// SEQUENT_NUM_THREADS.
+//
+//   bazel run //bench:cpu_train_step_bench
+//   SEQUENT_CPU_PLAN=1 bazel run //bench:cpu_train_step_bench  # memory plan
+//   SEQUENT_CPU_PROFILE=1 ...  # time per step (profiling adds a wait per step)
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "backends/backend.h"
+#include "backends/cpu/cpu_backend.h"
+#include "benchmark/benchmark.h"
+#include "core/tensor.h"
+#include "core/training_graph.h"
+#include "frontend/compile_options.h"
+#include "frontend/device.h"
+#include "frontend/layers.h"
+#include "frontend/model.h"
+
+namespace sequent {
+namespace {
+
+Sequential& Mlp() {
+  static Sequential* model = [] {
+    auto* m = new Sequential(
+        {Input({784}), Dense(512, "relu"), Dense(512, "relu"), Dense(10)});
+    m->compile(Adam{}, SparseCategoricalCrossentropy{.from_logits = true}, {},
+               Device::CPU());
+    return m;
+  }();
+  return *model;
+}
+
+struct Feeds {
+  Tensor x, y, sample_weight, learning_rate;
+  std::vector<Feed> list;
+};
+
+std::unique_ptr<Feeds> MakeFeeds(int64_t batch, bool train) {
+  auto f = std::make_unique<Feeds>();
+  std::mt19937 rng(7);
+  f->x = Tensor(DType::kF32, Shape{batch, 784});
+  std::uniform_real_distribution<float> pixel(0.0f, 1.0f);
+  for (float& v : f->x.data<float>()) v = pixel(rng);
+  f->list.push_back({kFeatureFeed, &f->x});
+  if (!train) return f;
+  f->y = Tensor(DType::kI32, Shape{batch});
+  std::uniform_int_distribution<int32_t> label(0, 9);
+  for (int32_t& v : f->y.data<int32_t>()) v = label(rng);
+  f->sample_weight = Tensor(DType::kF32, Shape{batch});
+  for (float& v : f->sample_weight.data<float>()) v = 1.0f;
+  f->learning_rate = Tensor::Scalar<float>(1e-3f);
+  f->list.push_back({kLabelFeed, &f->y});
+  f->list.push_back({kSampleWeightFeed, &f->sample_weight});
+  f->list.push_back({kLearningRateFeed, &f->learning_rate});
+  return f;
+}
+
+void Run(benchmark::State& state, GraphStage stage) {
+  const int64_t batch = state.range(0);
+  const bool train = stage == GraphStage::kTrain;
+  Executable* exe = nullptr;
+  try {
+    exe = &Mlp().executable(stage, batch);
+  } catch (const std::exception& e) {
+    state.SkipWithError(e.what());
+    return;
+  }
+  if (std::getenv("SEQUENT_CPU_PLAN") != nullptr) {
+    std::fprintf(stderr, "%s batch %lld:\n%s\n", train ? "train" : "predict",
+                 static_cast<long long>(batch),
+                 CpuBackend::MemoryPlanString(*exe).c_str());
+  }
+  auto feeds = MakeFeeds(batch, train);
+  std::vector<Tensor> outputs;
+  // Warm-up: first touch of the arena, oneDNN's JIT kernels, output tensors.
+  for (int i = 0; i < 3; ++i) {
+    if (absl::Status s = exe->Run(feeds->list, outputs); !s.ok()) {
+      state.SkipWithError(std::string(s.message()).c_str());
+      return;
+    }
+  }
+  for (auto _ : state) {
+    if (absl::Status s = exe->Run(feeds->list, outputs); !s.ok()) {
+      state.SkipWithError(std::string(s.message()).c_str());
+      break;
+    }
+  }
+  if (std::getenv("SEQUENT_CPU_PROFILE") != nullptr) {
+    std::fprintf(stderr, "%s batch %lld profile:\n%s\n",
+                 train ? "train" : "predict", static_cast<long long>(batch),
+                 CpuBackend::ProfileString(*exe).c_str());
+  }
+  state.counters["samples_per_s"] =
+      benchmark::Counter(static_cast<double>(batch),
+                         benchmark::Counter::kIsIterationInvariantRate);
+  if (const MemoryPlan* plan = CpuBackend::MemoryPlanOf(*exe)) {
+    state.counters["arena_MiB"] =
+        static_cast<double>(plan->arena_bytes) / (1 << 20);
+  }
+}
+
+void BM_CpuMlpTrainStep(benchmark::State& state) {
+  Run(state, GraphStage::kTrain);
+}
+BENCHMARK(BM_CpuMlpTrainStep)
+    ->Arg(32)
+    ->Arg(128)
+    ->Arg(512)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+
+void BM_CpuMlpPredict(benchmark::State& state) {
+  Run(state, GraphStage::kPredict);
+}
+BENCHMARK(BM_CpuMlpPredict)
+    ->Arg(1)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+
+}  // namespace
+}  // namespace sequent
