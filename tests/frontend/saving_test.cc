@@ -290,6 +290,59 @@ TEST(SavingTest, UncompiledModelRoundTrips) {
   EXPECT_EQ(loaded.seed(), m.seed());
 }
 
+// save -> load -> save gives the same config and graph for every optimizer and
+// loss variant, with non-default hyper-parameters.
+TEST(SavingTest, CompileArgumentsRoundTrip) {
+  const std::vector<Optimizer> optimizers = {
+      std::string("adam"),
+      SGD{.learning_rate = 0.05,
+          .momentum = 0.5,
+          .nesterov = true,
+          .clipnorm = 1.5},
+      Adam{.learning_rate = 0.002, .beta_1 = 0.8, .clipvalue = 0.25},
+      AdamW{.weight_decay = 0.01, .epsilon = 1e-6},
+      RMSprop{.rho = 0.8},
+      Adagrad{.initial_accumulator_value = 0.2}};
+  const std::vector<Loss> losses = {
+      std::string("categorical_crossentropy"),
+      MeanSquaredError{},
+      MeanAbsoluteError{},
+      Huber{.delta = 0.3},
+      BinaryCrossentropy{.from_logits = true, .label_smoothing = 0.1},
+      CategoricalCrossentropy{.label_smoothing = 0.2}};
+  const std::string path = TempPath("args.seq");
+  for (size_t i = 0; i < optimizers.size(); ++i) {
+    for (size_t j = 0; j < losses.size(); ++j) {
+      SetFloatX(i % 2 == 0 ? DType::kF32 : DType::kF64);
+      Sequential m({Input({4}), Dense(3, "softmax", {.name = "probs"})},
+                   "args_model");
+      SetFloatX(DType::kF32);
+      m.compile(optimizers[i], losses[j], {"mae"}, Device("reference"));
+      m.set_learning_rate(0.125);
+      m.save(path);
+      const SaveFile first = ReadSaveFile(path).value();
+      Sequential loaded = load_model(path);
+      EXPECT_EQ(loaded.dtype(), i % 2 == 0 ? DType::kF32 : DType::kF64);
+      EXPECT_EQ(loaded.learning_rate(), 0.125);
+      EXPECT_EQ(loaded.compile_args()->optimizer.index(),
+                optimizers[i].index());
+      EXPECT_EQ(loaded.compile_args()->loss.index(), losses[j].index());
+      loaded.save(path);
+      const SaveFile second = ReadSaveFile(path).value();
+      EXPECT_EQ(first.config, second.config) << i << "," << j;
+      EXPECT_EQ(first.graph, second.graph) << i << "," << j;
+    }
+  }
+  const std::string config = ReadSaveFile(path).value().config;
+  EXPECT_NE(
+      config.find("optimizer.initial_accumulator_value=0.20000000000000001"),
+      std::string::npos)
+      << config;
+  EXPECT_NE(config.find("loss.label_smoothing=0.20000000000000001"),
+            std::string::npos);
+  EXPECT_NE(config.find("metric.0=mae"), std::string::npos);
+}
+
 // A compiled, trained model's file, for the damage tests.
 std::string GoodFile() {
   static const std::string bytes = [] {
