@@ -104,9 +104,14 @@ bool Contains(const std::vector<std::string>& list, const std::string& s) {
   return std::find(list.begin(), list.end(), s) != list.end();
 }
 
+// load_model restores the model compiled as it was saved, so every stage is
+// there.
 Sequential LoadSavedModel(const std::string& path) {
-  throw UsageError{absl::StrCat("--model is not supported in this build (",
-                                path, "); use --example")};
+  Sequential model = load_model(path);
+  if (!model.compiled()) {
+    throw UsageError{absl::StrCat(path, ": the saved model is not compiled")};
+  }
+  return model;
 }
 
 Sequential LoadInput(const std::string& model_path,

@@ -1,9 +1,10 @@
 #!/bin/bash
 # Bad input to sequent-graph: exit code 2 and exactly one line on stderr,
 # "sequent-graph: error: ...", naming what was wrong.
-#   errors_test.sh <sequent-graph>
+#   errors_test.sh <sequent-graph> <save_example>
 set -u
 tool="$1"
+save_example="$2"
 tmp="${TEST_TMPDIR:-$(mktemp -d)}"
 failures=0
 prefix=()  # A command to run the tool under (env ...), for the Graphviz case.
@@ -38,6 +39,15 @@ head -c 4096 /dev/urandom >"$tmp/random.sequent"
 expect_error "no such file: $tmp/missing.sequent" --model="$tmp/missing.sequent"
 expect_error "$tmp/corrupt.sequent" --model="$tmp/corrupt.sequent"
 expect_error "$tmp/random.sequent" --model="$tmp/random.sequent"
+# A real save file cut short, and one with a byte flipped in the middle.
+"$save_example" fashion_mnist_mlp "$tmp/good.sequent"
+size="$(stat -c %s "$tmp/good.sequent")"
+head -c $((size / 2)) "$tmp/good.sequent" >"$tmp/truncated.sequent"
+cp "$tmp/good.sequent" "$tmp/flipped.sequent"
+printf '\xff' | dd of="$tmp/flipped.sequent" bs=1 seek=$((size / 2)) conv=notrunc 2>/dev/null
+expect_error "$tmp/truncated.sequent" --model="$tmp/truncated.sequent"
+expect_error "$tmp/flipped.sequent" --model="$tmp/flipped.sequent"
+expect_error "no such file: $tmp" --model="$tmp"
 expect_error "unknown example 'lenet'" --example=lenet
 expect_error "exactly one of --model" --example=fashion_mnist_mlp --model="$tmp/corrupt.sequent"
 expect_error "exactly one of --model"

@@ -3,10 +3,13 @@
 # like its format; the optimized SVG draws the fused dense node;
 # --print_after_all shows fusion changing the graph and ends at the optimized
 # graph; SEQUENT_DUMP_DIR makes compile write every stage.
-#   sequent_graph_test.sh <sequent-graph> <example>
+# With a saved copy of the example (written by save_example), --model gives the
+# same graphs as --example.
+#   sequent_graph_test.sh <sequent-graph> <example> <save_example>
 set -u
 tool="$1"
 example="$2"
+save_example="$3"
 tmp="${TEST_TMPDIR:-$(mktemp -d)}/$example"
 mkdir -p "$tmp"
 failures=0
@@ -94,6 +97,20 @@ for stage in built optimized train eval predict; do
   ls "$tmp/dumps"/*."$stage".dot >/dev/null 2>&1 ||
     fail "SEQUENT_DUMP_DIR has no $stage.dot"
 done
+
+# --model: a saved copy of the example draws the same graphs.
+"$save_example" "$example" "$tmp/model.sequent" || fail "save_example failed"
+for stage in built optimized train eval predict plan; do
+  "$tool" --model="$tmp/model.sequent" --stage="$stage" >"$tmp/model.$stage.text" \
+    2>"$tmp/err" || fail "--model --stage=$stage failed: $(cat "$tmp/err")"
+  cmp -s "$tmp/model.$stage.text" "$tmp/$stage.text" ||
+    fail "--model --stage=$stage differs from --example"
+done
+"$tool" --model="$tmp/model.sequent" --stage=optimized --format=svg \
+  --out="$tmp/model.svg" --html="$tmp/model.html" ||
+  fail "--model svg and html failed"
+grep -q '<svg' "$tmp/model.svg" || fail "--model svg is not SVG"
+grep -q 'id="graph-data"' "$tmp/model.html" || fail "--model html has no graph data"
 
 if ((failures)); then
   echo "$failures failure(s)" >&2
