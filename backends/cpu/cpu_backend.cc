@@ -497,6 +497,27 @@ absl::Status Lowering::LowerMatmul(const Node& node, const Attributes& attrs) {
   const int64_t k = ta ? a.shape[0] : a.shape[1];
   const int64_t p = tb ? b.shape[0] : b.shape[1];
   const auto f32 = memory::data_type::f32;
+  if (!ta && tb && a.shape.rank() == 2 && b.shape.rank() == 2 &&
+      std::getenv("SEQUENT_CPU_MATMUL_DX") == nullptr) {
+    // A dense layer's input gradient dz x W^T (dz [M, OC], W [IC, OC]):
+    // oneDNN's inner_product_backward_data over the forward's weights, in
+    // the forward's `io` view of W as {OC, IC}. Here k = OC and p = IC.
+    const memory::desc diff_dst({m, k}, f32, tag::ab);
+    const memory::desc weights({k, p}, f32, tag::io);
+    const memory::desc diff_src({m, p}, f32, tag::ab);
+    dnnl::inner_product_forward::primitive_desc hint(
+        dnnl::inner_product_forward::desc(dnnl::prop_kind::forward_training,
+                                          diff_src, weights, diff_dst),
+        engine());
+    dnnl::inner_product_backward_data::primitive_desc pd(
+        dnnl::inner_product_backward_data::desc(diff_src, weights, diff_dst),
+        Attr(), engine(), hint);
+    AddPrimitive(pd, dnnl::inner_product_backward_data(pd),
+                 {{DNNL_ARG_DIFF_DST, node.inputs[0], diff_dst},
+                  {DNNL_ARG_WEIGHTS, node.inputs[1], weights},
+                  {DNNL_ARG_DIFF_SRC, node.outputs[0], diff_src}});
+    return absl::OkStatus();
+  }
   // A transposed operand is the stored matrix read with swapped strides.
   const memory::desc src({m, k}, f32, ta ? Dims({1, m}) : Dims({k, 1}));
   const memory::desc weights({k, p}, f32, tb ? Dims({1, k}) : Dims({p, 1}));

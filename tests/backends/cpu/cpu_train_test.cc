@@ -365,6 +365,11 @@ std::vector<OpCase> Cases() {
        "adam_update",
        {var, grad, F32({7, 3}), F32({7, 3}, Fill::kPositive), lr, step},
        {}});
+  add({"matmul_transpose_b",
+       "matmul",
+       {F32({N, 6}), F32({4, 6})},
+       {{"transpose_b", true}},
+       1e-5});
   // Large enough for the multi-threaded, vectorized f32 path.
   add({"adam_update_large",
        "adam_update",
@@ -545,6 +550,43 @@ TEST(CpuTrainTest, CnnTrainStepsMatchReferenceAdam) {
 
 TEST(CpuTrainTest, CnnTrainStepsMatchReferenceRmsprop) {
   CompareTrainSteps(SmallCnn(), RMSprop{}, Shape{8, 8, 2}, 1e-4, "cnn rmsprop");
+}
+
+// Through the frontend: fit() on each device from the same seeds, two epochs
+// of 20 samples in batches of 8 (the last batch of 4 compiles its own
+// executable sharing the store), then predict; weights and predictions agree.
+TEST(CpuTrainTest, FitOnCpuMatchesFitOnReference) {
+  std::mt19937 rng(13);
+  Tensor x = RandomTensor(F32({20, 20}), rng);
+  Tensor y = RandomTensor(Labels(DType::kI32, {20}, 5), rng);
+  std::vector<std::vector<Tensor>> weights;
+  std::vector<Tensor> predictions;
+  std::vector<Tensor> initial;
+  for (const char* device : {"reference", "cpu"}) {
+    Sequential model = SmallMlp();
+    model.compile(Adam{.learning_rate = 0.01},
+                  SparseCategoricalCrossentropy{.from_logits = true},
+                  {"accuracy"}, Device(device));
+    // Layer names (hence initializer seeds) differ between two models: both
+    // start from the first one's weights.
+    if (initial.empty()) {
+      initial = model.get_weights();
+    } else {
+      model.set_weights(initial);
+    }
+    FitOptions options;
+    options.batch_size = 8;
+    options.epochs = 2;
+    options.verbose = 0;
+    options.shuffle = false;
+    model.fit(x, y, options);
+    weights.push_back(model.get_weights());
+    predictions.push_back(model.predict(x));
+  }
+  ASSERT_EQ(weights[0].size(), weights[1].size());
+  for (size_t i = 0; i < weights[0].size(); ++i)
+    ExpectClose(weights[1][i], weights[0][i], 1e-4, absl::StrCat("weight ", i));
+  ExpectClose(predictions[1], predictions[0], 1e-4, "predict");
 }
 
 // ---- The memory plan.
