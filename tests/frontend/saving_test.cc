@@ -193,6 +193,63 @@ TEST_P(ResumeTest, TwoPlusTwoEpochsEqualFourBitForBit) {
   EXPECT_EQ(std::memcmp(p.raw_data(), q.raw_data(), p.num_bytes()), 0);
 }
 
+// A convolutional model with validation, resumed through a ModelCheckpoint
+// file written during the first run.
+TEST_P(ResumeTest, ConvModelResumesFromACheckpoint) {
+  const std::string device = GetParam();
+  const int64_t n = 48;
+  Tensor x(DType::kF32, Shape{n, 6, 6, 1});
+  Tensor y(DType::kI32, Shape{n});
+  for (int64_t i = 0; i < n; ++i) {
+    y.data<int32_t>()[i] = static_cast<int32_t>(i % 3);
+    for (int64_t j = 0; j < 36; ++j) {
+      x.data<float>()[i * 36 + j] =
+          static_cast<float>(((i * 7 + j * 13) % 11) / 11.0 + (i % 3 == j % 3));
+    }
+  }
+  const auto make = [&] {
+    SetRandomSeed(99);
+    Sequential m({Input({6, 6, 1}),
+                  Conv2D(4, {3, 3}, {.activation = "relu", .name = "conv"}),
+                  MaxPooling2D({2, 2}, {.name = "pool"}), Flatten("flat"),
+                  Dense(3, "linear", {.name = "logits"})},
+                 "cnn");
+    m.compile(SGD{.learning_rate = 0.05, .momentum = 0.9},
+              SparseCategoricalCrossentropy{.from_logits = true}, {"accuracy"},
+              Device(device));
+    return m;
+  };
+  const FitOptions fit{
+      .batch_size = 8, .epochs = 3, .verbose = 0, .validation_split = 0.25};
+  Sequential straight = make();
+  straight.fit(x, y, fit);
+
+  const std::string pattern =
+      TempPath(absl::StrCat("cnn_", device, "_{epoch}.seq"));
+  {
+    Sequential first = make();
+    FitOptions one = fit;
+    one.epochs = 1;
+    one.callbacks = {std::make_shared<ModelCheckpoint>(pattern)};
+    first.fit(x, y, one);
+  }
+  Sequential resumed = load_model(ModelCheckpoint(pattern).FilePath(0));
+  FitOptions rest = fit;
+  rest.initial_epoch = 1;
+  resumed.fit(x, y, rest);
+  ExpectSameVariables(straight, resumed);
+
+  // The same file onto the other backend: the same model, up to rounding.
+  const std::string other = device == "cpu" ? "reference" : "cpu";
+  Sequential moved =
+      load_model(ModelCheckpoint(pattern).FilePath(0), Device(other));
+  EXPECT_EQ(moved.device().ToString(), other);
+  Sequential here = load_model(ModelCheckpoint(pattern).FilePath(0));
+  const Tensor p = moved.predict(x), q = here.predict(x);
+  for (int64_t i = 0; i < p.num_elements(); ++i)
+    EXPECT_NEAR(p.GetAsDouble(i), q.GetAsDouble(i), 1e-4);
+}
+
 INSTANTIATE_TEST_SUITE_P(Devices, ResumeTest,
                          ::testing::Values("reference", "cpu"));
 
