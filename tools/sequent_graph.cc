@@ -10,18 +10,24 @@
 // Errors are one line on stderr, "sequent-graph: error: ...", and exit code 2.
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <iterator>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "absl/flags/commandlineflag.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
@@ -168,12 +174,67 @@ std::string PrintAfterPasses(const Sequential& model,
   return out;
 }
 
+// Abseil reports unknown flags and bad values itself, with exit code 1; they
+// are checked here first so that every usage error is one line and exit code 2.
+void CheckFlags(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    absl::string_view arg = argv[i];
+    if (arg == "--") break;
+    if (!absl::ConsumePrefix(&arg, "--") && !absl::ConsumePrefix(&arg, "-")) {
+      continue;
+    }
+    const size_t eq = arg.find('=');
+    const std::string name(arg.substr(0, eq));
+    absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+    if (flag == nullptr && absl::StartsWith(name, "no")) {
+      absl::CommandLineFlag* positive =
+          absl::FindCommandLineFlag(name.substr(2));
+      if (positive != nullptr && positive->IsOfType<bool>()) continue;
+    }
+    // The help flags Abseil's parser handles without registering them.
+    static constexpr absl::string_view kBuiltins[] = {
+        "help",     "helpfull",  "helpshort",  "helppackage",
+        "helpon",   "helpmatch", "version",    "only_check_args",
+        "flagfile", "fromenv",   "tryfromenv", "undefok"};
+    if (flag == nullptr && std::find(std::begin(kBuiltins), std::end(kBuiltins),
+                                     name) != std::end(kBuiltins)) {
+      continue;
+    }
+    if (flag == nullptr) {
+      throw UsageError{absl::StrCat("unknown flag --", name, " (see --help)")};
+    }
+    // Abseil's own flags (--flagfile, --fromenv, ...) it parses itself.
+    if (!absl::StrContains(flag->Filename(), "sequent_graph")) continue;
+    std::string value;
+    if (eq != absl::string_view::npos) {
+      value = std::string(arg.substr(eq + 1));
+    } else if (flag->IsOfType<bool>()) {
+      continue;
+    } else if (i + 1 < argc) {
+      value = argv[++i];
+    } else {
+      throw UsageError{absl::StrCat("--", name, " needs a value")};
+    }
+    // ParseFrom sets the flag; ParseCommandLine sets it again from argv.
+    std::string error;
+    if (!flag->ParseFrom(value, &error)) {
+      throw UsageError{absl::StrCat("--", name, "=", value, ": ", error)};
+    }
+  }
+}
+
 int Main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "prints or draws a sequent model's graph.\n"
       "  sequent-graph (--model=FILE | --example=NAME) [--stage=STAGE] "
       "[--format=FORMAT] [--out=FILE] [--html=FILE] [--print_after=PASS,...] "
       "[--print_after_all] [--batch_size=N]");
+  absl::FlagsUsageConfig usage;
+  usage.contains_help_flags = [](absl::string_view file) {
+    return absl::StrContains(file, "sequent_graph");
+  };
+  absl::SetFlagsUsageConfig(usage);
+  CheckFlags(argc, argv);
   std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
   if (positional.size() > 1) {
     throw UsageError{absl::StrCat("unexpected argument '", positional[1],

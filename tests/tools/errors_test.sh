@@ -59,6 +59,9 @@ expect_error "write text or dot" --example=fashion_mnist_mlp --print_after_all -
 expect_error "needs --out" --example=fashion_mnist_mlp --format=png
 expect_error "batch_size must be positive" --example=fashion_mnist_mlp --stage=plan --batch_size=0
 expect_error "cannot write" --example=fashion_mnist_mlp --out="$tmp/no/such/dir/x.txt"
+expect_error "unknown flag --exampel" --exampel=fashion_mnist_mlp
+expect_error "batch_size=abc" --example=fashion_mnist_mlp --batch_size=abc
+expect_error "--example needs a value" --example
 expect_error "unexpected argument 'extra'" --example=fashion_mnist_mlp extra
 # Without Graphviz on PATH the pictures say what to install.
 prefix=(env PATH=/nonexistent)
