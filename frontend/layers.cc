@@ -1,12 +1,12 @@
 #include "frontend/layers.h"
 
 #include <algorithm>
+#include <charconv>
 #include <numeric>
 #include <set>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 
@@ -35,8 +35,12 @@ std::string ShapeArg(const std::vector<int64_t>& dims) {
   return absl::StrCat("(", absl::StrJoin(dims, ", "), ")");
 }
 
-// Config values: %.17g round-trips every double.
-std::string Num(double v) { return absl::StrFormat("%.17g", v); }
+// The shortest text that parses back to exactly `v`.
+std::string Num(double v) {
+  char buf[32];
+  const std::to_chars_result r = std::to_chars(buf, buf + sizeof(buf), v);
+  return std::string(buf, r.ptr);
+}
 std::string Ints(const std::vector<int64_t>& v) {
   return absl::StrJoin(v, ",");
 }

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <bit>
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -316,7 +317,12 @@ absl::StatusOr<ConfigMap> ParseConfig(absl::string_view text) {
   return out;
 }
 
-std::string Num(double v) { return absl::StrFormat("%.17g", v); }
+// The shortest text that parses back to exactly `v`.
+std::string Num(double v) {
+  char buf[32];
+  const std::to_chars_result r = std::to_chars(buf, buf + sizeof(buf), v);
+  return std::string(buf, r.ptr);
+}
 
 // Writes or reads one struct's fields under "<prefix>.": the same Fields()
 // function drives both directions, so writer and reader cannot drift apart.
