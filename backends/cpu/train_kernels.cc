@@ -166,6 +166,9 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void AdamChunkF32(
     const float* m_in, const float* v_in, float* m_out, float* v_out,
     float* var_out, float alpha, float one_minus_b1, float one_minus_b2,
     float eps, bool decay, float wd, float lr) {
+  // Element i reads only index i before writing it, so the in-place aliasing
+  // of the outputs with var, m and v does not stop vectorization.
+#pragma omp simd
   for (int64_t i = lo; i < hi; ++i) {
     float w = var[i];
     if (decay) w = w - w * wd * lr;
