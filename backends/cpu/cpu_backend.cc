@@ -1536,12 +1536,16 @@ absl::Status Lowering::LowerLossGrad(const Node& node, const Attributes& attrs,
   const DType w_dtype = w != kNoValue ? type(w).dtype : DType::kF32;
   const int64_t w_size = w != kNoValue ? type(w).shape.NumElements() : 0;
   const std::string op = node.op;
+  std::byte* scratch = nullptr;
+  NewExtra(3 * row_len * std::max(1, exe_.num_threads) *
+               static_cast<int64_t>(sizeof(double)),
+           &scratch);
   AddLoop([=](const Pointers& ptr) -> absl::Status {
     absl::Status s =
         LossGrad(params, {ptr[t], t_dtype, t_size}, {ptr[p], p_dtype, p_size},
                  {ptr[dl], p_dtype, 1},
                  {w != kNoValue ? ptr[w] : nullptr, w_dtype, w_size}, row_len,
-                 batch, ptr[out]);
+                 batch, ptr[out], reinterpret_cast<double*>(scratch));
     if (s.ok() || absl::StartsWith(s.message(), "[")) return s;
     return absl::Status(s.code(), absl::StrCat("[", op, "] ", s.message()));
   });

@@ -110,7 +110,7 @@ void CrossentropyRowGrad(const LossParams& params, ConstView y_true,
 template <typename T>
 void LossGradT(const LossParams& params, ConstView y_true, const T* pred,
                double dloss, ConstView weight, int64_t rows, int64_t d,
-               int64_t batch, T* out) {
+               int64_t batch, T* out, double* scratch_all) {
   const int64_t rows_per_sample =
       batch == 0 ? 1 : std::max<int64_t>(rows / batch, 1);
   const bool elementwise = params.kind == LossKind::kMse ||
@@ -119,16 +119,8 @@ void LossGradT(const LossParams& params, ConstView y_true, const T* pred,
                            params.kind == LossKind::kBinaryCrossentropy;
 #pragma omp parallel
   {
-    // Per-thread scratch of 3 rows: small (class counts), on the stack when
-    // it fits.
-    constexpr int64_t kStack = 3 * 256;
-    double stack[kStack];
-    std::vector<double> heap;
-    double* scratch = stack;
-    if (!elementwise && 3 * d > kStack) {
-      heap.resize(3 * d);
-      scratch = heap.data();
-    }
+    // Per-thread scratch of 3 rows.
+    double* scratch = scratch_all + 3 * d * omp_get_thread_num();
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < rows; ++r) {
       double scale = dloss / static_cast<double>(rows);
@@ -455,7 +447,8 @@ void GlobalAvgPoolGradT(const T* dy, T* dx, int64_t n, int64_t hw, int64_t c) {
 
 absl::Status LossGrad(const LossParams& params, ConstView y_true,
                       ConstView y_pred, ConstView dloss, ConstView weight,
-                      int64_t row_len, int64_t batch, void* out) {
+                      int64_t row_len, int64_t batch, void* out,
+                      double* scratch) {
   const int64_t rows = row_len == 0 ? 0 : y_pred.size / row_len;
   if (weight.data != nullptr && weight.size != 1 && weight.size != batch) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -475,10 +468,10 @@ absl::Status LossGrad(const LossParams& params, ConstView y_true,
   const double dl = LoadD(dloss.dtype, dloss.data, 0);
   if (y_pred.dtype == DType::kF64) {
     LossGradT(params, y_true, static_cast<const double*>(y_pred.data), dl,
-              weight, rows, row_len, batch, static_cast<double*>(out));
+              weight, rows, row_len, batch, static_cast<double*>(out), scratch);
   } else {
     LossGradT(params, y_true, static_cast<const float*>(y_pred.data), dl,
-              weight, rows, row_len, batch, static_cast<float*>(out));
+              weight, rows, row_len, batch, static_cast<float*>(out), scratch);
   }
   return absl::OkStatus();
 }

@@ -20,9 +20,11 @@ namespace sequent::cpu {
 
 // d loss / d y_pred of ops/loss.cc's *_grad ops: `dloss` is a scalar of
 // y_pred's dtype; `weight.data` is null when there is no sample weight.
+// `scratch` holds 3 * row_len doubles per OpenMP thread.
 absl::Status LossGrad(const LossParams& params, ConstView y_true,
                       ConstView y_pred, ConstView dloss, ConstView weight,
-                      int64_t row_len, int64_t batch, void* out);
+                      int64_t row_len, int64_t batch, void* out,
+                      double* scratch);
 
 enum class UpdateKind { kSgd, kMomentum, kAdam, kAdamW, kRmsprop, kAdagrad };
 
