@@ -139,6 +139,10 @@ class CpuExecutable : public Executable {
   struct Input {
     std::string name;
     ValueId value;
+    // Primitive arguments and values (the input and reshapes of it) that read
+    // the feed: Run points them at the fed tensor instead of copying it.
+    std::vector<memory*> args;
+    std::vector<ValueId> values;
   };
   std::vector<Input> inputs;
   std::vector<std::string> input_names;
@@ -202,11 +206,13 @@ absl::Status CpuExecutable::Run(absl::Span<const Feed> feeds,
 
   if (num_threads > 0 && omp_get_max_threads() != num_threads)
     omp_set_num_threads(num_threads);
+  // Feeds are read in place: nothing writes an input's buffer (the planner
+  // never reuses it in place), so the steps may read the caller's tensor.
   for (size_t i = 0; i < inputs.size(); ++i) {
-    if (fed[i]->num_bytes() > 0) {
-      std::memcpy(pointers[inputs[i].value], fed[i]->raw_data(),
-                  fed[i]->num_bytes());
-    }
+    auto* data = static_cast<std::byte*>(const_cast<void*>(fed[i]->raw_data()));
+    if (data == nullptr) continue;
+    for (ValueId v : inputs[i].values) pointers[v] = data;
+    for (memory* mem : inputs[i].args) mem->set_data_handle(data);
   }
   try {
     for (Step& step : steps) {
@@ -2221,6 +2227,25 @@ absl::StatusOr<std::unique_ptr<Executable>> CpuBackend::Compile(
   for (NodeId id : order) {
     for (ValueId v : lowered_graph.node(id).outputs)
       exe->pointers[v] = resolve(v);
+  }
+  // What reads each feed (through reshapes): bound to the fed tensor per run.
+  std::function<ValueId(ValueId)> root = [&](ValueId v) {
+    while (v >= 0 && exe->locations[v].kind == Location::Kind::kAlias)
+      v = exe->locations[v].alias_of;
+    return v;
+  };
+  for (CpuExecutable::Input& in : exe->inputs) {
+    for (NodeId id : order) {
+      for (ValueId v : lowered_graph.node(id).outputs) {
+        if (root(v) == in.value) in.values.push_back(v);
+      }
+    }
+    for (cpu::Step& step : exe->steps) {
+      for (cpu::MemArg& arg : step.args) {
+        if (arg.value >= 0 && root(arg.value) == in.value)
+          in.args.push_back(&arg.mem);
+      }
+    }
   }
   for (cpu::Step& step : exe->steps) {
     for (cpu::MemArg& arg : step.args) {
