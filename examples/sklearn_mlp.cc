@@ -4,7 +4,8 @@
 // trained through sequent. Prints test accuracy, epochs run (n_iter_) and wall
 // time, and, when tools/golden/sklearn_mlp.py has written its numbers, the
 // comparison with scikit-learn's run on the same data.
-//   ./bazelw run //examples:sklearn_mlp [-- cpu|cuda|reference [random_state]]
+//   ./bazelw run //examples:sklearn_mlp [-- cpu|cuda|reference [random_state
+//   [max_iter]]]
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -52,7 +53,7 @@ int main(int argc, char** argv) {
     MLPOptions options;
     options.hidden_layer_sizes = {5, 5, 5};
     options.activation = "relu";
-    options.max_iter = 100;
+    options.max_iter = argc > 3 ? std::stoi(argv[3]) : 100;
     options.validation_fraction = 0.2;
     options.early_stopping = true;
     options.random_state = argc > 2 ? std::stoull(argv[2]) : 0;

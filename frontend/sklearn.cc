@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "backends/cpu/cpu_backend.h"
 #include "core/training_graph.h"
 #include "fmt/format.h"
 #include "frontend/compile_options.h"
@@ -294,6 +295,26 @@ void BaseMultilayerPerceptron::BuildModel(int64_t n_features, int64_t n_outputs,
     loss = SparseCategoricalCrossentropy{.from_logits = true};
   }
   model->compile(optimizer, loss, {}, options_.device);
+  if (auto* cpu = dynamic_cast<CpuBackend*>(&model->backend())) {
+    int threads = options_.num_threads;
+    if (threads <= 0) {
+      int64_t params = 0;
+      int64_t fan_in = n_features;
+      for (int64_t units : options_.hidden_layer_sizes) {
+        params += (fan_in + 1) * units;
+        fan_in = units;
+      }
+      params += (fan_in + 1) * n_outputs;
+      // Forward, and backward for inputs and weights: ~6 flops per weight
+      // and sample.
+      const double flops =
+          6.0 * static_cast<double>(params) * static_cast<double>(l2_batch_);
+      threads = flops < 64e6 ? 1 : 0;
+    }
+    // Applies to the executables compiled from here on, which is all of them:
+    // they are compiled on first use.
+    cpu->SetNumThreads(threads);
+  }
 
   if (weights != nullptr) {
     model->set_weights(*weights);

@@ -57,6 +57,10 @@ struct MLPOptions {
   // scope, else Device::Auto()), where verbose output goes and where warnings
   // (ConvergenceWarning, ...) go.
   std::optional<Device> device;
+  // CPU threads: 0 picks one thread for networks whose training step is
+  // small (under ~64 MFLOP: OpenMP's fork/join and spinning then cost more
+  // than the work) and all cores otherwise; n > 0 uses n.
+  int num_threads = 0;
   std::ostream* out = &std::cout;
   std::ostream* warnings = &std::cerr;
 };
