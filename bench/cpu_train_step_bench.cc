@@ -43,15 +43,31 @@ Sequential& Mlp() {
   return *model;
 }
 
+// bench/sequent_bench.cc's CNN: conv32-pool-conv64-pool-dense128-dense10.
+Sequential& Cnn() {
+  static Sequential* model = [] {
+    Conv2DOptions relu;
+    relu.activation = "relu";
+    auto* m = new Sequential({Input({28, 28, 1}), Conv2D(32, {3, 3}, relu),
+                              MaxPooling2D({2, 2}), Conv2D(64, {3, 3}, relu),
+                              MaxPooling2D({2, 2}), Flatten(),
+                              Dense(128, "relu"), Dense(10)});
+    m->compile(Adam{}, SparseCategoricalCrossentropy{.from_logits = true}, {},
+               Device::CPU());
+    return m;
+  }();
+  return *model;
+}
+
 struct Feeds {
   Tensor x, y, sample_weight, learning_rate;
   std::vector<Feed> list;
 };
 
-std::unique_ptr<Feeds> MakeFeeds(int64_t batch, bool train) {
+std::unique_ptr<Feeds> MakeFeeds(int64_t batch, bool train, bool cnn) {
   auto f = std::make_unique<Feeds>();
   std::mt19937 rng(7);
-  f->x = Tensor(DType::kF32, Shape{batch, 784});
+  f->x = Tensor(DType::kF32, cnn ? Shape{batch, 28, 28, 1} : Shape{batch, 784});
   std::uniform_real_distribution<float> pixel(0.0f, 1.0f);
   for (float& v : f->x.data<float>()) v = pixel(rng);
   f->list.push_back({kFeatureFeed, &f->x});
@@ -68,12 +84,12 @@ std::unique_ptr<Feeds> MakeFeeds(int64_t batch, bool train) {
   return f;
 }
 
-void Run(benchmark::State& state, GraphStage stage) {
+void Run(benchmark::State& state, GraphStage stage, bool cnn = false) {
   const int64_t batch = state.range(0);
   const bool train = stage == GraphStage::kTrain;
   Executable* exe = nullptr;
   try {
-    exe = &Mlp().executable(stage, batch);
+    exe = &(cnn ? Cnn() : Mlp()).executable(stage, batch);
   } catch (const std::exception& e) {
     state.SkipWithError(e.what());
     return;
@@ -83,7 +99,7 @@ void Run(benchmark::State& state, GraphStage stage) {
                  static_cast<long long>(batch),
                  CpuBackend::MemoryPlanString(*exe).c_str());
   }
-  auto feeds = MakeFeeds(batch, train);
+  auto feeds = MakeFeeds(batch, train, cnn);
   std::vector<Tensor> outputs;
   // Warm-up: first touch of the arena, oneDNN's JIT kernels, output tensors.
   for (int i = 0; i < 3; ++i) {
@@ -119,6 +135,14 @@ BENCHMARK(BM_CpuMlpTrainStep)
     ->Arg(32)
     ->Arg(128)
     ->Arg(512)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+
+void BM_CpuCnnTrainStep(benchmark::State& state) {
+  Run(state, GraphStage::kTrain, /*cnn=*/true);
+}
+BENCHMARK(BM_CpuCnnTrainStep)
+    ->Arg(64)
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
 

@@ -653,6 +653,33 @@ absl::Status Lowering::LowerReduce(const Node& node, const Attributes& attrs,
     AddReorder(node.inputs[0], src, node.outputs[0], dst);
     return absl::OkStatus();
   }
+  // A sum or mean over leading axes (bias gradients: [N, H, W, C] -> [C])
+  // is a column sum, which oneDNN 2.6 runs with its slow reference reduction.
+  int prefix = 0;
+  while (prefix < rank && dst_dims[prefix] == 1 && src_dims[prefix] != 1)
+    ++prefix;
+  bool leading = prefix > 0;
+  for (int i = prefix; i < rank; ++i) leading &= dst_dims[i] == src_dims[i];
+  if (leading && (alg == dnnl::algorithm::reduction_sum ||
+                  alg == dnnl::algorithm::reduction_mean)) {
+    int64_t rows = 1, c = 1;
+    for (int i = 0; i < prefix; ++i) rows *= src_dims[i];
+    for (int i = prefix; i < rank; ++i) c *= src_dims[i];
+    const double scale =
+        alg == dnnl::algorithm::reduction_mean ? 1.0 / rows : 1.0;
+    std::byte* scratch = nullptr;
+    NewExtra(c * std::max(1, exe_.num_threads) *
+                 static_cast<int64_t>(sizeof(double)),
+             &scratch);
+    const ValueId in = node.inputs[0], out = node.outputs[0];
+    const DType dtype = x.dtype;
+    AddLoop([=](const Pointers& ptr) {
+      ColumnSums(dtype, ptr[in], ptr[out], rows, c, scale,
+                 reinterpret_cast<double*>(scratch));
+      return absl::OkStatus();
+    });
+    return absl::OkStatus();
+  }
   dnnl::reduction::primitive_desc pd(
       dnnl::reduction::desc(alg, src, dst, 0.f, 0.f), Attr(), engine());
   AddPrimitive(pd, dnnl::reduction(pd),

@@ -307,12 +307,39 @@ void ActivationGradT(const ops::Activation& act, bool from_output, const T* dy,
   }
 }
 
-// Column sums over rows, in double: each thread sums a band of columns over
-// all rows (rows inner would stride; columns inner vectorizes).
+// Column sums over rows, in double, times `scale`: each thread sums a band of
+// columns over all rows (rows inner would stride; columns inner vectorizes),
+// or, with too few bands for the threads and `scratch` (threads * c doubles),
+// a block of rows into its own partial sums, added up in thread order (so the
+// result does not depend on scheduling).
 template <typename T, typename Get>
-void ColumnSumsT(int64_t rows, int64_t c, T* out, Get get) {
+void ColumnSumsT(int64_t rows, int64_t c, T* out, Get get, double scale = 1.0,
+                 double* scratch = nullptr) {
   constexpr int64_t kBand = 256;
   const int64_t bands = (c + kBand - 1) / kBand;
+  const int threads = omp_get_max_threads();
+  if (scratch != nullptr && threads > 1 && bands < threads &&
+      rows >= 4 * threads) {
+#pragma omp parallel num_threads(threads)
+    {
+      const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+      double* acc = scratch + t * c;
+      std::fill(acc, acc + c, 0.0);
+      const int64_t per = (rows + nt - 1) / nt;
+      const int64_t lo = std::min(rows, per * t), hi = std::min(rows, lo + per);
+      for (int64_t r = lo; r < hi; ++r) {
+        for (int64_t j = 0; j < c; ++j) acc[j] += get(r * c + j);
+      }
+#pragma omp barrier
+#pragma omp for schedule(static)
+      for (int64_t j = 0; j < c; ++j) {
+        double sum = 0;
+        for (int u = 0; u < nt; ++u) sum += scratch[u * c + j];
+        out[j] = static_cast<T>(sum * scale);
+      }
+    }
+    return;
+  }
 #pragma omp parallel for schedule(static)
   for (int64_t band = 0; band < bands; ++band) {
     const int64_t lo = band * kBand, hi = std::min(c, lo + kBand);
@@ -320,7 +347,8 @@ void ColumnSumsT(int64_t rows, int64_t c, T* out, Get get) {
     for (int64_t r = 0; r < rows; ++r) {
       for (int64_t j = lo; j < hi; ++j) acc[j - lo] += get(r * c + j);
     }
-    for (int64_t j = lo; j < hi; ++j) out[j] = static_cast<T>(acc[j - lo]);
+    for (int64_t j = lo; j < hi; ++j)
+      out[j] = static_cast<T>(acc[j - lo] * scale);
   }
 }
 
@@ -543,16 +571,18 @@ void ActivationBiasGrad(const ops::Activation& act, DType dtype, const void* dy,
   }
 }
 
-void ColumnSums(DType dtype, const void* x, void* out, int64_t rows,
-                int64_t c) {
+void ColumnSums(DType dtype, const void* x, void* out, int64_t rows, int64_t c,
+                double scale, double* scratch) {
   if (dtype == DType::kF64) {
     const double* p = static_cast<const double*>(x);
-    ColumnSumsT<double>(rows, c, static_cast<double*>(out),
-                        [&](int64_t i) { return p[i]; });
+    ColumnSumsT<double>(
+        rows, c, static_cast<double*>(out), [&](int64_t i) { return p[i]; },
+        scale, scratch);
   } else {
     const float* p = static_cast<const float*>(x);
-    ColumnSumsT<float>(rows, c, static_cast<float*>(out),
-                       [&](int64_t i) { return double(p[i]); });
+    ColumnSumsT<float>(
+        rows, c, static_cast<float*>(out),
+        [&](int64_t i) { return double(p[i]); }, scale, scratch);
   }
 }
 

@@ -62,7 +62,10 @@ void ActivationBiasGrad(const ops::Activation& act, DType dtype, const void* dy,
                         const void* y, void* dz, void* db, int64_t rows,
                         int64_t c);
 // Column sums of a [rows, c] matrix, accumulated in double like the reference.
-void ColumnSums(DType dtype, const void* x, void* out, int64_t rows, int64_t c);
+// Times `scale` (1 / rows for a mean); `scratch` (null, or threads * c
+// doubles) lets threads split the rows when there are few columns.
+void ColumnSums(DType dtype, const void* x, void* out, int64_t rows, int64_t c,
+                double scale, double* scratch);
 
 // softmax_grad / log_softmax_grad over [outer, n, inner].
 void SoftmaxGrad(bool log, DType dtype, const void* dy, const void* y, void* dx,

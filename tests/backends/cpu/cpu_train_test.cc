@@ -244,6 +244,20 @@ std::vector<OpCase> Cases() {
        "reduce_to_shape",
        {F64({N, 4, 5})},
        {{"shape", std::vector<int64_t>{5}}}});
+  // Sums and means over leading axes run as column sums (bias gradients);
+  // 120 rows of 3 columns let the threads split the rows.
+  add({"reduce_sum_leading_axes",
+       "reduce_sum",
+       {F32({N, 40, 3})},
+       {{"axes", std::vector<int64_t>{0, 1}}}});
+  add({"reduce_sum_nhw",
+       "reduce_sum",
+       {F32({N, 4, 5, 6})},
+       {{"axes", std::vector<int64_t>{0, 1, 2}}}});
+  add({"reduce_mean_batch_keepdims",
+       "reduce_mean",
+       {F32({N, 7})},
+       {{"axes", std::vector<int64_t>{0}}, {"keepdims", true}}});
   add({"reduce_max_grad",
        "reduce_max_grad",
        {F32({N, 5}, Fill::kSmallInt), F32({N}, Fill::kSmallInt), F32({N})},
