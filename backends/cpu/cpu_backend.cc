@@ -47,6 +47,10 @@ constexpr ValueId kExtraBase = -3;
 // rewrites its private copy of the graph to it (RewriteDenseBackward).
 constexpr absl::string_view kDenseBackwardWeightsOp =
     "cpu.dense_backward_weights";
+// Likewise conv2d_backprop_filter and the bias sum: (x, dz) -> (dkernel, db),
+// with conv2d_backprop_filter's attributes.
+constexpr absl::string_view kConvBackwardWeightsOp =
+    "cpu.conv2d_backward_weights";
 
 absl::Status WithLayer(const Node& node, absl::Status s) {
   if (s.ok() || node.layer.empty()) return s;
@@ -1427,7 +1431,20 @@ absl::Status Lowering::LowerConv2dBackprop(const Node& node,
                                       g.src, g.weights, g.dst, g.strides,
                                       g.dilations, g.pad_l, g.pad_r),
       engine());
-  if (filter) {
+  if (filter && node.outputs.size() == 2) {
+    // With the bias gradient (kConvBackwardWeightsOp).
+    const memory::desc bias({k[3]}, memory::data_type::f32, tag::a);
+    dnnl::convolution_backward_weights::primitive_desc pd(
+        dnnl::convolution_backward_weights::desc(alg, g.src, g.weights, bias,
+                                                 g.dst, g.strides, g.dilations,
+                                                 g.pad_l, g.pad_r),
+        Attr(), engine(), hint);
+    AddPrimitive(pd, dnnl::convolution_backward_weights(pd),
+                 {{DNNL_ARG_SRC, node.inputs[0], g.src},
+                  {DNNL_ARG_DIFF_DST, node.inputs[1], g.dst},
+                  {DNNL_ARG_DIFF_WEIGHTS, node.outputs[0], g.weights},
+                  {DNNL_ARG_DIFF_BIAS, node.outputs[1], bias}});
+  } else if (filter) {
     dnnl::convolution_backward_weights::primitive_desc pd(
         dnnl::convolution_backward_weights::desc(alg, g.src, g.weights, g.dst,
                                                  g.strides, g.dilations,
@@ -1811,6 +1828,8 @@ absl::Status Lowering::LowerNode(const Node& node, const Attributes& attrs) {
   if (op == "clip_by_value") return LowerClip(node, attrs, /*norm=*/false);
   if (op == "clip_by_norm") return LowerClip(node, attrs, /*norm=*/true);
   if (op == kDenseBackwardWeightsOp) return LowerDenseBackwardWeights(node);
+  if (op == kConvBackwardWeightsOp)
+    return LowerConv2dBackprop(node, attrs, /*filter=*/true);
   return absl::UnimplementedError(
       absl::StrCat("[", op, "] the cpu backend does not lower ", op, " yet"));
 }
@@ -1881,6 +1900,38 @@ void RewriteDenseBackward(Graph& g) {
     w.outputs.push_back(db);
     g.mutable_value(db).producer = id;
     g.mutable_value(db).output_index = 1;
+  }
+  // A convolution's filter gradient conv2d_backprop_filter(x, dz) and its
+  // bias gradient reduce_sum(dz, axes=[0, 1, 2]): one oneDNN
+  // convolution_backward_weights with diff_bias.
+  for (NodeId id : g.LiveNodes()) {
+    const Node& f = g.node(id);
+    if (f.op != "conv2d_backprop_filter" || f.inputs.size() != 2) continue;
+    const ValueId dz = f.inputs[1];
+    const TensorType& dt = g.type(dz);
+    if (dt.dtype != DType::kF32 || dt.shape.rank() != 4) continue;
+    const TensorType bias_type{DType::kF32, Shape{dt.shape[3]}};
+    for (const auto& [user, index] : g.Users(dz)) {
+      const Node& u = g.node(user);
+      const std::vector<int64_t> axes = IntListAttrOr(u.attrs, "axes", {});
+      if (u.op != "reduce_sum" || u.outputs.size() != 1 ||
+          !(axes == std::vector<int64_t>{0, 1, 2} ||
+            axes == std::vector<int64_t>{-4, -3, -2}) ||
+          BoolAttrOr(u.attrs, "keepdims", false) ||
+          g.type(u.outputs[0]) != bias_type) {
+        continue;
+      }
+      const ValueId db = u.outputs[0];
+      Node& r = g.mutable_node(user);
+      r.removed = true;
+      r.outputs.clear();
+      Node& w = g.mutable_node(id);
+      w.op = std::string(kConvBackwardWeightsOp);
+      w.outputs.push_back(db);
+      g.mutable_value(db).producer = id;
+      g.mutable_value(db).output_index = 1;
+      break;
+    }
   }
 }
 
@@ -2139,7 +2190,8 @@ absl::StatusOr<std::unique_ptr<Executable>> CpuBackend::Compile(
     Attributes attrs = node.attrs;
     // The backend's own nodes (RewriteDenseBackward) have no shape rule.
     auto inferred =
-        node.op == cpu::kDenseBackwardWeightsOp
+        (node.op == cpu::kDenseBackwardWeightsOp ||
+         node.op == cpu::kConvBackwardWeightsOp)
             ? absl::StatusOr<std::vector<TensorType>>(
                   std::vector<TensorType>{lowered_graph.type(node.outputs[0]),
                                           lowered_graph.type(node.outputs[1])})

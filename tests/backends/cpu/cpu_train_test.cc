@@ -635,6 +635,20 @@ TEST(CpuTrainTest, MemoryPlanReusesTheArenaAndUpdatesInPlace) {
   EXPECT_FALSE(absl::StrContains(table, "[reduce_sum]")) << table;
 }
 
+TEST(CpuTrainTest, ConvBiasGradientRunsInsideConvBackwardWeights) {
+  Sequential model = SmallCnn();
+  model.compile(Adam{}, SparseCategoricalCrossentropy{.from_logits = true}, {},
+                Device::CPU());
+  CpuBackend cpu;
+  auto store = cpu.CreateVariableStore();
+  auto exe = cpu.Compile(model.graph(GraphStage::kTrain), 4, store.get());
+  ASSERT_TRUE(exe.ok()) << exe.status();
+  const std::string table = CpuBackend::MemoryPlanString(**exe);
+  EXPECT_TRUE(absl::StrContains(table, "[cpu.conv2d_backward_weights]"))
+      << table;
+  EXPECT_FALSE(absl::StrContains(table, "[conv2d_backprop_filter]")) << table;
+}
+
 TEST(CpuTrainTest, PlanIsNullForOtherExecutables) {
   Graph graph("g");
   GraphBuilder b(&graph, &ops::DefaultRegistry());
