@@ -5,6 +5,9 @@
 #include "frontend/sklearn.h"
 
 #include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <map>
 #include <random>
 #include <sstream>
 #include <string>
@@ -19,7 +22,11 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-const char* const kDevice = "cpu";
+// SEQUENT_TEST_DEVICE=reference runs the same checks on the oracle backend.
+const char* Backend() {
+  const char* env = std::getenv("SEQUENT_TEST_DEVICE");
+  return env != nullptr ? env : "cpu";
+}
 
 // Three Gaussian blobs in 2-D, `per_class` points each, labelled by `labels`.
 struct Blobs {
@@ -50,7 +57,7 @@ MLPOptions Small(int max_iter = 60) {
   o.learning_rate_init = 0.05;
   o.max_iter = max_iter;
   o.random_state = 0;
-  o.device = Device(kDevice);
+  o.device = Device(Backend());
   return o;
 }
 
@@ -328,6 +335,120 @@ TEST(MLPTest, AdaptiveLearningRateDividesByFive) {
   stops.fit(b.x, b.y);
   EXPECT_EQ(stops.n_iter_, 3);
   EXPECT_THAT(out.str(), HasSubstr("for 1 consecutive epochs. Stopping."));
+}
+
+// One optimizer step from fixed weights against scikit-learn
+// (tools/golden/sklearn_mlp.py writes golden/sklearn_step.txt the same way):
+// the loss's scale, the L2 mapping, the output layers and the Adam / SGD
+// (Nesterov) steps, including the multi-output regressor's factor.
+std::vector<double> Pattern(int64_t n, double a, double b, double scale) {
+  std::vector<double> v;
+  for (int64_t i = 0; i < n; ++i) v.push_back(scale * std::sin(a * i + b));
+  return v;
+}
+
+struct StepCase {
+  std::string name;
+  bool classifier;
+  std::vector<int64_t> hidden;
+  std::string activation, solver;
+  double alpha;
+  int64_t k;  // classes or outputs
+};
+
+TEST(MLPTest, OneStepMatchesScikitLearn) {
+  std::ifstream in("tests/frontend/golden/sklearn_step.txt");
+  ASSERT_TRUE(in.good()) << "golden/sklearn_step.txt missing";
+  std::map<std::string, std::vector<double>> golden;
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    std::istringstream fields(line);
+    std::string name, what;
+    fields >> name >> what;
+    double v;
+    while (fields >> v) golden[name + " " + what].push_back(v);
+  }
+  const std::vector<StepCase> cases = {
+      {"multiclass_relu_adam", true, {4, 3}, "relu", "adam", 0.01, 3},
+      {"binary_tanh_sgd", true, {4}, "tanh", "sgd", 0.1, 2},
+      {"regress2_logistic_sgd", false, {4}, "logistic", "sgd", 0.05, 2},
+      {"regress1_identity_adam", false, {3}, "identity", "adam", 0.1, 1},
+  };
+  const int64_t rows = 12, features = 3;
+  const std::vector<double> xv = Pattern(rows * features, 0.7, 0.3, 1.0);
+  const Tensor x = Tensor::FromVector<double>(xv, Shape{rows, features});
+  for (const StepCase& c : cases) {
+    SCOPED_TRACE(c.name);
+    MLPOptions o;
+    o.hidden_layer_sizes = c.hidden;
+    o.activation = c.activation;
+    o.solver = c.solver;
+    o.alpha = c.alpha;
+    o.batch_size = rows;
+    o.shuffle = false;
+    o.max_iter = 1;
+    o.warm_start = true;
+    o.random_state = 0;
+    o.learning_rate_init = 0.05;
+    o.device = Device(Backend());
+    std::ostringstream warnings;
+    o.warnings = &warnings;
+    // Pattern weights, Keras order (kernel [fan_in, fan_out] row-major as
+    // scikit-learn's coef_, then bias).
+    const auto pattern_weights = [&](int64_t outputs) {
+      std::vector<int64_t> units = {features};
+      units.insert(units.end(), c.hidden.begin(), c.hidden.end());
+      units.push_back(outputs);
+      std::vector<Tensor> w;
+      for (size_t l = 0; l + 1 < units.size(); ++l) {
+        w.push_back(Tensor::FromVector<double>(
+            Pattern(units[l] * units[l + 1], 0.37 + l, 0.5, 0.6),
+            Shape{units[l], units[l + 1]}));
+        w.push_back(Tensor::FromVector<double>(
+            Pattern(units[l + 1], 1.3 + l, 0.2, 0.1), Shape{units[l + 1]}));
+      }
+      return w;
+    };
+    std::unique_ptr<BaseMultilayerPerceptron> est;
+    if (c.classifier) {
+      std::vector<int64_t> y;
+      for (int64_t i = 0; i < rows; ++i) y.push_back(i * 7 % c.k);
+      auto clf = std::make_unique<MLPClassifier>(o);
+      clf->fit(x, y);
+      clf->model().set_weights(pattern_weights(clf->n_outputs_));
+      clf->fit(x, y);
+      est = std::move(clf);
+    } else {
+      const Tensor y =
+          Tensor::FromVector<double>(Pattern(rows * c.k, 0.9, 0.1, 2.0),
+                                     c.k == 1 ? Shape{rows} : Shape{rows, c.k});
+      auto reg = std::make_unique<MLPRegressor>(o);
+      reg->fit(x, y);
+      reg->model().set_weights(pattern_weights(c.k));
+      reg->fit(x, y);
+      est = std::move(reg);
+    }
+    const std::vector<double>& want = golden[c.name + " weights"];
+    std::vector<double> got;
+    const auto coefs = est->coefs_();
+    const auto intercepts = est->intercepts_();
+    for (size_t l = 0; l < coefs.size(); ++l) {
+      for (int64_t i = 0; i < coefs[l].num_elements(); ++i)
+        got.push_back(coefs[l].GetAsDouble(i));
+      for (int64_t i = 0; i < intercepts[l].num_elements(); ++i)
+        got.push_back(intercepts[l].GetAsDouble(i));
+    }
+    ASSERT_EQ(got.size(), want.size());
+    for (size_t i = 0; i < got.size(); ++i)
+      EXPECT_NEAR(got[i], want[i], 2e-5) << "weight " << i;
+    // The multi-output regressor reports (n_outputs / 2) * MSE + penalty, the
+    // objective scikit-learn's gradient follows, where scikit-learn prints
+    // MSE / 2 + penalty (see sklearn.h).
+    if (c.classifier || c.k == 1) {
+      EXPECT_NEAR(est->loss_, golden[c.name + " loss"][0], 1e-5);
+    }
+  }
 }
 
 TEST(MLPTest, BadInputsRaise) {

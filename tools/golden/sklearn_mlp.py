@@ -7,6 +7,13 @@ the 10000 test images.
 Writes test accuracy, n_iter_, the fit's wall time and seconds per epoch (fit time / n_iter_).
 The dtype of X is float64 (numpy's default for x / 255.0) unless --float32 is given.
 
+It also writes sklearn_step.txt (alone with --steps-only): single optimizer steps from fixed
+weights, for tests/frontend/sklearn_test.cc. Each case fits once (max_iter=1, warm_start, one
+full batch, no shuffling), overwrites coefs_/intercepts_ in place with the pattern weights
+below and fits again: scikit-learn builds a fresh optimizer per fit, so that second fit is one
+Adam or SGD step from the pattern weights. The file holds the loss of that step (at the pattern
+weights) and the updated weights, layer by layer (coef row-major, then intercept).
+
   pip install scikit-learn numpy && python3 tools/golden/sklearn_mlp.py tests/frontend/golden
 """
 import gzip
@@ -17,7 +24,7 @@ import warnings
 
 import numpy as np
 import sklearn
-from sklearn.neural_network import MLPClassifier
+from sklearn.neural_network import MLPClassifier, MLPRegressor
 
 DATA = "/usr/share/datasets/fashion-mnist"
 
@@ -30,8 +37,60 @@ def read_idx(name):
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
+def pattern(n, a, b, scale):
+    """scale * sin(a * i + b), i = 0..n-1 (also in sklearn_test.cc)."""
+    return scale * np.sin(a * np.arange(n, dtype=np.float64) + b)
+
+
+# name, estimator, hidden, activation, solver, alpha, n_outputs (regressor) or classes
+STEP_CASES = [
+    ("multiclass_relu_adam", "classifier", (4, 3), "relu", "adam", 0.01, 3),
+    ("binary_tanh_sgd", "classifier", (4,), "tanh", "sgd", 0.1, 2),
+    ("regress2_logistic_sgd", "regressor", (4,), "logistic", "sgd", 0.05, 2),
+    ("regress1_identity_adam", "regressor", (3,), "identity", "adam", 0.1, 1),
+]
+STEP_ROWS, STEP_FEATURES = 12, 3
+
+
+def step_cases():
+    x = pattern(STEP_ROWS * STEP_FEATURES, 0.7, 0.3, 1.0).reshape(STEP_ROWS, STEP_FEATURES)
+    lines = []
+    for name, kind, hidden, activation, solver, alpha, k in STEP_CASES:
+        params = dict(hidden_layer_sizes=hidden, activation=activation, solver=solver,
+                      alpha=alpha, batch_size=STEP_ROWS, shuffle=False, max_iter=1,
+                      warm_start=True, random_state=0, learning_rate_init=0.05,
+                      momentum=0.9, nesterovs_momentum=True)
+        if kind == "classifier":
+            y = (np.arange(STEP_ROWS) * 7 % k).astype(np.int64)
+            est = MLPClassifier(**params)
+        else:
+            y = pattern(STEP_ROWS * k, 0.9, 0.1, 2.0).reshape(STEP_ROWS, k)
+            if k == 1:
+                y = y.ravel()
+            est = MLPRegressor(**params)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            est.fit(x, y)
+            for layer, (coef, intercept) in enumerate(zip(est.coefs_, est.intercepts_)):
+                coef[...] = pattern(coef.size, 0.37 + layer, 0.5, 0.6).reshape(coef.shape)
+                intercept[...] = pattern(intercept.size, 1.3 + layer, 0.2, 0.1)
+            est.fit(x, y)
+        values = [f"{v:.10g}" for c, b in zip(est.coefs_, est.intercepts_)
+                  for v in list(c.ravel()) + list(b.ravel())]
+        lines.append(f"{name} loss {est.loss_:.10g}")
+        lines.append(f"{name} weights " + " ".join(values))
+    return lines
+
+
 def main():
     out_dir = sys.argv[1] if len(sys.argv) > 1 and not sys.argv[1].startswith("--") else "."
+    step_path = os.path.join(out_dir, "sklearn_step.txt")
+    with open(step_path, "w") as f:
+        f.write("# scikit-learn %s: one step from pattern weights\n" % sklearn.__version__)
+        f.write("\n".join(step_cases()) + "\n")
+    print("wrote", step_path)
+    if "--steps-only" in sys.argv:
+        return
     dtype = np.float32 if "--float32" in sys.argv else np.float64
     x_train = (read_idx("train-images-idx3-ubyte.gz").reshape(-1, 784) / 255.0).astype(dtype)
     y_train = read_idx("train-labels-idx1-ubyte.gz").astype(np.int64)
