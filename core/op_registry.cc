@@ -57,7 +57,7 @@ absl::StatusOr<std::vector<TensorType>> OpRegistry::InferTypes(
   }
   for (auto& [name, value] : attrs) {
     auto spec = std::find_if(def->attrs.begin(), def->attrs.end(),
-                             [&](const AttrSpec& s) { return s.name == name; });
+                             [&name = name](const AttrSpec& s) { return s.name == name; });
     if (spec == def->attrs.end()) {
       std::vector<std::string> known;
       for (const AttrSpec& s : def->attrs) known.push_back(s.name);

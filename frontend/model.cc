@@ -1,17 +1,26 @@
 #include "frontend/model.h"
 
+#include <omp.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <mutex>
 #include <numeric>
 #include <random>
+#include <set>
 #include <sstream>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "backends/cpu/cpu_backend.h"
 #include "core/graph_builder.h"
+#include "core/memory_planner.h"
 #include "core/passes/backward_fusion.h"
 #include "core/passes/cse.h"
 #include "core/passes/dce.h"
@@ -39,6 +48,52 @@ std::string UniqueName(const std::string& base) {
 uint64_t global_seed = 0;
 uint64_t models_created = 0;
 DType global_floatx = DType::kF32;
+bool global_deterministic = false;
+
+// Bytes a model may plan to use: SEQUENT_MEMORY_LIMIT_BYTES when set, else the
+// kernel's MemAvailable estimate, else the free pages; -1 when unknown.
+int64_t AvailableMemoryBytes() {
+  if (const char* env = std::getenv("SEQUENT_MEMORY_LIMIT_BYTES")) {
+    int64_t limit = 0;
+    if (absl::SimpleAtoi(env, &limit) && limit > 0) return limit;
+  }
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key, unit;
+  int64_t kib = 0;
+  while (meminfo >> key >> kib >> unit) {
+    if (key == "MemAvailable:") return kib * 1024;
+  }
+  const long pages = ::sysconf(_SC_AVPHYS_PAGES);
+  const long page_size = ::sysconf(_SC_PAGESIZE);
+  if (pages > 0 && page_size > 0) return int64_t{pages} * page_size;
+  return -1;
+}
+
+// Fails before a backend allocates a plan that cannot fit: the arena plus the
+// variables the store does not hold yet. A plan the planner cannot make is left
+// to the backend, which reports it.
+void CheckMemory(const Graph& graph, int64_t batch_size,
+                 const VariableStore& store, const std::string& model_name) {
+  absl::StatusOr<MemoryPlan> plan =
+      PlanMemory(BindBatch(graph, batch_size), ops::DefaultRegistry());
+  if (!plan.ok()) return;
+  int64_t needed = plan->arena_bytes;
+  std::set<std::string> counted;
+  for (const BufferAssignment& b : plan->buffers) {
+    if (b.kind == BufferAssignment::Kind::kVariable &&
+        !store.Contains(b.variable) && counted.insert(b.variable).second) {
+      needed += b.bytes;
+    }
+  }
+  const int64_t available = AvailableMemoryBytes();
+  if (available >= 0 && needed > available) {
+    throw Error(absl::StrCat(
+        "model '", model_name, "' at batch size ", batch_size, " needs ",
+        needed, " bytes (", plan->arena_bytes,
+        " for activations, the rest for ", "variables) but only ", available,
+        " are available; use a smaller batch_size or smaller layers"));
+  }
+}
 
 // Activations whose derivative can be read off the activation's output, so a
 // fused dense{activation} stays differentiable (its input is not kept).
@@ -112,6 +167,16 @@ void SetFloatX(DType dtype) {
 DType FloatX() {
   std::lock_guard<std::mutex> lock(name_mutex);
   return global_floatx;
+}
+
+void set_deterministic(bool deterministic) {
+  std::lock_guard<std::mutex> lock(name_mutex);
+  global_deterministic = deterministic;
+}
+
+bool deterministic() {
+  std::lock_guard<std::mutex> lock(name_mutex);
+  return global_deterministic;
 }
 
 void SetRandomSeed(uint64_t seed) {
@@ -261,6 +326,13 @@ void Sequential::compile(Optimizer optimizer, Loss loss,
 
   device_ = device ? *device : WithDevice::Current();
   backend_ = ValueOrThrow(CreateBackend(device_));
+  if (auto* cpu = dynamic_cast<CpuBackend*>(backend_.get());
+      cpu != nullptr && deterministic()) {
+    // oneDNN's and our loops' partitions follow the thread count: pin it, and
+    // keep OpenMP from handing a region fewer threads than asked.
+    omp_set_dynamic(0);
+    if (cpu->num_threads() <= 0) cpu->SetNumThreads(omp_get_num_procs());
+  }
   FusionPolicy policy{[backend = backend_.get()](absl::string_view activation) {
     return backend->SupportsFusedDense(activation) &&
            GradientFromOutput(activation);
@@ -341,6 +413,7 @@ Executable& Sequential::executable(GraphStage stage, int64_t batch_size) {
   auto it = executables_.find(key);
   if (it != executables_.end()) return *it->second->executable;
   auto staged = std::make_unique<Staged>();
+  CheckMemory(graph(stage), batch_size, *store_, name_);
   staged->executable =
       ValueOrThrow(backend_->Compile(graph(stage), batch_size, store_.get()));
   const TensorType x_type = graphs_.predict.type(

@@ -193,6 +193,12 @@ class Sequential {
 // keras.utils.set_random_seed: models created afterwards initialize and shuffle
 // from it.
 void SetRandomSeed(uint64_t seed);
+// tf.config.experimental.enable_op_determinism: with a seed (SetRandomSeed),
+// models compiled while it is on train to bit-identical weights run after run
+// on the same machine (their CPU thread count is pinned; see README,
+// "Determinism").
+void set_deterministic(bool deterministic);
+bool deterministic();
 // keras.config.set_floatx: the dtype (f32 or f64) of models created afterwards.
 void SetFloatX(DType dtype);
 DType FloatX();

@@ -301,16 +301,26 @@ void LossT(const LossParams& params, ConstView y_true, const T* pred,
            int64_t rows, int64_t d, ConstView weight, int64_t batch, T* out) {
   const int64_t rows_per_sample =
       batch == 0 ? 1 : std::max<int64_t>(rows / batch, 1);
-  double total = 0;
-#pragma omp parallel for reduction(+ : total) schedule(static)
-  for (int64_t r = 0; r < rows; ++r) {
-    double loss = RowLoss<T>(params, y_true, pred, r, d);
-    if (weight.data != nullptr) {
-      loss *= Load(weight.dtype, weight.data,
-                   weight.size == 1 ? 0 : r / rows_per_sample);
+  // Fixed blocks summed in order, not an OpenMP reduction: that combines the
+  // threads' partial sums in the order they finish, so the loss would differ
+  // in its last bits from run to run.
+  constexpr int kBlocks = 64;
+  double partial[kBlocks];
+#pragma omp parallel for schedule(static)
+  for (int b = 0; b < kBlocks; ++b) {
+    double sum = 0;
+    for (int64_t r = rows * b / kBlocks; r < rows * (b + 1) / kBlocks; ++r) {
+      double loss = RowLoss<T>(params, y_true, pred, r, d);
+      if (weight.data != nullptr) {
+        loss *= Load(weight.dtype, weight.data,
+                     weight.size == 1 ? 0 : r / rows_per_sample);
+      }
+      sum += loss;
     }
-    total += loss;
+    partial[b] = sum;
   }
+  double total = 0;
+  for (int b = 0; b < kBlocks; ++b) total += partial[b];
   out[0] = static_cast<T>(rows == 0 ? 0.0 : total / static_cast<double>(rows));
 }
 

@@ -446,10 +446,21 @@ void ClipByValueT(const T* x, T* y, int64_t n, T lo, T hi) {
 
 template <typename T>
 void ClipByNormT(const T* x, T* y, int64_t n, double max_norm) {
+  // Fixed blocks summed in order: an OpenMP reduction combines partial sums in
+  // the order threads finish, which would make the clipped weights differ in
+  // their last bits from run to run.
+  constexpr int kBlocks = 64;
+  double partial[kBlocks];
+#pragma omp parallel for schedule(static)
+  for (int b = 0; b < kBlocks; ++b) {
+    double s = 0.0;
+#pragma omp simd reduction(+ : s)
+    for (int64_t i = n * b / kBlocks; i < n * (b + 1) / kBlocks; ++i)
+      s += static_cast<double>(x[i]) * static_cast<double>(x[i]);
+    partial[b] = s;
+  }
   double sum = 0.0;
-#pragma omp parallel for simd reduction(+ : sum) schedule(static)
-  for (int64_t i = 0; i < n; ++i)
-    sum += static_cast<double>(x[i]) * static_cast<double>(x[i]);
+  for (int b = 0; b < kBlocks; ++b) sum += partial[b];
   const T norm = static_cast<T>(std::sqrt(sum));
   const T c = static_cast<T>(max_norm);
   if (norm > c) {
