@@ -87,8 +87,12 @@ class BaseMultilayerPerceptron {
   Sequential& model() const;
 
   // Fitted attributes, named as in scikit-learn.
-  double loss_ =
-      0.0;  // Loss of the last epoch (data term + 0.5*alpha*|W|^2/n).
+  // Loss of the last epoch, scikit-learn's: the data term (mean log-loss, or
+  // 0.5 * MSE) + 0.5 * alpha * |W|^2 / batch, averaged over the epoch's
+  // batches by size. For a regressor with k > 1 outputs the data term is
+  // (k / 2) * MSE, the objective whose gradient scikit-learn follows (it
+  // prints 0.5 * MSE).
+  double loss_ = 0.0;
   std::vector<double> loss_curve_;
   // best_loss_ is NaN with early stopping (scikit-learn's None);
   // validation_scores_ and best_validation_score_ are only set with it (NaN
