@@ -957,6 +957,14 @@ absl::StatusOr<Sequential> LoadModel(const std::string& path,
         "and call load_weights"));
   }
   const auto bad = [&](const absl::Status& s) { return WithPath(s, path); };
+  // The model is rebuilt from its config; the stored graph is for tools
+  // (sequent-graph --model), which must not be handed one that does not parse.
+  if (!file->graph.empty()) {
+    if (absl::StatusOr<Graph> g = ParseGraph(file->graph); !g.ok()) {
+      return bad(absl::DataLossError(
+          absl::StrCat("section GRPH: ", g.status().message())));
+    }
+  }
   absl::StatusOr<ConfigMap> config = ParseConfig(file->config);
   if (!config.ok()) return bad(config.status());
   std::set<std::string> used;
