@@ -5,18 +5,58 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <memory>
+#include <string>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 
 namespace sequent::cuda {
 
-// c[m,n] = a[m,k] * b[k,n] (+ bias[n], then ReLU when `relu`), all row-major f32 on the
-// device, through one cuBLASLt call with the BIAS / RELU_BIAS epilogue.
+// c[m,n] = a[m,k] * b[k,n] (+ bias[n], then ReLU when `relu`), all row-major
+// f32 on the device, through one cuBLASLt call with the BIAS / RELU_BIAS
+// epilogue.
 absl::Status MatmulRowMajor(cublasLtHandle_t handle, const float* a,
                             const float* b, const float* bias, bool relu,
                             float* c, int64_t m, int64_t n, int64_t k,
                             void* workspace, size_t workspace_bytes,
                             cudaStream_t stream);
+
+// A row-major f32 matmul c[m,n] = op(a) op(b) (+ epilogue) whose cuBLASLt
+// descriptors and algorithm are chosen once (cublasLtMatmulAlgoGetHeuristic),
+// then run any number of times (CUDA-graph capturable: no allocation).
+enum class Epilogue { kNone, kBias, kRelu, kReluBias, kGelu, kGeluBias };
+struct LtMatmulShape {
+  int64_t m = 0, n = 0, k = 0;
+  bool transpose_a = false;  // a is stored [k, m]
+  bool transpose_b = false;  // b is stored [n, k]
+  Epilogue epilogue = Epilogue::kNone;
+};
+
+class LtMatmul {
+ public:
+  static absl::StatusOr<std::unique_ptr<LtMatmul>> Create(
+      cublasLtHandle_t handle, const LtMatmulShape& shape,
+      size_t workspace_bytes);
+  ~LtMatmul();
+  LtMatmul(const LtMatmul&) = delete;
+  LtMatmul& operator=(const LtMatmul&) = delete;
+
+  absl::Status Run(cublasLtHandle_t handle, const float* a, const float* b,
+                   const float* bias, float* c, void* workspace,
+                   cudaStream_t stream) const;
+  // "cublasLt m x n x k RELU_BIAS", for profiles and errors.
+  const std::string& description() const { return description_; }
+
+ private:
+  LtMatmul() = default;
+  cublasLtMatmulDesc_t op_ = nullptr;
+  cublasLtMatrixLayout_t a_ = nullptr, b_ = nullptr, c_ = nullptr;
+  cublasLtMatmulAlgo_t algo_{};
+  size_t workspace_bytes_ = 0;
+  bool has_bias_ = false;
+  std::string description_;
+};
 
 }  // namespace sequent::cuda
 
