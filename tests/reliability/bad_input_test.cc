@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iostream>
 #include <limits>
 #include <memory>
 #include <string>
@@ -266,7 +267,7 @@ std::vector<BadInput> BadInputs() {
          const std::string& s = SavedModel();
          load_model(WriteFile("truncated.sqm", s.substr(0, s.size() / 2)));
        },
-       "truncated.sqm': "},
+       "truncated.sqm': truncated: section"},
       {"model_file_bit_flipped",
        [] {
          std::string s = SavedModel();
@@ -335,38 +336,46 @@ std::vector<BadInput> BadInputs() {
        "section GRPH"},
 
       // Dataset files.
-      {"idx_missing", [] { ValueOrThrow(LoadIdx(TempPath("nope.idx"))); },
+      {"idx_missing",
+       [] { ValueOrThrow(LoadIdx(TempPath("nope.idx: no such file"))); },
        "nope.idx"},
       {"idx_bad_magic",
        [] {
-         ValueOrThrow(LoadIdx(WriteFile("magic.idx", "\x01\x02\x08\x01")));
+         ValueOrThrow(
+             LoadIdx(WriteFile("magic.idx: bad magic", "\x01\x02\x08\x01")));
        },
        "magic.idx"},
       {"idx_claims_more_than_it_holds",
        [] {
-         ValueOrThrow(LoadIdx(WriteFile(
-             "claims.idx", Idx(0x08, {60000, 28, 28}, std::string(10, 'a')))));
+         ValueOrThrow(LoadIdx(
+             WriteFile("claims.idx: truncated: header says 60000 u8 images",
+                       Idx(0x08, {60000, 28, 28}, std::string(10, 'a')))));
        },
        "claims.idx"},
       {"idx_huge_dims",
        [] {
-         ValueOrThrow(LoadIdx(WriteFile(
-             "huge.idx", Idx(0x0D, {0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF}, ""))));
+         ValueOrThrow(LoadIdx(
+             WriteFile("huge.idx: header says 4294967295 f32 images",
+                       Idx(0x0D, {0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF}, ""))));
        },
        "huge.idx"},
-      {"csv_missing", [] { load_csv(TempPath("nope.csv")); }, "nope.csv"},
+      {"csv_missing", [] { load_csv(TempPath("nope.csv: no such file")); },
+       "nope.csv"},
       {"csv_ragged_row",
-       [] { load_csv(WriteFile("ragged.csv", "a,b\n1,2\n3\n")); },
+       [] { load_csv(WriteFile("ragged.csv:3: ragged row", "a,b\n1,2\n3\n")); },
        "ragged.csv"},
       {"csv_text_cell", [] { load_csv(WriteFile("text.csv", "a,b\n1,two\n")); },
-       "two"},
-      {"npy_missing", [] { load_npy(TempPath("nope.npy")); }, "nope.npy"},
-      {"npy_bad_magic", [] { load_npy(WriteFile("magic.npy", "NUMPY-ish")); },
+       "not a number: \"two\""},
+      {"npy_missing", [] { load_npy(TempPath("nope.npy: no such file")); },
+       "nope.npy"},
+      {"npy_bad_magic",
+       [] { load_npy(WriteFile("magic.npy: bad magic", "NUMPY-ish")); },
        "magic.npy"},
       {"npy_huge_shape",
        [] {
          load_npy(WriteFile(
-             "huge.npy",
+             "huge.npy: header says <f4 shape (100000000000, 100000000000), "
+             "more than",
              NpyHeader("{'descr': '<f4', 'fortran_order': False, 'shape': "
                        "(100000000000, 100000000000), }")));
        },
@@ -379,11 +388,11 @@ std::vector<BadInput> BadInputs() {
                        "(1,), }") +
                  std::string(4, '\0')));
        },
-       "fortran"},
+       "fortran_order is True"},
       {"npy_truncated_data",
        [] {
          load_npy(WriteFile(
-             "short.npy",
+             "short.npy: truncated",
              NpyHeader("{'descr': '<f8', 'fortran_order': False, 'shape': "
                        "(1000,), }") +
                  std::string(16, '\0')));
@@ -400,6 +409,7 @@ TEST_P(BadInputTest, ErrorNamesTheProblem) {
     c.action();
     ADD_FAILURE() << "no error; expected one mentioning: " << c.message;
   } catch (const Error& e) {
+    std::cout << "error: " << e.what() << "\n";
     EXPECT_NE(std::string(e.what()).find(c.message), std::string::npos)
         << "message: " << e.what() << "\nexpected to contain: " << c.message;
   }
