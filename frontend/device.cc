@@ -9,6 +9,10 @@
 #include "backends/reference/reference_backend.h"
 #include "frontend/error.h"
 
+#ifdef SEQUENT_WITH_CUDA
+#include "backends/cuda/cuda_backend.h"
+#endif
+
 namespace sequent {
 namespace {
 
@@ -53,14 +57,21 @@ std::string Device::ToString() const {
 }
 
 bool CudaAvailable() {
-  // The CUDA backend is not part of this build yet (issue: CUDA backend).
-  return false;
+#ifdef SEQUENT_WITH_CUDA
+  return CudaBackend::DeviceStatus().ok();
+#else
+  return false;  // Built without --config=cuda.
+#endif
 }
 
 absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(const Device& device) {
   if (device.type() == "cpu") return std::unique_ptr<Backend>(new CpuBackend());
   if (device.type() == "reference")
     return std::unique_ptr<Backend>(new ReferenceBackend());
+#ifdef SEQUENT_WITH_CUDA
+  if (absl::Status s = CudaBackend::DeviceStatus(); !s.ok()) return s;
+  return std::unique_ptr<Backend>(new CudaBackend());
+#endif
   return absl::UnavailableError(
       absl::StrCat("device '", device.ToString(),
                    "' requested, but this build of sequent has no CUDA "

@@ -1,0 +1,535 @@
+// The CUDA backend against the reference backend: one table row per lowered
+// op (forward, backward, losses, metrics, dropout, optimizer updates), whole
+// MLP train steps (every variable and slot after three steps), prefetched
+// feeds and graph-less runs. Every comparison needs a GPU and skips without
+// one; the lowering errors (unsupported ops, no device) are checked anywhere.
+
+#include "backends/cuda/cuda_backend.h"
+
+#include <cmath>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "backends/reference/reference_backend.h"
+#include "core/graph.h"
+#include "core/graph_builder.h"
+#include "core/training_graph.h"
+#include "frontend/device.h"
+#include "frontend/layers.h"
+#include "frontend/model.h"
+#include "gtest/gtest.h"
+#include "ops/registry.h"
+
+namespace sequent {
+namespace {
+
+constexpr int64_t N = Shape::kBatch;
+
+#define SKIP_WITHOUT_GPU()                                     \
+  do {                                                         \
+    if (absl::Status s = CudaBackend::DeviceStatus(); !s.ok()) \
+      GTEST_SKIP() << s.message();                             \
+  } while (0)
+
+enum class Fill { kNormal, kPositive, kLabels, kStep };
+
+struct InputSpec {
+  TensorType type;
+  Fill fill = Fill::kNormal;
+  int classes = 0;
+};
+
+InputSpec F32(std::vector<int64_t> dims, Fill fill = Fill::kNormal) {
+  return {{DType::kF32, Shape(std::move(dims))}, fill};
+}
+InputSpec Labels(DType dtype, std::vector<int64_t> dims, int classes) {
+  return {{dtype, Shape(std::move(dims))}, Fill::kLabels, classes};
+}
+
+struct OpCase {
+  std::string name;
+  std::string op;
+  std::vector<InputSpec> inputs;
+  Attributes attrs;
+  double tolerance = 1e-5;
+};
+
+std::ostream& operator<<(std::ostream& os, const OpCase& c) {
+  return os << c.name;
+}
+
+Tensor RandomTensor(const InputSpec& spec, std::mt19937& rng) {
+  Tensor t(spec.type);
+  std::uniform_real_distribution<double> normal(-2.0, 2.0), positive(0.1, 3.0);
+  for (int64_t i = 0; i < t.num_elements(); ++i) {
+    double v = 0;
+    switch (spec.fill) {
+      case Fill::kNormal:
+        v = normal(rng);
+        break;
+      case Fill::kPositive:
+        v = positive(rng);
+        break;
+      case Fill::kLabels:
+        v = static_cast<double>(rng() % spec.classes);
+        break;
+      case Fill::kStep:
+        v = 7;
+        break;
+    }
+    t.SetFromDouble(i, v);
+  }
+  return t;
+}
+
+void ExpectClose(const Tensor& got, const Tensor& ref, double tol,
+                 const std::string& what) {
+  ASSERT_EQ(got.type(), ref.type()) << what;
+  int misses = 0;
+  for (int64_t i = 0; i < ref.num_elements(); ++i) {
+    const double c = got.GetAsDouble(i), r = ref.GetAsDouble(i);
+    if (!(std::abs(c - r) <= tol * (1.0 + std::abs(r))) && misses++ < 5) {
+      ADD_FAILURE() << what << " element " << i << ": cuda " << c
+                    << " vs reference " << r;
+    }
+  }
+}
+
+std::vector<Tensor> Allocated(const Graph& graph, int64_t batch) {
+  std::vector<Tensor> out;
+  for (const GraphOutput& o : graph.outputs()) {
+    TensorType t = graph.type(o.value);
+    t.shape = t.shape.WithBatch(batch);
+    out.emplace_back(t);
+  }
+  return out;
+}
+
+void CompareBackends(const Graph& graph, int64_t batch,
+                     const std::vector<Feed>& feeds, double tol,
+                     const std::string& what) {
+  ReferenceBackend reference;
+  CudaBackend cuda;
+  auto ref_store = reference.CreateVariableStore();
+  auto cuda_store = cuda.CreateVariableStore();
+  auto ref_exe = reference.Compile(graph, batch, ref_store.get());
+  ASSERT_TRUE(ref_exe.ok()) << what << ": " << ref_exe.status();
+  auto cuda_exe = cuda.Compile(graph, batch, cuda_store.get());
+  ASSERT_TRUE(cuda_exe.ok()) << what << ": " << cuda_exe.status();
+  std::vector<Tensor> ref_out = Allocated(graph, batch), cuda_out;
+  ASSERT_TRUE((*ref_exe)->Run(feeds, ref_out).ok());
+  absl::Status run = (*cuda_exe)->Run(feeds, cuda_out);
+  ASSERT_TRUE(run.ok()) << what << ": " << run;
+  ASSERT_EQ(cuda_out.size(), ref_out.size());
+  for (size_t i = 0; i < ref_out.size(); ++i) {
+    ExpectClose(cuda_out[i], ref_out[i], tol,
+                absl::StrCat(what, " output ", (*cuda_exe)->output_names()[i]));
+  }
+  // The second run replays the captured CUDA graph.
+  std::vector<Tensor> again;
+  ASSERT_TRUE((*cuda_exe)->Run(feeds, again).ok());
+  for (size_t i = 0; i < again.size(); ++i) {
+    ExpectClose(again[i], cuda_out[i], 0, absl::StrCat(what, " replay"));
+  }
+}
+
+Graph SingleOpGraph(const OpCase& c, bool* ok) {
+  Graph graph(c.name);
+  GraphBuilder b(&graph, &ops::DefaultRegistry());
+  std::vector<ValueId> inputs;
+  for (size_t i = 0; i < c.inputs.size(); ++i) {
+    inputs.push_back(b.Input(absl::StrCat("in", i), c.inputs[i].type));
+  }
+  std::vector<ValueId> outs = b.OpMulti(c.op, inputs, c.attrs);
+  *ok = b.ok();
+  for (size_t i = 0; i < outs.size(); ++i)
+    graph.AddOutput(absl::StrCat("out", i), outs[i]);
+  return graph;
+}
+
+class CudaOpConformanceTest : public ::testing::TestWithParam<OpCase> {};
+
+TEST_P(CudaOpConformanceTest, MatchesReference) {
+  SKIP_WITHOUT_GPU();
+  const OpCase& c = GetParam();
+  bool ok = false;
+  Graph graph = SingleOpGraph(c, &ok);
+  ASSERT_TRUE(ok) << c.name;
+  constexpr int64_t kBatch = 3;
+  std::mt19937 rng(42);
+  std::vector<Tensor> tensors;
+  for (const InputSpec& spec : c.inputs) {
+    InputSpec bound = spec;
+    bound.type.shape = spec.type.shape.WithBatch(kBatch);
+    tensors.push_back(RandomTensor(bound, rng));
+  }
+  std::vector<Feed> feeds;
+  for (size_t i = 0; i < tensors.size(); ++i)
+    feeds.push_back({absl::StrCat("in", i), &tensors[i]});
+  CompareBackends(graph, kBatch, feeds, c.tolerance, c.name);
+}
+
+std::vector<OpCase> Cases() {
+  std::vector<OpCase> cases;
+  const auto add = [&](OpCase c) { cases.push_back(std::move(c)); };
+  for (const char* act : {"linear", "relu", "leaky_relu", "elu", "selu",
+                          "sigmoid", "tanh", "gelu", "swish", "softplus"}) {
+    add({absl::StrCat("dense_", act),
+         "dense",
+         {F32({N, 7}), F32({7, 5}), F32({5})},
+         {{"activation", std::string(act)}}});
+  }
+  add({"dense_no_bias", "dense", {F32({N, 7}), F32({7, 5})}, {}});
+  add({"dense_relu_no_bias",
+       "dense",
+       {F32({N, 7}), F32({7, 5})},
+       {{"activation", std::string("relu")}}});
+  add({"dense_rank3", "dense", {F32({N, 2, 7}), F32({7, 5}), F32({5})}, {}});
+  add({"matmul", "matmul", {F32({4, 6}), F32({6, 3})}, {}});
+  add({"matmul_ta",
+       "matmul",
+       {F32({6, 4}), F32({6, 3})},
+       {{"transpose_a", true}}});
+  add({"matmul_tb",
+       "matmul",
+       {F32({4, 6}), F32({3, 6})},
+       {{"transpose_b", true}}});
+  add({"matmul_ta_tb",
+       "matmul",
+       {F32({6, 4}), F32({3, 6})},
+       {{"transpose_a", true}, {"transpose_b", true}}});
+  add({"matmul_batch", "matmul", {F32({N, 6}), F32({6, 3})}, {}});
+  add({"bias_add", "bias_add", {F32({N, 5}), F32({5})}, {}});
+  add({"bias_add_rank3", "bias_add", {F32({2, 3, 5}), F32({5})}, {}});
+  for (const char* op : {"add", "sub", "mul", "div", "maximum"}) {
+    add({absl::StrCat(op, "_same"), op, {F32({N, 4}), F32({N, 4})}, {}});
+    add({absl::StrCat(op, "_broadcast"), op, {F32({N, 4}), F32({1, 4})}, {}});
+    add({absl::StrCat(op, "_scalar"), op, {F32({N, 4}), F32({})}, {}});
+  }
+  for (const char* op : {"neg", "exp", "square", "abs"})
+    add({op, op, {F32({N, 6})}, {}});
+  for (const char* op : {"log", "sqrt"})
+    add({op, op, {F32({N, 6}, Fill::kPositive)}, {}});
+  for (const char* op : {"relu", "leaky_relu", "elu", "selu", "sigmoid", "tanh",
+                         "gelu", "swish", "softplus"})
+    add({op, op, {F32({N, 6})}, {}});
+  add({"leaky_relu_alpha", "leaky_relu", {F32({N, 6})}, {{"alpha", 0.05}}});
+  add({"gelu_approximate", "gelu", {F32({N, 6})}, {{"approximate", true}}});
+  add({"softmax", "softmax", {F32({N, 5})}, {}});
+  add({"softmax_axis0", "softmax", {F32({N, 5})}, {{"axis", int64_t{0}}}});
+  add({"log_softmax", "log_softmax", {F32({N, 5})}, {}});
+  add({"softmax_grad",
+       "softmax_grad",
+       {F32({N, 5}), F32({N, 5}, Fill::kPositive)},
+       {}});
+  add({"log_softmax_grad", "log_softmax_grad", {F32({N, 5}), F32({N, 5})}, {}});
+  add({"reduce_sum_all", "reduce_sum", {F32({N, 4, 3})}, {}});
+  add({"reduce_sum_axis0",
+       "reduce_sum",
+       {F32({N, 4})},
+       {{"axes", std::vector<int64_t>{0}}}});
+  add({"reduce_mean_axis1",
+       "reduce_mean",
+       {F32({N, 4, 3})},
+       {{"axes", std::vector<int64_t>{1}}, {"keepdims", true}}});
+  add({"reduce_max_last",
+       "reduce_max",
+       {F32({N, 4})},
+       {{"axes", std::vector<int64_t>{-1}}}});
+  add({"reduce_to_shape",
+       "reduce_to_shape",
+       {F32({N, 4, 3})},
+       {{"shape", std::vector<int64_t>{4, 1}}}});
+  add({"broadcast_to",
+       "broadcast_to",
+       {F32({4, 1})},
+       {{"shape", std::vector<int64_t>{2, 4, 3}}}});
+  for (const char* act :
+       {"relu", "leaky_relu", "elu", "selu", "sigmoid", "tanh"}) {
+    add({absl::StrCat("activation_grad_", act),
+         "activation_grad",
+         {F32({N, 6}), F32({N, 6})},
+         {{"activation", std::string(act)}}});
+    add({absl::StrCat("activation_bias_grad_", act),
+         "activation_bias_grad",
+         {F32({N, 6}), F32({N, 6})},
+         {{"activation", std::string(act)}}});
+  }
+  for (const char* act : {"gelu", "swish", "softplus", "relu"}) {
+    add({absl::StrCat("activation_input_grad_", act),
+         "activation_input_grad",
+         {F32({N, 6}), F32({N, 6})},
+         {{"activation", std::string(act)}}});
+  }
+  add({"dropout",
+       "dropout",
+       {F32({N, 64}), {{DType::kI64, Shape{}}, Fill::kStep}},
+       {{"rate", 0.3}, {"seed", int64_t{5}}},
+       0});
+  add({"dropout_inference",
+       "dropout",
+       {F32({N, 8})},
+       {{"rate", 0.3}, {"training", false}},
+       0});
+  for (DType d : {DType::kI32, DType::kI64}) {
+    const std::string suffix = d == DType::kI32 ? "i32" : "i64";
+    add({"sparse_ce_logits_" + suffix,
+         "sparse_categorical_crossentropy",
+         {Labels(d, {N}, 5), F32({N, 5})},
+         {{"from_logits", true}}});
+    add({"sparse_ce_grad_logits_" + suffix,
+         "sparse_categorical_crossentropy_grad",
+         {Labels(d, {N}, 5), F32({N, 5}), F32({})},
+         {{"from_logits", true}}});
+    add({"sparse_accuracy_" + suffix,
+         "sparse_categorical_accuracy",
+         {Labels(d, {N}, 5), F32({N, 5})},
+         {}});
+  }
+  add({"sparse_ce_probs",
+       "sparse_categorical_crossentropy",
+       {Labels(DType::kI32, {N}, 5), F32({N, 5}, Fill::kPositive)},
+       {}});
+  add({"sparse_ce_grad_probs",
+       "sparse_categorical_crossentropy_grad",
+       {Labels(DType::kI32, {N}, 5), F32({N, 5}, Fill::kPositive), F32({})},
+       {}});
+  add({"sparse_ce_weighted",
+       "sparse_categorical_crossentropy",
+       {Labels(DType::kI32, {N}, 5), F32({N, 5}), F32({N}, Fill::kPositive)},
+       {{"from_logits", true}}});
+  add({"sparse_ce_grad_weighted",
+       "sparse_categorical_crossentropy_grad",
+       {Labels(DType::kI32, {N}, 5), F32({N, 5}), F32({}),
+        F32({N}, Fill::kPositive)},
+       {{"from_logits", true}}});
+  for (const char* loss : {"mse", "mae"}) {
+    add({loss, loss, {F32({N, 4}), F32({N, 4})}, {}});
+    add({absl::StrCat(loss, "_grad"),
+         absl::StrCat(loss, "_grad"),
+         {F32({N, 4}), F32({N, 4}), F32({})},
+         {}});
+  }
+  add({"categorical_accuracy",
+       "categorical_accuracy",
+       {F32({N, 5}), F32({N, 5})},
+       {}});
+  add({"clip_by_value",
+       "clip_by_value",
+       {F32({N, 6})},
+       {{"min", -0.5}, {"max", 0.7}}});
+  add({"clip_by_norm", "clip_by_norm", {F32({N, 6})}, {{"max_norm", 1.5}}});
+  const InputSpec lr = F32({}, Fill::kPositive),
+                  it = {{DType::kF32, Shape{}}, Fill::kStep};
+  add({"sgd_update", "sgd_update", {F32({5, 3}), F32({5, 3}), lr, it}, {}});
+  add({"momentum_update",
+       "momentum_update",
+       {F32({5, 3}), F32({5, 3}), F32({5, 3}), lr, it},
+       {{"momentum", 0.9}, {"nesterov", true}}});
+  add({"adam_update",
+       "adam_update",
+       {F32({5, 3}), F32({5, 3}), F32({5, 3}), F32({5, 3}, Fill::kPositive), lr,
+        it},
+       {},
+       1e-4});
+  add({"adamw_update",
+       "adamw_update",
+       {F32({9000}), F32({9000}), F32({9000}), F32({9000}, Fill::kPositive), lr,
+        it},
+       {},
+       1e-4});
+  return cases;
+}
+
+INSTANTIATE_TEST_SUITE_P(Ops, CudaOpConformanceTest,
+                         ::testing::ValuesIn(Cases()),
+                         [](const ::testing::TestParamInfo<OpCase>& info) {
+                           return info.param.name;
+                         });
+
+// ---- Lowering errors: no device needed.
+
+TEST(CudaBackendTest, UnsupportedOpsFailAtCompileNamingTheOp) {
+  bool ok = false;
+  Graph graph = SingleOpGraph(
+      {"conv", "conv2d", {F32({N, 8, 8, 2}), F32({3, 3, 2, 4})}, {}}, &ok);
+  ASSERT_TRUE(ok);
+  CudaBackend cuda;
+  auto store = cuda.CreateVariableStore();
+  auto exe = cuda.Compile(graph, 2, store.get());
+  ASSERT_FALSE(exe.ok());
+  EXPECT_EQ(exe.status().code(), absl::StatusCode::kUnimplemented);
+  EXPECT_TRUE(
+      absl::StartsWith(exe.status().message(), "[conv2d] the cuda backend"))
+      << exe.status();
+}
+
+TEST(CudaBackendTest, F64FailsAtCompile) {
+  bool ok = false;
+  Graph graph = SingleOpGraph(
+      {"add64",
+       "add",
+       {{{DType::kF64, Shape{N, 3}}}, {{DType::kF64, Shape{N, 3}}}},
+       {}},
+      &ok);
+  ASSERT_TRUE(ok);
+  CudaBackend cuda;
+  auto store = cuda.CreateVariableStore();
+  auto exe = cuda.Compile(graph, 2, store.get());
+  ASSERT_FALSE(exe.ok());
+  EXPECT_EQ(exe.status().code(), absl::StatusCode::kUnimplemented)
+      << exe.status();
+  EXPECT_TRUE(absl::StrContains(exe.status().message(), "f32 only"))
+      << exe.status();
+}
+
+TEST(CudaBackendTest, WithoutAGpuCompileSaysSo) {
+  if (CudaBackend::DeviceStatus().ok()) GTEST_SKIP() << "a GPU is visible";
+  bool ok = false;
+  Graph graph = SingleOpGraph({"relu", "relu", {F32({N, 6})}, {}}, &ok);
+  ASSERT_TRUE(ok);
+  CudaBackend cuda;
+  auto store = cuda.CreateVariableStore();
+  auto exe = cuda.Compile(graph, 2, store.get());
+  ASSERT_FALSE(exe.ok());
+  EXPECT_EQ(exe.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(absl::StartsWith(exe.status().message(),
+                               "CUDA requested but no GPU is visible: "))
+      << exe.status();
+  EXPECT_FALSE(CudaAvailable());
+  EXPECT_FALSE(CreateBackend(Device::CUDA()).ok());
+  EXPECT_TRUE(CreateBackend(Device::CPU()).ok());
+}
+
+// ---- Whole train steps.
+
+Sequential Mlp(int64_t in, std::vector<int64_t> hidden, int64_t classes,
+               const std::string& act) {
+  std::vector<LayerPtr> layers = {Input({in})};
+  for (int64_t h : hidden) layers.push_back(Dense(h, act));
+  layers.push_back(Dense(classes));
+  return Sequential(std::move(layers));
+}
+
+void CompareTrainSteps(Sequential model, const Optimizer& optimizer, int64_t in,
+                       int64_t batch, double tol, const std::string& what,
+                       bool prefetch = false, bool use_graph = true) {
+  SKIP_WITHOUT_GPU();
+  model.compile(optimizer, SparseCategoricalCrossentropy{.from_logits = true},
+                {"accuracy"}, Device::CPU());
+  const Graph& train = model.graph(GraphStage::kTrain);
+  ReferenceBackend reference;
+  CudaBackend cuda(CudaBackend::Options{.use_cuda_graph = use_graph});
+  auto ref_store = reference.CreateVariableStore();
+  auto cuda_store = cuda.CreateVariableStore();
+  auto ref_exe = reference.Compile(train, batch, ref_store.get());
+  ASSERT_TRUE(ref_exe.ok()) << ref_exe.status();
+  auto cuda_exe = cuda.Compile(train, batch, cuda_store.get());
+  ASSERT_TRUE(cuda_exe.ok()) << cuda_exe.status();
+  auto* cexe = dynamic_cast<CudaExecutable*>(cuda_exe->get());
+  ASSERT_NE(cexe, nullptr);
+  std::mt19937 rng(11);
+  struct Batch {
+    Tensor x, y, w, lr;
+    std::vector<Feed> feeds;
+  };
+  std::vector<Batch> batches(3);
+  for (Batch& b : batches) {
+    b.x = RandomTensor(F32({batch, in}), rng);
+    b.y = RandomTensor(Labels(DType::kI32, {batch}, 10), rng);
+    b.w = RandomTensor(F32({batch}, Fill::kPositive), rng);
+    b.lr = Tensor::Scalar<float>(0.01f);
+    b.feeds = {{kFeatureFeed, &b.x},
+               {kLabelFeed, &b.y},
+               {kSampleWeightFeed, &b.w},
+               {kLearningRateFeed, &b.lr}};
+  }
+  if (prefetch) ASSERT_TRUE(cexe->Prefetch(batches[0].feeds).ok());
+  for (size_t step = 0; step < batches.size(); ++step) {
+    std::vector<Tensor> ref_out = Allocated(train, batch), cuda_out;
+    ASSERT_TRUE((*ref_exe)->Run(batches[step].feeds, ref_out).ok());
+    absl::Status s;
+    if (prefetch) {
+      if (step + 1 < batches.size()) {
+        ASSERT_TRUE(cexe->Prefetch(batches[step + 1].feeds).ok());
+      }
+      s = cexe->Run({}, cuda_out);
+    } else {
+      s = cexe->Run(batches[step].feeds, cuda_out);
+    }
+    ASSERT_TRUE(s.ok()) << s;
+    for (size_t i = 0; i < ref_out.size(); ++i) {
+      ExpectClose(cuda_out[i], ref_out[i], tol,
+                  absl::StrCat(what, " step ", step, " output ",
+                               cexe->output_names()[i]));
+    }
+  }
+  ASSERT_EQ(cuda_store->Names(), ref_store->Names());
+  for (const std::string& name : ref_store->Names()) {
+    auto r = ref_store->Read(name);
+    auto c = cuda_store->Read(name);
+    ASSERT_TRUE(r.ok() && c.ok()) << name;
+    ExpectClose(*c, *r, tol, absl::StrCat(what, " variable ", name));
+  }
+}
+
+TEST(CudaTrainTest, MlpAdamMatchesReference) {
+  CompareTrainSteps(Mlp(20, {16, 12}, 10, "relu"), Adam{}, 20, 6, 1e-4, "adam");
+}
+
+TEST(CudaTrainTest, MlpTanhSgdMomentumClipnormMatchesReference) {
+  CompareTrainSteps(
+      Mlp(20, {16}, 10, "tanh"),
+      SGD{.learning_rate = 0.01, .momentum = 0.9, .clipnorm = 0.5}, 20, 6, 1e-4,
+      "sgd");
+}
+
+TEST(CudaTrainTest, MlpGeluAdamWithoutCudaGraphMatchesReference) {
+  CompareTrainSteps(Mlp(20, {16}, 10, "gelu"), Adam{}, 20, 6, 1e-4, "no graph",
+                    /*prefetch=*/false, /*use_graph=*/false);
+}
+
+TEST(CudaTrainTest, Mlp784x512x512x10PrefetchedMatchesReference) {
+  CompareTrainSteps(Mlp(784, {512, 512}, 10, "relu"), Adam{}, 784, 128, 2e-3,
+                    "mlp784 prefetch", /*prefetch=*/true);
+}
+
+TEST(CudaTrainTest, LabelOutOfRangeIsAnError) {
+  SKIP_WITHOUT_GPU();
+  bool ok = false;
+  Graph graph = SingleOpGraph({"ce",
+                               "sparse_categorical_crossentropy",
+                               {Labels(DType::kI32, {N}, 5), F32({N, 5})},
+                               {{"from_logits", true}}},
+                              &ok);
+  ASSERT_TRUE(ok);
+  CudaBackend cuda;
+  auto store = cuda.CreateVariableStore();
+  auto exe = cuda.Compile(graph, 2, store.get());
+  ASSERT_TRUE(exe.ok()) << exe.status();
+  Tensor labels = Tensor::FromVector<int32_t>({1, 9}, Shape{2});
+  Tensor logits(DType::kF32, Shape{2, 5});
+  std::vector<Tensor> out;
+  absl::Status s = (*exe)->Run({{"in0", &labels}, {"in1", &logits}}, out);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), "sparse_categorical_crossentropy"))
+      << s;
+}
+
+TEST(CudaTrainTest, VariableStoreRoundTrips) {
+  SKIP_WITHOUT_GPU();
+  CudaBackend cuda;
+  auto store = cuda.CreateVariableStore();
+  Tensor t = Tensor::FromVector<float>({1, 2, 3}, Shape{3});
+  ASSERT_TRUE(store->Write("w", t).ok());
+  auto back = store->Read("w");
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back->ToVector<float>(), t.ToVector<float>());
+  EXPECT_FALSE(store->Write("w", Tensor(DType::kF32, Shape{2})).ok());
+}
+
+}  // namespace
+}  // namespace sequent
