@@ -29,12 +29,19 @@ namespace sequent {
 // Training: eltwise backward from the saved output, softmax/logsoftmax,
 // convolution, pooling (max with the forward's workspace) backward in oneDNN;
 // a dense layer's weight and bias gradients are one oneDNN
-// inner_product_backward_weights (Compile rewrites its copy of the graph).
-// Buffers come from the core memory planner (core/memory_planner.h): arena
-// offsets reused across lifetimes, optimizer updates written in place into
-// their variables, reshapes aliasing their input.
+// inner_product_backward_weights and its input gradient an
+// inner_product_backward_data; a convolution's filter and bias gradients one
+// convolution_backward_weights (Compile rewrites its copy of the graph into
+// backend-private `cpu.*` nodes). Losses' gradients, optimizer updates (one
+// pass per variable, in place), clipping, normalization gradients and the
+// small backward ops are our loops (backends/cpu/train_kernels.h). Buffers
+// come from the core memory planner (core/memory_planner.h): arena offsets
+// reused across lifetimes, updates written in place into their variables,
+// reshapes aliasing their input; feeds are read in place from the caller's
+// tensors.
 //
-// Later: `format_tag::any` weight layouts with a one-time reorder, bf16.
+// Later: `format_tag::any` (blocked) layouts for weights and convolution
+// activations with reorders at the store boundary, bf16.
 class CpuBackend : public Backend {
  public:
   // Threads for oneDNN and our loops: SEQUENT_NUM_THREADS when set and
