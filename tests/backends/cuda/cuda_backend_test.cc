@@ -187,7 +187,6 @@ std::vector<OpCase> Cases() {
        "dense",
        {F32({N, 7}), F32({7, 5})},
        {{"activation", std::string("relu")}}});
-  add({"dense_rank3", "dense", {F32({N, 2, 7}), F32({7, 5}), F32({5})}, {}});
   add({"matmul", "matmul", {F32({4, 6}), F32({6, 3})}, {}});
   add({"matmul_ta",
        "matmul",
@@ -352,6 +351,23 @@ INSTANTIATE_TEST_SUITE_P(Ops, CudaOpConformanceTest,
 
 // ---- Lowering errors: no device needed.
 
+// Every table row lowers (the device check comes after the lowering).
+TEST(CudaBackendTest, EveryTableOpLowersWithoutAGpu) {
+  if (CudaBackend::DeviceStatus().ok()) GTEST_SKIP() << "a GPU is visible";
+  CudaBackend cuda;
+  for (const OpCase& c : Cases()) {
+    bool ok = false;
+    Graph graph = SingleOpGraph(c, &ok);
+    EXPECT_TRUE(ok) << c.name;
+    if (!ok) continue;
+    auto store = cuda.CreateVariableStore();
+    auto exe = cuda.Compile(graph, 3, store.get());
+    ASSERT_FALSE(exe.ok());
+    EXPECT_EQ(exe.status().code(), absl::StatusCode::kFailedPrecondition)
+        << c.name << ": " << exe.status();
+  }
+}
+
 TEST(CudaBackendTest, UnsupportedOpsFailAtCompileNamingTheOp) {
   bool ok = false;
   Graph graph = SingleOpGraph(
@@ -474,6 +490,31 @@ void CompareTrainSteps(Sequential model, const Optimizer& optimizer, int64_t in,
     ASSERT_TRUE(r.ok() && c.ok()) << name;
     ExpectClose(*c, *r, tol, absl::StrCat(what, " variable ", name));
   }
+}
+
+// Without a GPU, Compile still lowers every node before it needs the device:
+// a FailedPrecondition (not Unimplemented) means the whole train graph lowers.
+TEST(CudaBackendTest, MlpTrainGraphsLowerWithoutAGpu) {
+  if (CudaBackend::DeviceStatus().ok()) GTEST_SKIP() << "a GPU is visible";
+  const auto check = [](Sequential model, const Optimizer& optimizer,
+                        const std::string& what) {
+    model.compile(optimizer, SparseCategoricalCrossentropy{.from_logits = true},
+                  {"accuracy"}, Device::CPU());
+    CudaBackend cuda;
+    for (GraphStage stage :
+         {GraphStage::kTrain, GraphStage::kEval, GraphStage::kPredict}) {
+      auto store = cuda.CreateVariableStore();
+      auto exe = cuda.Compile(model.graph(stage), 8, store.get());
+      ASSERT_FALSE(exe.ok());
+      EXPECT_EQ(exe.status().code(), absl::StatusCode::kFailedPrecondition)
+          << what << ": " << exe.status();
+    }
+  };
+  check(Mlp(784, {512, 512}, 10, "relu"), Adam{}, "adam relu");
+  check(Mlp(20, {16}, 10, "tanh"),
+        SGD{.learning_rate = 0.01, .momentum = 0.9, .clipnorm = 0.5},
+        "sgd tanh clipnorm");
+  check(Mlp(20, {16}, 10, "gelu"), SGD{}, "sgd gelu");
 }
 
 TEST(CudaTrainTest, MlpAdamMatchesReference) {
