@@ -388,6 +388,48 @@ class Lowering {
     return kExtraBase - static_cast<ValueId>(exe_.extras.size() - 1);
   }
 
+  // Best-of-5 seconds of one run of `primitive` on scratch buffers of the
+  // given descriptors (filled with small values: no denormal or zero fast
+  // path), for choosing between equivalent formulations at Compile.
+  double TimePrimitive(const dnnl::primitive& primitive,
+                       const std::vector<std::pair<int, memory::desc>>& args,
+                       const memory::desc& scratchpad) {
+    std::vector<AlignedBuffer> buffers;
+    std::unordered_map<int, memory> map;
+    auto bind = [&](int arg, const memory::desc& desc) {
+      const int64_t bytes = static_cast<int64_t>(desc.get_size());
+      buffers.push_back(AllocateAligned(bytes));
+      float* f = reinterpret_cast<float*>(buffers.back().get());
+      std::fill(f, f + bytes / 4, 0.01f);
+      map.emplace(arg, memory(desc, engine(), buffers.back().get()));
+    };
+    for (const auto& [arg, desc] : args) bind(arg, desc);
+    if (scratchpad.get_size() > 0) bind(DNNL_ARG_SCRATCHPAD, scratchpad);
+    double best = 1e30;
+    for (int r = 0; r < 7; ++r) {
+      const auto start = std::chrono::steady_clock::now();
+      primitive.execute(exe_.stream, map);
+      exe_.stream.wait();
+      const double t = std::chrono::duration<double>(
+                           std::chrono::steady_clock::now() - start)
+                           .count();
+      if (r >= 2) best = std::min(best, t);  // The first runs warm up.
+    }
+    return best;
+  }
+
+  // How a dense GEMM is formulated: SEQUENT_CPU_GEMM=ip or =matmul forces
+  // one (tests run both); otherwise each GEMM is timed both ways at Compile
+  // and the faster kept, as bench/gemm_floor.cc picks its floor.
+  enum class GemmChoice { kAuto, kInnerProduct, kMatmul };
+  static GemmChoice GemmChoiceFromEnv() {
+    const char* env = std::getenv("SEQUENT_CPU_GEMM");
+    if (env == nullptr) return GemmChoice::kAuto;
+    if (std::string(env) == "ip") return GemmChoice::kInnerProduct;
+    if (std::string(env) == "matmul") return GemmChoice::kMatmul;
+    return GemmChoice::kAuto;
+  }
+
   // max_pool2d outputs whose max_pool2d_grad reads the forward's workspace.
   absl::flat_hash_map<ValueId, ValueId> pool_workspaces;  // y -> extra id
 
@@ -493,6 +535,41 @@ absl::Status Lowering::LowerDense(const Node& node, const Attributes& attrs) {
                                           src, weights, dst),
         attr, engine());
   }
+  // The same GEMM as a matmul: the kernel [K, P] is its plain `ab` B and the
+  // bias a {1, P} row.
+  const GemmChoice choice = GemmChoiceFromEnv();
+  if (choice != GemmChoice::kInnerProduct) {
+    const memory::desc b_desc({k, p}, f32, tag::ab);
+    const memory::desc bias_row({1, p}, f32, tag::ab);
+    dnnl::matmul::primitive_desc mm =
+        has_bias ? dnnl::matmul::primitive_desc(
+                       dnnl::matmul::desc(src, b_desc, bias_row, dst), attr,
+                       engine())
+                 : dnnl::matmul::primitive_desc(
+                       dnnl::matmul::desc(src, b_desc, dst), attr, engine());
+    std::vector<std::tuple<int, ValueId, memory::desc>> mm_args = {
+        {DNNL_ARG_SRC, node.inputs[0], src},
+        {DNNL_ARG_WEIGHTS, node.inputs[1], b_desc},
+        {DNNL_ARG_DST, node.outputs[0], dst}};
+    if (has_bias) mm_args.push_back({DNNL_ARG_BIAS, node.inputs[2], bias_row});
+    dnnl::matmul mm_primitive(mm);
+    bool use_matmul = choice == GemmChoice::kMatmul;
+    if (choice == GemmChoice::kAuto) {
+      auto descs = [](const auto& list) {
+        std::vector<std::pair<int, memory::desc>> out;
+        for (const auto& [arg, value, desc] : list) out.push_back({arg, desc});
+        return out;
+      };
+      dnnl::inner_product_forward ip_primitive(pd);
+      use_matmul =
+          TimePrimitive(mm_primitive, descs(mm_args), mm.scratchpad_desc()) <
+          TimePrimitive(ip_primitive, descs(args), pd.scratchpad_desc());
+    }
+    if (use_matmul) {
+      AddPrimitive(mm, std::move(mm_primitive), std::move(mm_args));
+      return absl::OkStatus();
+    }
+  }
   AddPrimitive(pd, dnnl::inner_product_forward(pd), std::move(args));
   return absl::OkStatus();
 }
@@ -507,8 +584,14 @@ absl::Status Lowering::LowerMatmul(const Node& node, const Attributes& attrs) {
   const int64_t k = ta ? a.shape[0] : a.shape[1];
   const int64_t p = tb ? b.shape[0] : b.shape[1];
   const auto f32 = memory::data_type::f32;
+  const memory::desc mm_src({m, k}, f32, ta ? Dims({1, m}) : Dims({k, 1}));
+  const memory::desc mm_weights({k, p}, f32, tb ? Dims({1, k}) : Dims({p, 1}));
+  const memory::desc mm_dst({m, p}, f32, tag::ab);
+  dnnl::matmul::primitive_desc mm(
+      dnnl::matmul::desc(mm_src, mm_weights, mm_dst), Attr(), engine());
+  const GemmChoice choice = GemmChoiceFromEnv();
   if (!ta && tb && a.shape.rank() == 2 && b.shape.rank() == 2 &&
-      std::getenv("SEQUENT_CPU_MATMUL_DX") == nullptr) {
+      choice != GemmChoice::kMatmul) {
     // A dense layer's input gradient dz x W^T (dz [M, OC], W [IC, OC]):
     // oneDNN's inner_product_backward_data over the forward's weights, in
     // the forward's `io` view of W as {OC, IC}. Here k = OC and p = IC.
@@ -522,18 +605,33 @@ absl::Status Lowering::LowerMatmul(const Node& node, const Attributes& attrs) {
     dnnl::inner_product_backward_data::primitive_desc pd(
         dnnl::inner_product_backward_data::desc(diff_src, weights, diff_dst),
         Attr(), engine(), hint);
-    AddPrimitive(pd, dnnl::inner_product_backward_data(pd),
-                 {{DNNL_ARG_DIFF_DST, node.inputs[0], diff_dst},
-                  {DNNL_ARG_WEIGHTS, node.inputs[1], weights},
-                  {DNNL_ARG_DIFF_SRC, node.outputs[0], diff_src}});
-    return absl::OkStatus();
+    dnnl::inner_product_backward_data ip_primitive(pd);
+    bool use_ip = true;
+    if (choice == GemmChoice::kAuto) {
+      use_ip = TimePrimitive(ip_primitive,
+                             {{DNNL_ARG_DIFF_DST, diff_dst},
+                              {DNNL_ARG_WEIGHTS, weights},
+                              {DNNL_ARG_DIFF_SRC, diff_src}},
+                             pd.scratchpad_desc()) <=
+               TimePrimitive(dnnl::matmul(mm),
+                             {{DNNL_ARG_SRC, mm_src},
+                              {DNNL_ARG_WEIGHTS, mm_weights},
+                              {DNNL_ARG_DST, mm_dst}},
+                             mm.scratchpad_desc());
+    }
+    if (use_ip) {
+      AddPrimitive(pd, std::move(ip_primitive),
+                   {{DNNL_ARG_DIFF_DST, node.inputs[0], diff_dst},
+                    {DNNL_ARG_WEIGHTS, node.inputs[1], weights},
+                    {DNNL_ARG_DIFF_SRC, node.outputs[0], diff_src}});
+      return absl::OkStatus();
+    }
   }
   // A transposed operand is the stored matrix read with swapped strides.
-  const memory::desc src({m, k}, f32, ta ? Dims({1, m}) : Dims({k, 1}));
-  const memory::desc weights({k, p}, f32, tb ? Dims({1, k}) : Dims({p, 1}));
-  const memory::desc dst({m, p}, f32, tag::ab);
-  dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src, weights, dst), Attr(),
-                                  engine());
+  const memory::desc& src = mm_src;
+  const memory::desc& weights = mm_weights;
+  const memory::desc& dst = mm_dst;
+  const dnnl::matmul::primitive_desc& pd = mm;
   AddPrimitive(pd, dnnl::matmul(pd),
                {{DNNL_ARG_SRC, node.inputs[0], src},
                 {DNNL_ARG_WEIGHTS, node.inputs[1], weights},
@@ -2152,7 +2250,7 @@ absl::StatusOr<std::unique_ptr<Executable>> CpuBackend::Compile(
                 absl::StrCat("the graph has two inputs named '", *name, "'"));
           }
         }
-        exe->inputs.push_back({*name, out});
+        exe->inputs.push_back({*name, out, {}, {}});
         exe->input_names.push_back(*name);
         continue;
       }

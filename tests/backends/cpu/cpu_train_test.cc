@@ -4,6 +4,7 @@
 // the memory plan (reuse, in-place updates, no growth across runs).
 
 #include <cmath>
+#include <cstdlib>
 #include <functional>
 #include <random>
 #include <string>
@@ -556,6 +557,17 @@ TEST(CpuTrainTest, MlpTrainStepsMatchReferenceSgd) {
 
 TEST(CpuTrainTest, MlpTrainStepsMatchReferenceAdam) {
   CompareTrainSteps(SmallMlp(), Adam{}, Shape{20}, 1e-4, "mlp adam");
+}
+
+// Each dense GEMM has two oneDNN formulations (inner product or matmul),
+// timed at Compile; both must give the same training.
+TEST(CpuTrainTest, MlpTrainStepsMatchReferenceWithEitherGemmFormulation) {
+  for (const char* gemm : {"ip", "matmul"}) {
+    setenv("SEQUENT_CPU_GEMM", gemm, 1);
+    CompareTrainSteps(SmallMlp(), Adam{}, Shape{20}, 1e-4,
+                      absl::StrCat("mlp adam ", gemm));
+    unsetenv("SEQUENT_CPU_GEMM");
+  }
 }
 
 TEST(CpuTrainTest, CnnTrainStepsMatchReferenceAdam) {
