@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Runs on the GPU machine, from a bundle made by tools/gpu/run_on_gpu_machine.sh:
+# every gpu test binary, the sequent benchmark and the PyTorch eager baseline,
+# then one table. Exit status: 0 when every test passed and nothing failed to
+# run.
+set -uo pipefail
+HERE="$(cd "$(dirname "$0")" && pwd)"
+LOGS="${OUT:-$HERE}/logs"
+mkdir -p "$LOGS"
+
+# CUDA libraries: the toolkit when present, then the PyTorch wheels' nvidia/*/lib,
+# then our fallback copies (cudart, cudnn's loader) last.
+cuda_dirs=""
+for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
+  [ -d "$d" ] && cuda_dirs="$cuda_dirs:$d"
+done
+wheel_dirs="$(python3 - <<'PY' 2>/dev/null
+import glob, os, site
+dirs = []
+for base in site.getsitepackages() + [site.getusersitepackages()]:
+    dirs += sorted(glob.glob(os.path.join(base, "nvidia", "*", "lib")))
+    dirs += sorted(glob.glob(os.path.join(base, "nvidia", "cu13", "lib")))
+print(":".join(dict.fromkeys(dirs)))
+PY
+)"
+LIBS="$HERE/lib$cuda_dirs${wheel_dirs:+:$wheel_dirs}:$HERE/lib/cuda-fallback"
+
+echo "== machine"
+nvidia-smi -L 2>&1 | head -4
+echo "LD_LIBRARY_PATH for our binaries: $LIBS"
+status=0
+for b in "$HERE"/bin/*; do
+  missing="$(LD_LIBRARY_PATH="$LIBS" ldd "$b" | grep 'not found' || true)"
+  if [ -n "$missing" ]; then
+    echo "!! $(basename "$b") is missing libraries:"; echo "$missing"; status=1
+  fi
+done
+
+rows=()
+for t in cuda_smoke_test cuda_backend_test; do
+  echo "== $t"
+  LD_LIBRARY_PATH="$LIBS" timeout 300 "$HERE/bin/$t" > "$LOGS/$t.log" 2>&1
+  rc=$?
+  tail -n 25 "$LOGS/$t.log"
+  passed=$(grep -Eo '\[  PASSED  \] [0-9]+' "$LOGS/$t.log" | grep -Eo '[0-9]+$' || echo 0)
+  skipped=$(grep -Eo '\[  SKIPPED \] [0-9]+' "$LOGS/$t.log" | grep -Eo '[0-9]+$' || echo 0)
+  failed=$(grep -Eo '[0-9]+ FAILED TEST' "$LOGS/$t.log" | grep -Eo '^[0-9]+' || echo 0)
+  [ "$rc" -ne 0 ] && status=1
+  rows+=("$(printf '%-34s %-8s passed %-4s skipped %-4s failed %-4s rc %s' "$t" test "$passed" "$skipped" "$failed" "$rc")")
+done
+
+echo "== bench"
+LD_LIBRARY_PATH="$LIBS" timeout 300 "$HERE/bin/cuda_bench" > "$LOGS/bench.log" 2>&1 || status=1
+cat "$LOGS/bench.log"
+timeout 300 python3 "$HERE/torch_mlp_bench.py" >> "$LOGS/bench.log" 2>&1 || echo "!! torch baseline failed"
+tail -n 3 "$LOGS/bench.log"
+while read -r _ name _ batch _ ms _ sps; do
+  rows+=("$(printf '%-34s batch %-6s ms/step %-10s samples/s %s' "$name" "$batch" "$ms" "$sps")")
+done < <(grep '^bench ' "$LOGS/bench.log")
+
+echo
+echo "== summary (logs: $LOGS)"
+printf '%s\n' "${rows[@]}"
+exit $status
