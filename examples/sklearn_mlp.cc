@@ -5,7 +5,7 @@
 // time, and, when tools/golden/sklearn_mlp.py has written its numbers, the
 // comparison with scikit-learn's run on the same data.
 //   ./bazelw run //examples:sklearn_mlp [-- cpu|cuda|reference [random_state
-//   [max_iter]]]
+//   [max_iter [verbose]]]]
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -54,6 +54,7 @@ int main(int argc, char** argv) {
     options.hidden_layer_sizes = {5, 5, 5};
     options.activation = "relu";
     options.max_iter = argc > 3 ? std::stoi(argv[3]) : 100;
+    options.verbose = argc > 4 && std::string(argv[4]) == "verbose";
     options.validation_fraction = 0.2;
     options.early_stopping = true;
     options.random_state = argc > 2 ? std::stoull(argv[2]) : 0;

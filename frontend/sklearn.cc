@@ -38,19 +38,93 @@ namespace {
 constexpr double kInf = std::numeric_limits<double>::infinity();
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
-// Uniform in [-bound, bound) from raw generator bits (the same on every
-// platform, unlike std::uniform_real_distribution).
-double Uniform(std::mt19937_64& rng, double bound) {
-  const double u = static_cast<double>(rng() >> 11) * 0x1.0p-53;
-  return (2.0 * u - 1.0) * bound;
+// numpy.random.RandomState, which scikit-learn draws from: an integer seed
+// initializes MT19937 exactly as std::mt19937 does (init_genrand), so the
+// functions below reproduce numpy's draws bit for bit, and random_state=k gives
+// scikit-learn's initial weights, early-stopping split and epoch orders.
+
+// random_sample(): 53 random bits from two 32-bit outputs.
+double RandomSample(std::mt19937& rng) {
+  const uint32_t a = static_cast<uint32_t>(rng()) >> 5;
+  const uint32_t b = static_cast<uint32_t>(rng()) >> 6;
+  return (a * 67108864.0 + b) / 9007199254740992.0;
 }
 
-void Shuffle(std::vector<int64_t>& order, std::mt19937_64& rng) {
-  for (int64_t i = static_cast<int64_t>(order.size()) - 1; i > 0; --i) {
-    const int64_t j =
-        static_cast<int64_t>(rng() % static_cast<uint64_t>(i + 1));
-    std::swap(order[i], order[j]);
+// random_interval(max): uniform in [0, max] by masked rejection.
+uint64_t RandomInterval(std::mt19937& rng, uint64_t max) {
+  if (max == 0) return 0;
+  uint64_t mask = max;
+  for (int shift = 1; shift <= 32; shift *= 2) mask |= mask >> shift;
+  uint64_t value;
+  if (max <= 0xffffffffULL) {
+    do {
+      value = static_cast<uint64_t>(rng()) & mask;
+    } while (value > max);
+  } else {
+    do {
+      const uint64_t high = rng();
+      value = ((high << 32) | static_cast<uint64_t>(rng())) & mask;
+    } while (value > max);
   }
+  return value;
+}
+
+// RandomState.shuffle of a 1-D array (Fisher-Yates from the back).
+template <typename T>
+void NumpyShuffle(std::vector<T>& values, std::mt19937& rng) {
+  for (int64_t i = static_cast<int64_t>(values.size()) - 1; i > 0; --i) {
+    const auto j =
+        static_cast<int64_t>(RandomInterval(rng, static_cast<uint64_t>(i)));
+    std::swap(values[i], values[j]);
+  }
+}
+
+// RandomState.permutation(n).
+std::vector<int64_t> NumpyPermutation(int64_t n, std::mt19937& rng) {
+  std::vector<int64_t> values(static_cast<size_t>(n));
+  std::iota(values.begin(), values.end(), 0);
+  NumpyShuffle(values, rng);
+  return values;
+}
+
+// sklearn.utils.extmath._approximate_mode: per-stratum draws summing to
+// n_draws, ties in the rounding broken at random.
+std::vector<int64_t> ApproximateMode(const std::vector<int64_t>& counts,
+                                     int64_t n_draws, std::mt19937& rng) {
+  double total = 0.0;
+  for (int64_t c : counts) total += static_cast<double>(c);
+  const size_t k = counts.size();
+  std::vector<double> continuous(k), floored(k);
+  double floored_sum = 0.0;
+  for (size_t i = 0; i < k; ++i) {
+    continuous[i] =
+        static_cast<double>(counts[i]) / total * static_cast<double>(n_draws);
+    floored[i] = std::floor(continuous[i]);
+    floored_sum += floored[i];
+  }
+  auto need = static_cast<int64_t>(static_cast<double>(n_draws) - floored_sum);
+  if (need > 0) {
+    std::vector<double> remainder(k);
+    for (size_t i = 0; i < k; ++i) remainder[i] = continuous[i] - floored[i];
+    std::vector<double> values = remainder;
+    std::sort(values.begin(), values.end(), std::greater<double>());
+    values.erase(std::unique(values.begin(), values.end()), values.end());
+    for (double value : values) {
+      std::vector<int64_t> inds;
+      for (size_t i = 0; i < k; ++i)
+        if (remainder[i] == value) inds.push_back(static_cast<int64_t>(i));
+      const int64_t add_now = std::min(static_cast<int64_t>(inds.size()), need);
+      // rng.choice(inds, add_now, replace=False) = inds[permutation[:add_now]].
+      const std::vector<int64_t> perm =
+          NumpyPermutation(static_cast<int64_t>(inds.size()), rng);
+      for (int64_t j = 0; j < add_now; ++j) floored[inds[perm[j]]] += 1.0;
+      need -= add_now;
+      if (need == 0) break;
+    }
+  }
+  std::vector<int64_t> result(k);
+  for (size_t i = 0; i < k; ++i) result[i] = static_cast<int64_t>(floored[i]);
+  return result;
 }
 
 // Copies rows order[begin, begin + count) of src into the first rows of dst.
@@ -107,7 +181,7 @@ BaseMultilayerPerceptron::BaseMultilayerPerceptron(MLPOptions options,
                                                    bool classifier)
     : options_(std::move(options)),
       classifier_(classifier),
-      rng_(options_.random_state ? *options_.random_state
+      rng_(options_.random_state ? static_cast<uint32_t>(*options_.random_state)
                                  : std::random_device{}()),
       staging_(std::make_unique<Staging>()) {}
 
@@ -175,6 +249,10 @@ void BaseMultilayerPerceptron::CheckOptions() const {
     bad(absl::StrCat("beta_2 must be in [0, 1), got ", o.beta_2));
   if (!(o.epsilon > 0.0))
     bad(absl::StrCat("epsilon must be > 0, got ", o.epsilon));
+  if (o.random_state && *o.random_state > 0xffffffffULL) {
+    bad(absl::StrCat("random_state must be between 0 and 2**32 - 1, got ",
+                     *o.random_state));
+  }
   if (o.n_iter_no_change < 1) {
     bad(absl::StrCat("n_iter_no_change must be >= 1, got ",
                      o.n_iter_no_change));
@@ -262,8 +340,99 @@ double BaseMultilayerPerceptron::LossScale() const {
   return classifier_ ? 1.0 : 2.0 / static_cast<double>(n_outputs_);
 }
 
+std::vector<Tensor> BaseMultilayerPerceptron::InitialWeights(
+    int64_t n_features, int64_t n_outputs) {
+  // scikit-learn's _init_coef: Glorot uniform for weights and biases alike,
+  // with factor 2 instead of 6 for the logistic activation, drawn layer by
+  // layer (coef row-major, then intercept) as RandomState.uniform does.
+  const double factor = options_.activation == "logistic" ? 2.0 : 6.0;
+  std::vector<int64_t> units = {n_features};
+  units.insert(units.end(), options_.hidden_layer_sizes.begin(),
+               options_.hidden_layer_sizes.end());
+  units.push_back(n_outputs);
+  std::vector<Tensor> init;
+  for (size_t i = 0; i + 1 < units.size(); ++i) {
+    const int64_t fan_in = units[i], fan_out = units[i + 1];
+    const double bound =
+        std::sqrt(factor / static_cast<double>(fan_in + fan_out));
+    Tensor kernel(DType::kF64, Shape{fan_in, fan_out});
+    for (double& v : kernel.data<double>())
+      v = -bound + 2.0 * bound * RandomSample(rng_);
+    Tensor bias(DType::kF64, Shape{fan_out});
+    for (double& v : bias.data<double>())
+      v = -bound + 2.0 * bound * RandomSample(rng_);
+    init.push_back(std::move(kernel));
+    init.push_back(std::move(bias));
+  }
+  return init;
+}
+
+std::pair<std::vector<int64_t>, std::vector<int64_t>>
+BaseMultilayerPerceptron::ValidationSplit(const Tensor& y) {
+  const int64_t n = y.shape()[0];
+  const auto n_test = static_cast<int64_t>(
+      std::ceil(options_.validation_fraction * static_cast<double>(n)));
+  const int64_t n_train = n - n_test;
+  if (n_train <= 0) {
+    throw Error(absl::StrCat(
+        "With n_samples=", n, ", test_size=", options_.validation_fraction,
+        " and train_size=None, the resulting train set will be empty. "
+        "Adjust any of the aforementioned parameters."));
+  }
+  if (!classifier_ || n_outputs_ != 1) {
+    // ShuffleSplit: the first n_test rows of a permutation validate.
+    // scikit-learn stratifies only when its binarized y has one column (two
+    // classes), so a multiclass split is plain too.
+    const std::vector<int64_t> perm = NumpyPermutation(n, rng_);
+    return {std::vector<int64_t>(perm.begin() + n_test, perm.end()),
+            std::vector<int64_t>(perm.begin(), perm.begin() + n_test)};
+  }
+  // StratifiedShuffleSplit on scikit-learn's binarized y ("False"/"True"
+  // strata, in class order).
+  std::vector<std::vector<int64_t>> members(2);
+  for (int64_t i = 0; i < n; ++i)
+    members[y.GetAsDouble(i) != 0.0 ? 1 : 0].push_back(i);
+  std::vector<int64_t> counts;
+  std::vector<std::vector<int64_t>> strata;
+  for (auto& m : members) {
+    if (m.empty()) continue;  // np.unique sees only the classes in y.
+    counts.push_back(static_cast<int64_t>(m.size()));
+    strata.push_back(std::move(m));
+  }
+  for (int64_t c : counts) {
+    if (c < 2) {
+      throw Error(
+          "The least populated class in y has only 1 member, which is too "
+          "few. The minimum number of groups for any class cannot be less "
+          "than 2 (early stopping's stratified validation split).");
+    }
+  }
+  const auto n_strata = static_cast<int64_t>(counts.size());
+  if (n_train < n_strata || n_test < n_strata) {
+    throw Error(absl::StrCat(
+        "The ", n_train < n_strata ? "train" : "test",
+        "_size = ", n_train < n_strata ? n_train : n_test,
+        " should be greater or equal to the number of classes = ", n_strata,
+        " (early stopping's stratified validation split)"));
+  }
+  const std::vector<int64_t> n_i = ApproximateMode(counts, n_train, rng_);
+  std::vector<int64_t> remaining(counts.size());
+  for (size_t i = 0; i < counts.size(); ++i) remaining[i] = counts[i] - n_i[i];
+  const std::vector<int64_t> t_i = ApproximateMode(remaining, n_test, rng_);
+  std::vector<int64_t> train, test;
+  for (size_t i = 0; i < strata.size(); ++i) {
+    const std::vector<int64_t> perm = NumpyPermutation(counts[i], rng_);
+    for (int64_t j = 0; j < n_i[i]; ++j) train.push_back(strata[i][perm[j]]);
+    for (int64_t j = n_i[i]; j < n_i[i] + t_i[i]; ++j)
+      test.push_back(strata[i][perm[j]]);
+  }
+  NumpyShuffle(train, rng_);
+  NumpyShuffle(test, rng_);
+  return {train, test};
+}
+
 void BaseMultilayerPerceptron::BuildModel(int64_t n_features, int64_t n_outputs,
-                                          const std::vector<Tensor>* weights) {
+                                          const std::vector<Tensor>& weights) {
   const double c = LossScale();
   const double l2 = c * 0.5 * options_.alpha / static_cast<double>(l2_batch_);
   const std::string activation = ActivationFor(options_.activation);
@@ -316,30 +485,7 @@ void BaseMultilayerPerceptron::BuildModel(int64_t n_features, int64_t n_outputs,
     cpu->SetNumThreads(threads);
   }
 
-  if (weights != nullptr) {
-    model->set_weights(*weights);
-  } else {
-    // scikit-learn's _init_coef: Glorot uniform for weights and biases alike,
-    // with factor 2 instead of 6 for the logistic activation.
-    const double factor = options_.activation == "logistic" ? 2.0 : 6.0;
-    std::vector<int64_t> units = {n_features};
-    units.insert(units.end(), options_.hidden_layer_sizes.begin(),
-                 options_.hidden_layer_sizes.end());
-    units.push_back(n_outputs);
-    std::vector<Tensor> init;
-    for (size_t i = 0; i + 1 < units.size(); ++i) {
-      const int64_t fan_in = units[i], fan_out = units[i + 1];
-      const double bound =
-          std::sqrt(factor / static_cast<double>(fan_in + fan_out));
-      Tensor kernel(DType::kF64, Shape{fan_in, fan_out});
-      for (double& v : kernel.data<double>()) v = Uniform(rng_, bound);
-      Tensor bias(DType::kF64, Shape{fan_out});
-      for (double& v : bias.data<double>()) v = Uniform(rng_, bound);
-      init.push_back(std::move(kernel));
-      init.push_back(std::move(bias));
-    }
-    model->set_weights(init);
-  }
+  model->set_weights(weights);
   model_ = std::move(model);
   staging_ = std::make_unique<Staging>();
   has_optimizer_ = true;
@@ -386,21 +532,26 @@ double BaseMultilayerPerceptron::RunEpoch(const Tensor& x,
       const auto& names = step.executable->output_names();
       step.loss_index = static_cast<size_t>(
           std::find(names.begin(), names.end(), kLossOutput) - names.begin());
-      // The graph's penalty is 0.5*alpha/l2_batch_ * |W|^2 (times c); weighting
-      // the mean data loss by count / l2_batch_ makes the objective
-      // (count / l2_batch_) * c * scikit-learn's, whose penalty divides by the
-      // batch's own size.
+      // The graph's penalty is c * 0.5*alpha/l2_batch_ * |W|^2, scikit-learn's
+      // divides by the batch's own size, which differs for a short last
+      // batch. For SGD, weighting the mean data loss by count / l2_batch_
+      // makes the objective (count / l2_batch_) * c * scikit-learn's, and the
+      // learning rate divides that factor out: exact. Adam's moments would
+      // carry the factor into later steps, so it keeps weight 1: exact but for
+      // the penalty of a short batch, which is l2_batch_ / count too small.
       const double weight =
-          static_cast<double>(count) / static_cast<double>(l2_batch_);
+          sgd ? static_cast<double>(count) / static_cast<double>(l2_batch_)
+              : 1.0;
       for (int64_t i = 0; i < count; ++i)
         step.sample_weight.SetFromDouble(i, weight);
     }
     GatherRows(x, order.data() + begin, count, step.x);
     GatherRows(targets, order.data() + begin, count, step.y);
     const double scale =
-        c * static_cast<double>(count) / static_cast<double>(l2_batch_);
-    // SGD's step is exact at learning_rate / scale; Adam divides the scale
-    // out (its epsilon was scaled by c for full batches).
+        sgd ? c * static_cast<double>(count) / static_cast<double>(l2_batch_)
+            : c;
+    // Adam is invariant to the gradient's scale but for epsilon, which was
+    // scaled by c.
     step.learning_rate.SetFromDouble(
         0, sgd ? learning_rate_ / scale : options_.learning_rate_init);
     ThrowIfError(step.executable->Run(step.feeds, step.outputs));
@@ -474,7 +625,8 @@ void BaseMultilayerPerceptron::FitPrepared(const Tensor& x, const Tensor& y,
     throw Error("partial_fit does not support early_stopping=True");
   // scikit-learn re-creates its RandomState from an integer random_state on
   // every fit; without one the generator runs on.
-  if (options_.random_state) rng_.seed(*options_.random_state);
+  if (options_.random_state)
+    rng_.seed(static_cast<uint32_t>(*options_.random_state));
 
   if (first_pass) {
     n_features_in_ = x.shape()[1];
@@ -500,20 +652,18 @@ void BaseMultilayerPerceptron::FitPrepared(const Tensor& x, const Tensor& y,
     model_.reset();
   }
 
+  // scikit-learn draws the initial weights first, then the split, then the
+  // epoch orders.
+  std::vector<Tensor> init;
+  if (first_pass) init = InitialWeights(n_features_in_, n_outputs_);
+
   Tensor x_train = x, y_train = y, x_val, y_val;
   if (early_stopping) {
-    const bool stratify = classifier_;
-    Dataset data{x, y};
-    auto split = TrainTestSplit(data, options_.validation_fraction, rng_(),
-                                /*shuffle=*/true, stratify);
-    if (!split.ok()) {
-      throw Error(absl::StrCat(class_name(), ".fit: early stopping's split: ",
-                               split.status().message()));
-    }
-    x_train = std::move(split->first.x);
-    y_train = std::move(split->first.y);
-    x_val = std::move(split->second.x);
-    y_val = std::move(split->second.y);
+    const auto [train_rows, val_rows] = ValidationSplit(y);
+    x_train = TakeRows(x, train_rows);
+    y_train = TakeRows(y, train_rows);
+    x_val = TakeRows(x, val_rows);
+    y_val = TakeRows(y, val_rows);
     if (x_val.shape()[0] < 2) {
       throw Error(
           "The validation set is too small. Increase 'validation_fraction' or "
@@ -531,12 +681,12 @@ void BaseMultilayerPerceptron::FitPrepared(const Tensor& x, const Tensor& y,
 
   if (model_ == nullptr) {
     l2_batch_ = batch_size;
-    BuildModel(n_features_in_, n_outputs_, nullptr);
+    BuildModel(n_features_in_, n_outputs_, init);
   } else if (!incremental || !has_optimizer_) {
     // A new optimizer (scikit-learn builds one per fit): same weights, fresh
     // Adam moments or SGD velocities.
     const std::vector<Tensor> weights = model_->get_weights();
-    BuildModel(n_features_in_, n_outputs_, &weights);
+    BuildModel(n_features_in_, n_outputs_, weights);
   }
   const Tensor targets = GraphTargets(y_train);
 
@@ -544,7 +694,7 @@ void BaseMultilayerPerceptron::FitPrepared(const Tensor& x, const Tensor& y,
   std::iota(order.begin(), order.end(), 0);
   n_iter_ = 0;
   for (int it = 0; it < options_.max_iter; ++it) {
-    if (options_.shuffle) Shuffle(order, rng_);
+    if (options_.shuffle) NumpyShuffle(order, rng_);
     loss_ = RunEpoch(x_train, targets, order, batch_size);
     ++n_iter_;
     t_ += n;

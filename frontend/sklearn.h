@@ -14,6 +14,7 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/tensor.h"
@@ -38,8 +39,9 @@ struct MLPOptions {
   double power_t = 0.5;
   int max_iter = 200;  // Epochs.
   bool shuffle = true;
-  // Seeds weight initialization, shuffling and the early-stopping split;
-  // unset draws a fresh seed per estimator (scikit-learn's None).
+  // Seeds weight initialization, the early-stopping split and shuffling, as
+  // numpy.random.RandomState(random_state) does for scikit-learn (the same
+  // draws; 0 <= random_state < 2**32); unset draws a fresh seed.
   std::optional<uint64_t> random_state;
   double tol = 1e-4;
   bool verbose = false;
@@ -133,8 +135,15 @@ class BaseMultilayerPerceptron {
   bool classifier_;
 
  private:
+  // Compiles the network with a fresh optimizer and the given weights.
   void BuildModel(int64_t n_features, int64_t n_outputs,
-                  const std::vector<Tensor>* weights);
+                  const std::vector<Tensor>& weights);
+  std::vector<Tensor> InitialWeights(int64_t n_features, int64_t n_outputs);
+  // Rows of the early-stopping split {train, validation}, drawn as
+  // scikit-learn's train_test_split (stratified for two classes only, as
+  // scikit-learn does).
+  std::pair<std::vector<int64_t>, std::vector<int64_t>> ValidationSplit(
+      const Tensor& y);
   // The factor between the graph's objective and scikit-learn's (see
   // sklearn.cc).
   double LossScale() const;
@@ -150,7 +159,7 @@ class BaseMultilayerPerceptron {
                                 const Tensor& y_val);
 
   std::unique_ptr<Sequential> model_;
-  std::mt19937_64 rng_;
+  std::mt19937 rng_;  // numpy's RandomState stream (see sklearn.cc).
   bool has_optimizer_ = false;
   double learning_rate_ = 0.0;  // scikit-learn's current (sgd schedules).
   int64_t l2_batch_ = 0;  // The batch size the graph's L2 coefficient assumes.

@@ -356,9 +356,10 @@ struct StepCase {
   int64_t k;  // classes or outputs
 };
 
-TEST(MLPTest, OneStepMatchesScikitLearn) {
+// "<case> <what>" -> values, from golden/sklearn_step.txt.
+std::map<std::string, std::vector<double>> ReadStepGolden() {
   std::ifstream in("tests/frontend/golden/sklearn_step.txt");
-  ASSERT_TRUE(in.good()) << "golden/sklearn_step.txt missing";
+  EXPECT_TRUE(in.good()) << "golden/sklearn_step.txt missing";
   std::map<std::string, std::vector<double>> golden;
   std::string line;
   while (std::getline(in, line)) {
@@ -369,6 +370,24 @@ TEST(MLPTest, OneStepMatchesScikitLearn) {
     double v;
     while (fields >> v) golden[name + " " + what].push_back(v);
   }
+  return golden;
+}
+
+std::vector<double> FlatWeights(const BaseMultilayerPerceptron& est) {
+  std::vector<double> flat;
+  const auto coefs = est.coefs_();
+  const auto intercepts = est.intercepts_();
+  for (size_t l = 0; l < coefs.size(); ++l) {
+    for (int64_t i = 0; i < coefs[l].num_elements(); ++i)
+      flat.push_back(coefs[l].GetAsDouble(i));
+    for (int64_t i = 0; i < intercepts[l].num_elements(); ++i)
+      flat.push_back(intercepts[l].GetAsDouble(i));
+  }
+  return flat;
+}
+
+TEST(MLPTest, OneStepMatchesScikitLearn) {
+  auto golden = ReadStepGolden();
   const std::vector<StepCase> cases = {
       {"multiclass_relu_adam", true, {4, 3}, "relu", "adam", 0.01, 3},
       {"binary_tanh_sgd", true, {4}, "tanh", "sgd", 0.1, 2},
@@ -430,15 +449,7 @@ TEST(MLPTest, OneStepMatchesScikitLearn) {
       est = std::move(reg);
     }
     const std::vector<double>& want = golden[c.name + " weights"];
-    std::vector<double> got;
-    const auto coefs = est->coefs_();
-    const auto intercepts = est->intercepts_();
-    for (size_t l = 0; l < coefs.size(); ++l) {
-      for (int64_t i = 0; i < coefs[l].num_elements(); ++i)
-        got.push_back(coefs[l].GetAsDouble(i));
-      for (int64_t i = 0; i < intercepts[l].num_elements(); ++i)
-        got.push_back(intercepts[l].GetAsDouble(i));
-    }
+    const std::vector<double> got = FlatWeights(*est);
     ASSERT_EQ(got.size(), want.size());
     for (size_t i = 0; i < got.size(); ++i)
       EXPECT_NEAR(got[i], want[i], 2e-5) << "weight " << i;
@@ -448,6 +459,59 @@ TEST(MLPTest, OneStepMatchesScikitLearn) {
     if (c.classifier || c.k == 1) {
       EXPECT_NEAR(est->loss_, golden[c.name + " loss"][0], 1e-5);
     }
+  }
+}
+
+// random_state reproduces scikit-learn's draws (numpy's RandomState): short
+// fits whose result depends on the initial weights, the stratified or plain
+// early-stopping split and every epoch's shuffle match scikit-learn's.
+TEST(MLPTest, RandomStateDrawsAsScikitLearn) {
+  auto golden = ReadStepGolden();
+  const int64_t n = 40, features = 3;
+  const Tensor x = Tensor::FromVector<double>(
+      Pattern(n * features, 0.61, 0.2, 1.0), Shape{n, features});
+  for (const auto& [name, k] : std::vector<std::pair<std::string, int64_t>>{
+           {"rng_multiclass", 3}, {"rng_binary", 2}, {"rng_regressor", 1}}) {
+    SCOPED_TRACE(name);
+    MLPOptions o;
+    o.hidden_layer_sizes = {4};
+    o.activation = "tanh";
+    o.batch_size = 3;
+    o.max_iter = 4;
+    o.early_stopping = true;
+    o.validation_fraction = 0.3;
+    o.random_state = 3;
+    o.learning_rate_init = 0.01;
+    o.n_iter_no_change = 100;
+    o.device = Device(Backend());
+    std::ostringstream warnings;
+    o.warnings = &warnings;
+    std::unique_ptr<BaseMultilayerPerceptron> est;
+    if (name == "rng_regressor") {
+      auto reg = std::make_unique<MLPRegressor>(o);
+      reg->fit(x,
+               Tensor::FromVector<double>(Pattern(n, 0.9, 0.1, 2.0), Shape{n}));
+      est = std::move(reg);
+    } else {
+      std::vector<int64_t> y;
+      for (int64_t i = 0; i < n; ++i) y.push_back(i * 5 % 7 % k);
+      auto clf = std::make_unique<MLPClassifier>(o);
+      clf->fit(x, y);
+      est = std::move(clf);
+    }
+    const auto& loss = golden[name + " loss_curve"];
+    const auto& scores = golden[name + " validation_scores"];
+    const auto& weights = golden[name + " weights"];
+    ASSERT_EQ(est->loss_curve_.size(), loss.size());
+    for (size_t i = 0; i < loss.size(); ++i)
+      EXPECT_NEAR(est->loss_curve_[i], loss[i], 1e-5) << "epoch " << i;
+    ASSERT_EQ(est->validation_scores_.size(), scores.size());
+    for (size_t i = 0; i < scores.size(); ++i)
+      EXPECT_NEAR(est->validation_scores_[i], scores[i], 1e-4) << "epoch " << i;
+    const std::vector<double> got = FlatWeights(*est);
+    ASSERT_EQ(got.size(), weights.size());
+    for (size_t i = 0; i < got.size(); ++i)
+      EXPECT_NEAR(got[i], weights[i], 1e-4) << "weight " << i;
   }
 }
 

@@ -82,12 +82,41 @@ def step_cases():
     return lines
 
 
+def rng_cases():
+    """Whole short fits whose weights depend on every random draw: initial weights, the
+    (stratified) early-stopping split and the epoch shuffles, from random_state."""
+    lines = []
+    n = 40
+    x = pattern(n * STEP_FEATURES, 0.61, 0.2, 1.0).reshape(n, STEP_FEATURES)
+    for name, kind, k in [("rng_multiclass", "classifier", 3), ("rng_binary", "classifier", 2),
+                          ("rng_regressor", "regressor", 1)]:
+        params = dict(hidden_layer_sizes=(4,), activation="tanh", batch_size=3, max_iter=4,
+                      early_stopping=True, validation_fraction=0.3, random_state=3,
+                      learning_rate_init=0.01, n_iter_no_change=100)
+        if kind == "classifier":
+            y = (np.arange(n) * 5 % 7 % k).astype(np.int64)
+            est = MLPClassifier(**params)
+        else:
+            y = pattern(n, 0.9, 0.1, 2.0)
+            est = MLPRegressor(**params)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            est.fit(x, y)
+        values = [f"{v:.10g}" for c, b in zip(est.coefs_, est.intercepts_)
+                  for v in list(c.ravel()) + list(b.ravel())]
+        lines.append(f"{name} loss_curve " + " ".join(f"{v:.10g}" for v in est.loss_curve_))
+        lines.append(f"{name} validation_scores " +
+                     " ".join(f"{v:.10g}" for v in est.validation_scores_))
+        lines.append(f"{name} weights " + " ".join(values))
+    return lines
+
+
 def main():
     out_dir = sys.argv[1] if len(sys.argv) > 1 and not sys.argv[1].startswith("--") else "."
     step_path = os.path.join(out_dir, "sklearn_step.txt")
     with open(step_path, "w") as f:
         f.write("# scikit-learn %s: one step from pattern weights\n" % sklearn.__version__)
-        f.write("\n".join(step_cases()) + "\n")
+        f.write("\n".join(step_cases() + rng_cases()) + "\n")
     print("wrote", step_path)
     if "--steps-only" in sys.argv:
         return
