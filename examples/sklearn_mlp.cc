@@ -81,10 +81,17 @@ int main(int argc, char** argv) {
           "epoch\n",
           golden.at("test_accuracy"), golden.at("n_iter"),
           golden.at("seconds_per_epoch"));
+      const double per_epoch = seconds / clf.n_iter_;
       std::printf(
           "accuracy difference: %+.2f points; speed-up per epoch: %.1fx\n",
           100.0 * (accuracy - golden.at("test_accuracy")),
-          golden.at("seconds_per_epoch") / (seconds / clf.n_iter_));
+          golden.at("seconds_per_epoch") / per_epoch);
+      if (golden.count("one_thread_seconds_per_epoch")) {
+        std::printf(
+            "scikit-learn with one BLAS thread: %.4f s per epoch (%.1fx)\n",
+            golden.at("one_thread_seconds_per_epoch"),
+            golden.at("one_thread_seconds_per_epoch") / per_epoch);
+      }
     }
   } catch (const Error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
