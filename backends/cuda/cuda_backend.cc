@@ -286,7 +286,8 @@ class CudaExecutableImpl : public CudaExecutable {
   };
   std::vector<Input> inputs;
   std::string expected_inputs;
-  std::vector<ValueId> output_values;
+  std::vector<ValueId> output_values;    // The buffers (reshapes read through).
+  std::vector<TensorType> output_types;  // The graph's own output types.
   std::vector<std::string> output_names_;
   std::vector<int64_t> output_offsets;  // In the pinned output buffer.
   struct Update {
@@ -585,7 +586,7 @@ absl::Status CudaExecutableImpl::Run(absl::Span<const Feed> feeds,
   }
   outputs.resize(output_values.size());
   for (size_t i = 0; i < output_values.size(); ++i) {
-    const TensorType& type = graph.type(output_values[i]);
+    const TensorType& type = output_types[i];
     if (outputs[i].type() != type ||
         outputs[i].num_elements() != type.shape.NumElements()) {
       outputs[i] = Tensor(type);
@@ -782,24 +783,40 @@ absl::Status Lowering::LowerDense(const Node& node, const Attributes& attrs) {
   if (shape.m == 0 || shape.n == 0) {
     return Unsupported(node, "does not run empty matmuls");
   }
-  auto plan = std::make_shared<std::unique_ptr<LtMatmul>>();
+  // The epilogue's activation, should cuBLASLt offer no algorithm with it,
+  // becomes a kernel over a BIAS-epilogue GEMM (decided once, at Compile).
+  struct DensePlan {
+    std::unique_ptr<LtMatmul> matmul;
+    std::optional<Pointwise> after;
+  };
+  auto plan = std::make_shared<DensePlan>();
+  plan->after = after;
+  const Pointwise fused_fn = ToPointwise(act);
   const float alpha = static_cast<float>(act.alpha);
   const int64_t n = Numel(y);
   Add(
       [=](const Ctx& c) -> absl::Status {
-        SEQUENT_RETURN_IF_ERROR((*plan)->Run(c.lt, c.F(x), c.F(w),
-                                             bias ? c.F(b) : nullptr, c.F(y),
-                                             c.workspace, c.stream));
-        if (after) {
+        SEQUENT_RETURN_IF_ERROR(
+            plan->matmul->Run(c.lt, c.F(x), c.F(w), bias ? c.F(b) : nullptr,
+                              c.F(y), c.workspace, c.stream));
+        if (plan->after) {
           return Launched(
-              LaunchPointwise(*after, alpha, c.F(y), c.F(y), n, c.stream),
+              LaunchPointwise(*plan->after, alpha, c.F(y), c.F(y), n, c.stream),
               "activation kernel");
         }
         return absl::OkStatus();
       },
       [=](Ctx& c) -> absl::Status {
+        auto fused = LtMatmul::Create(c.lt, shape, kWorkspaceBytes);
+        if (fused.ok() || plan->after) {
+          SEQUENT_ASSIGN_OR_RETURN(plan->matmul, std::move(fused));
+          return absl::OkStatus();
+        }
+        LtMatmulShape plain = shape;
+        plain.epilogue = bias ? Epilogue::kBias : Epilogue::kNone;
         SEQUENT_ASSIGN_OR_RETURN(
-            *plan, LtMatmul::Create(c.lt, shape, kWorkspaceBytes));
+            plan->matmul, LtMatmul::Create(c.lt, plain, kWorkspaceBytes));
+        plan->after = fused_fn;
         return absl::OkStatus();
       });
   return absl::OkStatus();
@@ -1288,6 +1305,9 @@ absl::StatusOr<std::unique_ptr<Executable>> CudaBackend::Compile(
   exe->store = cstore;
   exe->graph = BindBatch(graph, batch_size);
   Graph& g = exe->graph;
+  for (const GraphOutput& out : g.outputs()) {
+    exe->output_types.push_back(g.type(out.value));
+  }
   for (NodeId id : order) {
     const Node& node = g.node(id);
     if ((node.op == "reshape" || node.op == "flatten") &&
