@@ -15,7 +15,7 @@ int BlocksFor(int64_t n) {
   return static_cast<int>(wanted < 65535 * 16 ? wanted : 65535 * 16);
 }
 
-#define SEQUENT_GRID_LOOP(i, n)                                             \
+#define SEQUENT_GRID_LOOP(i, n)                                        \
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < (n); \
        i += int64_t{gridDim.x} * blockDim.x)
 
@@ -34,39 +34,24 @@ __device__ float StableSigmoid(float x) {
 
 __device__ float Apply(Pointwise fn, float alpha, float x) {
   switch (fn) {
-    case Pointwise::kIdentity:
-      return x;
-    case Pointwise::kNeg:
-      return -x;
-    case Pointwise::kExp:
-      return expf(x);
-    case Pointwise::kLog:
-      return logf(x);
-    case Pointwise::kSqrt:
-      return sqrtf(x);
-    case Pointwise::kSquare:
-      return x * x;
-    case Pointwise::kAbs:
-      return fabsf(x);
-    case Pointwise::kRelu:
-      return x > 0.f ? x : 0.f;
-    case Pointwise::kLeakyRelu:
-      return x > 0.f ? x : alpha * x;
-    case Pointwise::kElu:
-      return x > 0.f ? x : alpha * expm1f(x);
+    case Pointwise::kIdentity: return x;
+    case Pointwise::kNeg: return -x;
+    case Pointwise::kExp: return expf(x);
+    case Pointwise::kLog: return logf(x);
+    case Pointwise::kSqrt: return sqrtf(x);
+    case Pointwise::kSquare: return x * x;
+    case Pointwise::kAbs: return fabsf(x);
+    case Pointwise::kRelu: return x > 0.f ? x : 0.f;
+    case Pointwise::kLeakyRelu: return x > 0.f ? x : alpha * x;
+    case Pointwise::kElu: return x > 0.f ? x : alpha * expm1f(x);
     case Pointwise::kSelu:
       return kSeluScale * (x > 0.f ? x : kSeluAlpha * expm1f(x));
-    case Pointwise::kSigmoid:
-      return StableSigmoid(x);
-    case Pointwise::kTanh:
-      return tanhf(x);
-    case Pointwise::kGelu:
-      return 0.5f * x * (1.f + erff(x * kInvSqrt2));
+    case Pointwise::kSigmoid: return StableSigmoid(x);
+    case Pointwise::kTanh: return tanhf(x);
+    case Pointwise::kGelu: return 0.5f * x * (1.f + erff(x * kInvSqrt2));
     case Pointwise::kGeluTanh:
-      return 0.5f * x *
-             (1.f + tanhf(kSqrt2OverPi * (x + 0.044715f * x * x * x)));
-    case Pointwise::kSwish:
-      return x * StableSigmoid(x);
+      return 0.5f * x * (1.f + tanhf(kSqrt2OverPi * (x + 0.044715f * x * x * x)));
+    case Pointwise::kSwish: return x * StableSigmoid(x);
     case Pointwise::kSoftplus:
       return (x > 0.f ? x : 0.f) + log1pf(expf(-fabsf(x)));
   }
@@ -76,12 +61,9 @@ __device__ float Apply(Pointwise fn, float alpha, float x) {
 // f'(x) from the input (ops/activation_fn.h ActivationDerivative).
 __device__ float DerivativeFromInput(Pointwise fn, float alpha, float x) {
   switch (fn) {
-    case Pointwise::kRelu:
-      return x > 0.f ? 1.f : 0.f;
-    case Pointwise::kLeakyRelu:
-      return x > 0.f ? 1.f : alpha;
-    case Pointwise::kElu:
-      return x > 0.f ? 1.f : alpha * expf(x);
+    case Pointwise::kRelu: return x > 0.f ? 1.f : 0.f;
+    case Pointwise::kLeakyRelu: return x > 0.f ? 1.f : alpha;
+    case Pointwise::kElu: return x > 0.f ? 1.f : alpha * expf(x);
     case Pointwise::kSelu:
       return kSeluScale * (x > 0.f ? 1.f : kSeluAlpha * expf(x));
     case Pointwise::kSigmoid: {
@@ -106,30 +88,22 @@ __device__ float DerivativeFromInput(Pointwise fn, float alpha, float x) {
       const float s = StableSigmoid(x);
       return s * (1.f + x * (1.f - s));
     }
-    case Pointwise::kSoftplus:
-      return StableSigmoid(x);
-    default:
-      return 1.f;
+    case Pointwise::kSoftplus: return StableSigmoid(x);
+    default: return 1.f;
   }
 }
 
 // f'(x) from y = f(x) (ops/activation.cc OutputDerivative).
 __device__ float DerivativeFromOutput(Pointwise fn, float alpha, float y) {
   switch (fn) {
-    case Pointwise::kRelu:
-      return y > 0.f ? 1.f : 0.f;
-    case Pointwise::kLeakyRelu:
-      return y > 0.f ? 1.f : alpha;
-    case Pointwise::kElu:
-      return y > 0.f ? 1.f : y + alpha;
+    case Pointwise::kRelu: return y > 0.f ? 1.f : 0.f;
+    case Pointwise::kLeakyRelu: return y > 0.f ? 1.f : alpha;
+    case Pointwise::kElu: return y > 0.f ? 1.f : y + alpha;
     case Pointwise::kSelu:
       return y > 0.f ? kSeluScale : y + kSeluScale * kSeluAlpha;
-    case Pointwise::kSigmoid:
-      return y * (1.f - y);
-    case Pointwise::kTanh:
-      return 1.f - y * y;
-    default:
-      return 1.f;
+    case Pointwise::kSigmoid: return y * (1.f - y);
+    case Pointwise::kTanh: return 1.f - y * y;
+    default: return 1.f;
   }
 }
 
@@ -167,16 +141,11 @@ __global__ void ColumnSumKernel(const float* x, float* out, int64_t rows,
 
 __device__ float BinaryOp(Binary op, float a, float b) {
   switch (op) {
-    case Binary::kAdd:
-      return a + b;
-    case Binary::kSub:
-      return a - b;
-    case Binary::kMul:
-      return a * b;
-    case Binary::kDiv:
-      return a / b;
-    case Binary::kMax:
-      return a > b ? a : b;
+    case Binary::kAdd: return a + b;
+    case Binary::kSub: return a - b;
+    case Binary::kMul: return a * b;
+    case Binary::kDiv: return a / b;
+    case Binary::kMax: return a > b ? a : b;
   }
   return a;
 }
@@ -233,8 +202,8 @@ __global__ void ReduceKernel(Reduce op, const float* x, float* out,
   }
 }
 
-__global__ void SoftmaxKernel(bool log, const float* x, float* y, int64_t outer,
-                              int64_t n, int64_t inner) {
+__global__ void SoftmaxKernel(bool log, const float* x, float* y,
+                              int64_t outer, int64_t n, int64_t inner) {
   SEQUENT_GRID_LOOP(row, outer * inner) {
     const int64_t base = (row / inner) * n * inner + row % inner;
     float max = -INFINITY;
@@ -272,8 +241,7 @@ __device__ double BlockSum(double v) {
   shared[threadIdx.x] = v;
   __syncthreads();
   for (int stride = blockDim.x / 2; stride > 0; stride /= 2) {
-    if (threadIdx.x < stride)
-      shared[threadIdx.x] += shared[threadIdx.x + stride];
+    if (threadIdx.x < stride) shared[threadIdx.x] += shared[threadIdx.x + stride];
     __syncthreads();
   }
   const double total = shared[0];
@@ -315,8 +283,8 @@ __device__ double SparseCeRow(const SparseCeArgs& a, int64_t r) {
 __global__ void SparseCeKernel(SparseCeArgs a, float* loss) {
   double total = 0;
   for (int64_t r = threadIdx.x; r < a.rows; r += blockDim.x) {
-    total += SparseCeRow(a, r) *
-             WeightAt(a.weights, a.weights_n, r, a.rows_per_sample);
+    total += SparseCeRow(a, r) * WeightAt(a.weights, a.weights_n, r,
+                                          a.rows_per_sample);
   }
   total = BlockSum(total);
   if (threadIdx.x == 0) loss[0] = a.rows == 0 ? 0.f : float(total / a.rows);
@@ -377,8 +345,9 @@ __global__ void PointLossGradKernel(PointLoss kind, PointLossArgs a,
     const double scale = double(dloss[0]) / a.rows *
                          WeightAt(a.weights, a.weights_n, r, a.rows_per_sample);
     const double diff = double(a.pred[i]) - a.y_true[i];
-    const double df =
-        kind == PointLoss::kMse ? 2 * diff : double((diff > 0) - (diff < 0));
+    const double df = kind == PointLoss::kMse
+                          ? 2 * diff
+                          : double((diff > 0) - (diff < 0));
     grad[i] = float(scale * df / a.d);
   }
 }
@@ -417,10 +386,9 @@ __global__ void CategoricalAccuracyKernel(const float* y_true,
 __global__ void DropoutKernel(DropoutArgs a) {
   uint64_t step = 0;
   if (a.step != nullptr) {
-    step = a.step_i64
-               ? static_cast<uint64_t>(*static_cast<const int64_t*>(a.step))
-               : static_cast<uint64_t>(static_cast<int64_t>(
-                     *static_cast<const int32_t*>(a.step)));
+    step = a.step_i64 ? static_cast<uint64_t>(*static_cast<const int64_t*>(a.step))
+                      : static_cast<uint64_t>(static_cast<int64_t>(
+                            *static_cast<const int32_t*>(a.step)));
   }
   SEQUENT_GRID_LOOP(i, a.n) {
     float m = 1.f;
@@ -499,9 +467,7 @@ __global__ void SumSquaresKernel(const float* x, int64_t n, float* norm) {
 __global__ void ClipByNormKernel(const float* x, float* y, int64_t n,
                                  float max_norm, const float* norm) {
   const float nrm = *norm;
-  SEQUENT_GRID_LOOP(i, n) {
-    y[i] = nrm > max_norm ? x[i] * max_norm / nrm : x[i];
-  }
+  SEQUENT_GRID_LOOP(i, n) { y[i] = nrm > max_norm ? x[i] * max_norm / nrm : x[i]; }
 }
 
 }  // namespace
@@ -523,8 +489,8 @@ cudaError_t LaunchActivationGrad(Pointwise fn, float alpha, bool from_output,
 cudaError_t LaunchColumnSum(const float* x, float* out, int64_t rows,
                             int64_t cols, cudaStream_t stream) {
   const int blocks = static_cast<int>((cols + 31) / 32);
-  ColumnSumKernel < < <blocks> 0 ? blocks : 1, dim3(32, 32), 0,
-      stream >>> (x, out, rows, cols);
+  ColumnSumKernel<<<blocks > 0 ? blocks : 1, dim3(32, 32), 0, stream>>>(
+      x, out, rows, cols);
   return cudaGetLastError();
 }
 
@@ -596,16 +562,16 @@ cudaError_t LaunchSparseAccuracy(const void* labels, bool labels_i64,
                                  const float* pred, int64_t rows,
                                  int64_t classes, float* out,
                                  cudaStream_t stream) {
-  SparseAccuracyKernel<<<1, kReduceThreads, 0, stream>>>(
-      labels, labels_i64, pred, rows, classes, out);
+  SparseAccuracyKernel<<<1, kReduceThreads, 0, stream>>>(labels, labels_i64,
+                                                         pred, rows, classes, out);
   return cudaGetLastError();
 }
 
 cudaError_t LaunchCategoricalAccuracy(const float* y_true, const float* pred,
                                       int64_t rows, int64_t classes, float* out,
                                       cudaStream_t stream) {
-  CategoricalAccuracyKernel<<<1, kReduceThreads, 0, stream>>>(
-      y_true, pred, rows, classes, out);
+  CategoricalAccuracyKernel<<<1, kReduceThreads, 0, stream>>>(y_true, pred,
+                                                              rows, classes, out);
   return cudaGetLastError();
 }
 
