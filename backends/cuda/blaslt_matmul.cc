@@ -94,6 +94,8 @@ cublasLtEpilogue_t ToLt(Epilogue e) {
       return CUBLASLT_EPILOGUE_GELU;
     case Epilogue::kGeluBias:
       return CUBLASLT_EPILOGUE_GELU_BIAS;
+    case Epilogue::kBGradA:
+      return CUBLASLT_EPILOGUE_BGRADA;
   }
   return CUBLASLT_EPILOGUE_DEFAULT;
 }
@@ -112,6 +114,8 @@ const char* EpilogueName(Epilogue e) {
       return " GELU";
     case Epilogue::kGeluBias:
       return " GELU_BIAS";
+    case Epilogue::kBGradA:
+      return " BGRADA";
   }
   return "";
 }
@@ -138,9 +142,9 @@ absl::StatusOr<std::unique_ptr<LtMatmul>> LtMatmul::Create(
   const cublasLtEpilogue_t epilogue = ToLt(s.epilogue);
   SEQUENT_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(
       mm->op_, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)));
-  mm->has_bias_ = s.epilogue == Epilogue::kBias ||
-                  s.epilogue == Epilogue::kReluBias ||
-                  s.epilogue == Epilogue::kGeluBias;
+  mm->has_bias_ =
+      s.epilogue == Epilogue::kBias || s.epilogue == Epilogue::kReluBias ||
+      s.epilogue == Epilogue::kGeluBias || s.epilogue == Epilogue::kBGradA;
   // Stored (column-major) shapes: b is n x k (or k x n when transposed), a is
   // k x m (or m x k).
   const int64_t b_rows = s.transpose_b ? s.k : s.n;

@@ -25,7 +25,17 @@ absl::Status MatmulRowMajor(cublasLtHandle_t handle, const float* a,
 // A row-major f32 matmul c[m,n] = op(a) op(b) (+ epilogue) whose cuBLASLt
 // descriptors and algorithm are chosen once (cublasLtMatmulAlgoGetHeuristic),
 // then run any number of times (CUDA-graph capturable: no allocation).
-enum class Epilogue { kNone, kBias, kRelu, kReluBias, kGelu, kGeluBias };
+// kBGradA also writes the bias gradient: the sum over k of the first cuBLASLt
+// operand, i.e. for c = aᵀ b (transpose_a) the column sums of b, into `bias`.
+enum class Epilogue {
+  kNone,
+  kBias,
+  kRelu,
+  kReluBias,
+  kGelu,
+  kGeluBias,
+  kBGradA
+};
 struct LtMatmulShape {
   int64_t m = 0, n = 0, k = 0;
   bool transpose_a = false;  // a is stored [k, m]

@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -646,6 +647,12 @@ class Lowering {
 
   // Updates fused per group, keyed by node id of each member.
   absl::flat_hash_map<NodeId, std::shared_ptr<UpdateGroup>> update_groups;
+  // Weight-gradient matmuls (xᵀ dz) that also write the bias gradient
+  // (cuBLASLt's BGRADA epilogue), and the nodes whose bias gradient they take
+  // over (a reduce_sum over the batch, or activation_bias_grad's second
+  // output).
+  absl::flat_hash_map<NodeId, ValueId> bias_grad_of_matmul;
+  absl::flat_hash_set<NodeId> bias_grad_taken;
 
  private:
   absl::Status LowerDense(const Node& node, const Attributes& attrs);
@@ -839,15 +846,39 @@ absl::Status Lowering::LowerMatmul(const Node& node, const Attributes& attrs) {
   if (shape.m == 0 || shape.n == 0 || shape.k == 0) {
     return Unsupported(node, "does not run empty matmuls");
   }
-  auto plan = std::make_shared<std::unique_ptr<LtMatmul>>();
+  ValueId db = kNoValue;
+  if (auto it = bias_grad_of_matmul.find(current_);
+      it != bias_grad_of_matmul.end()) {
+    db = it->second;
+    shape.epilogue = Epilogue::kBGradA;
+  }
+  struct MatmulPlan {
+    std::unique_ptr<LtMatmul> matmul;
+    bool column_sum = false;  // BGRADA unavailable: our kernel instead.
+  };
+  auto plan = std::make_shared<MatmulPlan>();
   Add(
-      [=](const Ctx& c) {
-        return (*plan)->Run(c.lt, c.F(a), c.F(b), nullptr, c.F(out),
-                            c.workspace, c.stream);
+      [=](const Ctx& c) -> absl::Status {
+        SEQUENT_RETURN_IF_ERROR(plan->matmul->Run(
+            c.lt, c.F(a), c.F(b),
+            db != kNoValue && !plan->column_sum ? c.F(db) : nullptr, c.F(out),
+            c.workspace, c.stream));
+        if (!plan->column_sum) return absl::OkStatus();
+        return Launched(
+            LaunchColumnSum(c.F(b), c.F(db), shape.k, shape.n, c.stream),
+            "bias gradient kernel");
       },
       [=](Ctx& c) -> absl::Status {
+        auto fused = LtMatmul::Create(c.lt, shape, kWorkspaceBytes);
+        if (fused.ok() || db == kNoValue) {
+          SEQUENT_ASSIGN_OR_RETURN(plan->matmul, std::move(fused));
+          return absl::OkStatus();
+        }
+        LtMatmulShape plain = shape;
+        plain.epilogue = Epilogue::kNone;
         SEQUENT_ASSIGN_OR_RETURN(
-            *plan, LtMatmul::Create(c.lt, shape, kWorkspaceBytes));
+            plan->matmul, LtMatmul::Create(c.lt, plain, kWorkspaceBytes));
+        plan->column_sum = true;
         return absl::OkStatus();
       });
   return absl::OkStatus();
@@ -1062,6 +1093,9 @@ absl::Status Lowering::LowerNode(const Node& node, const Attributes& attrs) {
     }
     return absl::OkStatus();
   }
+  if (op == "reduce_sum" && bias_grad_taken.contains(current_)) {
+    return absl::OkStatus();  // The weight-gradient matmul writes it.
+  }
   if (op == "reduce_sum" || op == "reduce_mean" || op == "reduce_max") {
     const Shape& s = type(node.inputs[0]).shape;
     const std::vector<int64_t> axes = IntListAttrOr(attrs, "axes", {});
@@ -1107,7 +1141,11 @@ absl::Status Lowering::LowerNode(const Node& node, const Attributes& attrs) {
     const float alpha = static_cast<float>(act.alpha);
     const ValueId dy = node.inputs[0], v = node.inputs[1], dx = node.outputs[0];
     const int64_t n = Numel(dx);
-    const ValueId db = node.outputs.size() > 1 ? node.outputs[1] : kNoValue;
+    // The bias gradient may be the weight-gradient matmul's (BGRADA).
+    const ValueId db =
+        node.outputs.size() > 1 && !bias_grad_taken.contains(current_)
+            ? node.outputs[1]
+            : kNoValue;
     const int64_t cols = db == kNoValue ? 0 : Numel(db);
     Add([=](const Ctx& c) -> absl::Status {
       SEQUENT_RETURN_IF_ERROR(
@@ -1368,6 +1406,54 @@ absl::StatusOr<std::unique_ptr<Executable>> CudaBackend::Compile(
 
   cuda::Lowering lowering(*exe);
   lowering.update_groups = group_of;
+  {
+    absl::flat_hash_map<NodeId, int> pos;
+    for (size_t i = 0; i < exe->plan.schedule.size(); ++i)
+      pos[exe->plan.schedule[i]] = static_cast<int>(i);
+    const auto f32_2d = [&](ValueId v) {
+      return g.type(v).dtype == DType::kF32 && g.type(v).shape.rank() == 2;
+    };
+    for (NodeId m : exe->plan.schedule) {
+      const Node& mm = g.node(m);
+      if (mm.op != "matmul" || mm.inputs.size() != 2 ||
+          !BoolAttrOr(mm.attrs, "transpose_a", false) ||
+          BoolAttrOr(mm.attrs, "transpose_b", false) || !f32_2d(mm.inputs[0]) ||
+          !f32_2d(mm.inputs[1]) || !f32_2d(mm.outputs[0])) {
+        continue;
+      }
+      const ValueId dz = mm.inputs[1];
+      NodeId owner = kNoNode;
+      ValueId db = kNoValue;
+      const NodeId producer = g.value(dz).producer;
+      if (g.node(producer).op == "activation_bias_grad" &&
+          g.node(producer).outputs.size() == 2 &&
+          g.node(producer).outputs[0] == dz) {
+        owner = producer;
+        db = g.node(producer).outputs[1];
+      } else {
+        for (const auto& [user, index] : g.Users(dz)) {
+          const Node& r = g.node(user);
+          if (r.op == "reduce_sum" && pos[user] < pos[m] &&
+              IntListAttrOr(r.attrs, "axes", {}) == std::vector<int64_t>{0} &&
+              !BoolAttrOr(r.attrs, "keepdims", false)) {
+            owner = user;
+            db = r.outputs[0];
+            break;
+          }
+        }
+      }
+      if (owner == kNoNode || lowering.bias_grad_taken.contains(owner))
+        continue;
+      // Written at the matmul's step: nothing may read it before then.
+      bool read_later = true;
+      for (const auto& [user, index] : g.Users(db)) {
+        read_later = read_later && pos[user] > pos[m];
+      }
+      if (!read_later) continue;
+      lowering.bias_grad_of_matmul[m] = db;
+      lowering.bias_grad_taken.insert(owner);
+    }
+  }
   exe->locations.resize(g.num_values());
   absl::flat_hash_map<std::string, TensorType> variable_types;
   std::vector<NodeId> new_variables;

@@ -538,6 +538,35 @@ TEST(CudaTrainTest, Mlp784x512x512x10PrefetchedMatchesReference) {
                     "mlp784 prefetch", /*prefetch=*/true);
 }
 
+// A weight gradient xᵀ dz beside the bias gradient (reduce_sum over the
+// batch, and activation_bias_grad's): both become one cuBLASLt call with the
+// BGRADA epilogue (or a plain GEMM + our column sum where cuBLASLt has none).
+TEST(CudaTrainTest, WeightAndBiasGradientsMatchReference) {
+  SKIP_WITHOUT_GPU();
+  Graph graph("wgrad");
+  GraphBuilder b(&graph, &ops::DefaultRegistry());
+  const ValueId x = b.Input("x", {DType::kF32, Shape{N, 24}});
+  const ValueId dy = b.Input("dy", {DType::kF32, Shape{N, 16}});
+  const ValueId y = b.Input("y", {DType::kF32, Shape{N, 16}});
+  const ValueId dw = b.Op("matmul", {x, dy}, {{"transpose_a", true}});
+  const ValueId db =
+      b.Op("reduce_sum", {dy}, {{"axes", std::vector<int64_t>{0}}});
+  std::vector<ValueId> g = b.OpMulti("activation_bias_grad", {dy, y},
+                                     {{"activation", std::string("relu")}});
+  ASSERT_TRUE(b.ok()) << b.status();
+  const ValueId dw2 = b.Op("matmul", {x, g[0]}, {{"transpose_a", true}});
+  graph.AddOutput("dw", dw);
+  graph.AddOutput("db", db);
+  graph.AddOutput("dw2", dw2);
+  graph.AddOutput("db2", g[1]);
+  std::mt19937 rng(3);
+  Tensor tx = RandomTensor(F32({37, 24}), rng),
+         tdy = RandomTensor(F32({37, 16}), rng),
+         ty = RandomTensor(F32({37, 16}), rng);
+  CompareBackends(graph, 37, {{"x", &tx}, {"dy", &tdy}, {"y", &ty}}, 1e-4,
+                  "wgrad");
+}
+
 TEST(CudaTrainTest, LabelOutOfRangeIsAnError) {
   SKIP_WITHOUT_GPU();
   bool ok = false;
