@@ -122,7 +122,7 @@ __global__ void ActivationGradKernel(Pointwise fn, float alpha,
 }
 
 // 32 columns per block, 32 row lanes per column, then a shared-memory sum.
-__global__ void ColumnSumKernel(const float* x, float* out, int64_t rows,
+__global__ void __launch_bounds__(kReduceThreads) ColumnSumKernel(const float* x, float* out, int64_t rows,
                                 int64_t cols) {
   __shared__ float partial[32][33];
   const int64_t col = blockIdx.x * int64_t{32} + threadIdx.x;
@@ -235,7 +235,9 @@ __global__ void SoftmaxGradKernel(bool log, const float* dy, const float* y,
   }
 }
 
-// One block of kReduceThreads: a deterministic sum of per-thread partials.
+// One block of kReduceThreads (the reduction kernels are __launch_bounds__ to
+// it, so they always fit its register budget): a deterministic sum of
+// per-thread partials.
 __device__ double BlockSum(double v) {
   __shared__ double shared[kReduceThreads];
   shared[threadIdx.x] = v;
@@ -280,7 +282,7 @@ __device__ double SparseCeRow(const SparseCeArgs& a, int64_t r) {
   return -log(q);
 }
 
-__global__ void SparseCeKernel(SparseCeArgs a, float* loss) {
+__global__ void __launch_bounds__(kReduceThreads) SparseCeKernel(SparseCeArgs a, float* loss) {
   double total = 0;
   for (int64_t r = threadIdx.x; r < a.rows; r += blockDim.x) {
     total += SparseCeRow(a, r) * WeightAt(a.weights, a.weights_n, r,
@@ -324,7 +326,7 @@ __global__ void SparseCeGradKernel(SparseCeArgs a, const float* dloss,
   }
 }
 
-__global__ void PointLossKernel(PointLoss kind, PointLossArgs a, float* loss) {
+__global__ void __launch_bounds__(kReduceThreads) PointLossKernel(PointLoss kind, PointLossArgs a, float* loss) {
   double total = 0;
   for (int64_t r = threadIdx.x; r < a.rows; r += blockDim.x) {
     double row = 0;
@@ -360,7 +362,7 @@ __device__ int64_t ArgMax(const float* row, int64_t n) {
   return best;
 }
 
-__global__ void SparseAccuracyKernel(const void* labels, bool i64,
+__global__ void __launch_bounds__(kReduceThreads) SparseAccuracyKernel(const void* labels, bool i64,
                                      const float* pred, int64_t rows,
                                      int64_t classes, float* out) {
   double correct = 0;
@@ -371,7 +373,7 @@ __global__ void SparseAccuracyKernel(const void* labels, bool i64,
   if (threadIdx.x == 0) out[0] = rows == 0 ? 0.f : float(correct / rows);
 }
 
-__global__ void CategoricalAccuracyKernel(const float* y_true,
+__global__ void __launch_bounds__(kReduceThreads) CategoricalAccuracyKernel(const float* y_true,
                                           const float* pred, int64_t rows,
                                           int64_t classes, float* out) {
   double correct = 0;
@@ -455,7 +457,7 @@ __global__ void ClipByValueKernel(const float* x, float* y, int64_t n, float lo,
   SEQUENT_GRID_LOOP(i, n) { y[i] = fminf(fmaxf(x[i], lo), hi); }
 }
 
-__global__ void SumSquaresKernel(const float* x, int64_t n, float* norm) {
+__global__ void __launch_bounds__(kReduceThreads) SumSquaresKernel(const float* x, int64_t n, float* norm) {
   double sum = 0;
   for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
     sum += double(x[i]) * double(x[i]);
