@@ -159,7 +159,8 @@ std::vector<int64_t> KeepdimsShape(const Shape& shape,
 // back to the input's shape.
 absl::StatusOr<ValueId> BroadcastBack(GraphBuilder& b, const Node& node,
                                       ValueId dy) {
-  const TensorType& x = b.type(node.inputs[0]);
+  // A copy: b.Op appends values, which may reallocate the graph's value table.
+  const TensorType x = b.type(node.inputs[0]);
   SEQUENT_ASSIGN_OR_RETURN(std::vector<bool> mask, ReducedMask(x, node.attrs));
   const std::vector<int64_t> kept = KeepdimsShape(x.shape, mask);
   if (b.type(dy).shape.dims() != kept) {
@@ -188,7 +189,7 @@ OpDef Make_reduce_mean_Op() {
                     absl::Span<const ValueId> dys)
       -> absl::StatusOr<std::vector<ValueId>> {
     if (dys[0] == kNoValue) return std::vector<ValueId>{kNoValue};
-    const TensorType& x = b.type(node.inputs[0]);
+    const TensorType x = b.type(node.inputs[0]);  // Outlives b.Op: a copy.
     SEQUENT_ASSIGN_OR_RETURN(std::vector<bool> mask,
                              ReducedMask(x, node.attrs));
     int64_t count = 1;

@@ -297,7 +297,7 @@ OpDef Make_concat_Op() {
       -> absl::StatusOr<std::vector<ValueId>> {
     std::vector<ValueId> grads(node.inputs.size(), kNoValue);
     if (dys[0] == kNoValue) return grads;
-    const Shape& out = b.type(node.outputs[0]).shape;
+    const Shape out = b.type(node.outputs[0]).shape;  // Outlives b.Op.
     SEQUENT_ASSIGN_OR_RETURN(
         int axis, NormalizeAxis(IntAttrOr(node.attrs, "axis", -1), out.rank()));
     int64_t offset = 0;
