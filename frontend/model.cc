@@ -371,6 +371,15 @@ void Sequential::compile(Optimizer optimizer, Loss loss,
                                 {"predict", &graphs_.predict}});
 }
 
+void Sequential::RequireTrainable(const char* what) const {
+  if (graphs_.train.num_nodes() == 0) {
+    throw Error(absl::StrCat(
+        what, ": model '", name_,
+        "' has no trainable variables to train; it can still predict "
+        "and evaluate"));
+  }
+}
+
 void Sequential::RequireCompiled(const char* what) const {
   if (!compiled_) {
     throw Error(
@@ -611,6 +620,7 @@ Logs Sequential::RunBatches(GraphStage stage, const Tensor& x, const Tensor* y,
 History Sequential::fit(const Tensor& x_in, const Tensor& y_in,
                         FitOptions options) {
   RequireCompiled("fit");
+  RequireTrainable("fit");
   if (options.batch_size <= 0) {
     throw Error(absl::StrCat("fit: batch_size must be a positive integer, got ",
                              options.batch_size));
@@ -775,6 +785,7 @@ Tensor Sequential::predict(const Tensor& x_in, PredictOptions options) {
 
 Logs Sequential::train_on_batch(const Tensor& x_in, const Tensor& y_in) {
   RequireCompiled("train_on_batch");
+  RequireTrainable("train_on_batch");
   const Tensor x = PrepareX(x_in, "train_on_batch");
   const Tensor y = PrepareY(y_in, x.shape()[0], "train_on_batch");
   std::vector<int64_t> rows(static_cast<size_t>(x.shape()[0]));

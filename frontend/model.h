@@ -157,6 +157,7 @@ class Sequential {
   Graph BuildForward(std::vector<LayerInfo>* infos) const;
   const std::vector<int64_t>& input_shape() const;
   void RequireCompiled(const char* what) const;
+  void RequireTrainable(const char* what) const;
   // Checks x (and y when given) against the model and converts them to the feed
   // types.
   Tensor PrepareX(const Tensor& x, const char* what) const;

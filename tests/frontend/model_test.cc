@@ -245,6 +245,14 @@ std::vector<BadInput> BadInputs() {
       {"cuda_without_backend",
        [] { SmallClassifier().compile("adam", "mse", {}, Device::CUDA()); },
        "has no CUDA backend"},
+      {"nothing_to_train",
+       [=] {
+         Sequential head({Input({4}), Activation("softmax")});
+         head.compile("adam", "mse", {}, Device::CPU());
+         EXPECT_EQ(head.predict(x, {.verbose = 0}).shape(), (Shape{16, 4}));
+         head.fit(x, Tensor(DType::kF32, Shape{16, 4}), {.verbose = 0});
+       },
+       "has no trainable variables to train; it can still predict"},
       {"unknown_device", [] { Device("tpu"); }, "unknown device 'tpu'"},
       {"one_hot_with_sparse_loss",
        [=] {
