@@ -259,6 +259,8 @@ Graph Sequential::BuildForward(std::vector<LayerInfo>* infos) const {
   ctx.seed = seed_;
   ctx.dtype = dtype_;
   ValueId x = input_->Emit(b, kNoValue, ctx);
+  // A bad Input shape fails here, before a layer reads the missing value.
+  ThrowIfError(b.status());
   for (size_t i = 0; i < layers_.size(); ++i) {
     ctx.index = static_cast<int>(i);
     b.SetLayer(layers_[i]->name());

@@ -152,6 +152,21 @@ std::vector<BadInput> BadInputs() {
        },
        "Conv2D expects a 4-D input (batch, height, width, channels), got "
        "f32[N,8]"},
+      // Found by load_model_fuzzer (a saved input_shape=0): the first layer
+      // read the value the failed Input never made.
+      {"zero_input_dimension",
+       [] {
+         Sequential({Input({0}), Dense(2)}).summary_string();
+       },
+       "Input(shape=(0)): every dimension must be positive"},
+      {"zero_input_dimension_in_a_model_file",
+       [] {
+         SaveFile f = ValueOrThrow(DecodeSaveFile(SavedModel()));
+         const size_t at = f.config.find("input_shape=");
+         f.config.replace(at, f.config.find('\n', at) - at, "input_shape=0");
+         load_model(WriteFile("zero_dim.sqm", ValueOrThrow(EncodeSaveFile(f))));
+       },
+       "every dimension must be positive"},
       {"dense_on_images_without_flatten",
        [] {
          Sequential({Input({28, 28}), Dense(10)}).summary_string();
