@@ -172,6 +172,7 @@ DType FloatX() {
 void set_deterministic(bool deterministic) {
   std::lock_guard<std::mutex> lock(name_mutex);
   global_deterministic = deterministic;
+  CpuBackend::SetFixedKernelChoice(deterministic);
 }
 
 bool deterministic() {

@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -34,6 +35,9 @@ namespace {
 
 using dnnl::memory;
 using tag = dnnl::memory::format_tag;
+
+// Set by CpuBackend::SetFixedKernelChoice (deterministic mode).
+std::atomic<bool> fixed_kernel_choice{false};
 
 // Scratchpad memories of the steps point at one shared buffer, named by this
 // value id.
@@ -424,7 +428,10 @@ class Lowering {
   enum class GemmChoice { kAuto, kInnerProduct, kMatmul };
   static GemmChoice GemmChoiceFromEnv() {
     const char* env = std::getenv("SEQUENT_CPU_GEMM");
-    if (env == nullptr) return GemmChoice::kAuto;
+    if (env == nullptr) {
+      return fixed_kernel_choice.load() ? GemmChoice::kInnerProduct
+                                        : GemmChoice::kAuto;
+    }
     if (std::string(env) == "ip") return GemmChoice::kInnerProduct;
     if (std::string(env) == "matmul") return GemmChoice::kMatmul;
     return GemmChoice::kAuto;
@@ -2460,6 +2467,10 @@ absl::StatusOr<std::unique_ptr<Executable>> CpuBackend::Compile(
                                 : nullptr});
   }
   return std::unique_ptr<Executable>(std::move(exe));
+}
+
+void CpuBackend::SetFixedKernelChoice(bool fixed) {
+  cpu::fixed_kernel_choice.store(fixed);
 }
 
 }  // namespace sequent

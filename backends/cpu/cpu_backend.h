@@ -63,6 +63,12 @@ class CpuBackend : public Backend {
   void SetNumThreads(int num_threads);
   int num_threads() const { return num_threads_; }
 
+  // Deterministic mode, for every executable compiled afterwards in this
+  // process: a fixed GEMM formulation (inner product) instead of the faster one
+  // timed at Compile, since a timing-based choice can differ between two
+  // compiles and change the rounding.
+  static void SetFixedKernelChoice(bool fixed);
+
   // The memory plan of an executable this backend compiled (null for any
   // other executable), and the plan's table (MemoryPlan::ToString over the
   // batch-bound graph the plan numbers) for tools to print.
