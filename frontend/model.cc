@@ -22,6 +22,7 @@
 #include "core/graph_builder.h"
 #include "core/memory_planner.h"
 #include "core/passes/backward_fusion.h"
+#include "core/passes/canonicalize.h"
 #include "core/passes/cse.h"
 #include "core/passes/dce.h"
 #include "core/passes/pipeline.h"
@@ -356,6 +357,7 @@ void Sequential::compile(Optimizer optimizer, Loss loss,
   }
   graphs_ = ValueOrThrow(BuildTrainingGraphs(optimized_, config, registry));
   PassPipeline training(registry);
+  training.AddPass<CanonicalizePass>(registry);
   training.AddPass<CsePass>(registry);
   training.AddPass<BackwardFusionPass>(registry);
   training.AddPass<DcePass>();

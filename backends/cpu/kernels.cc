@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "core/status_macros.h"
 #include "ops/random_hash.h"
 
 namespace sequent::cpu {
@@ -38,6 +39,31 @@ void BroadcastBinaryT(BinaryKind kind, const T* a,
   if (rank == 0) {
     out[0] = ApplyBinary(kind, a[0], b[0]);
     return;
+  }
+  if (rank == 1 && (a_strides[0] == 0) != (b_strides[0] == 0)) {
+    // A tensor and a scalar: one loop per kind, so each vectorizes.
+    const int64_t n = out_dims[0];
+    const bool scalar_a = a_strides[0] == 0;
+    const T* x = scalar_a ? b : a;
+    const T s = scalar_a ? a[0] : b[0];
+    auto apply = [&](auto op) {
+#pragma omp parallel for simd schedule(static) if (n > (1 << 16))
+      for (int64_t i = 0; i < n; ++i)
+        out[i] = scalar_a ? op(s, x[i]) : op(x[i], s);
+    };
+    switch (kind) {
+      case BinaryKind::kAdd:
+        apply([](T u, T v) { return u + v; });
+        return;
+      case BinaryKind::kSub:
+        apply([](T u, T v) { return u - v; });
+        return;
+      case BinaryKind::kMul:
+        apply([](T u, T v) { return u * v; });
+        return;
+      default:
+        break;  // div and max: the general loop below.
+    }
   }
   // Rows of the innermost dimension are independent: parallelize over them.
   const int64_t inner = out_dims[rank - 1];
@@ -332,26 +358,32 @@ int64_t ArgMax(int64_t n, const std::function<double(int64_t)>& get) {
   return best;
 }
 
+// Labels of sparse_categorical_crossentropy: integers in [0, classes).
+absl::Status CheckSparseLabels(ConstView labels, int64_t rows,
+                               int64_t classes) {
+  constexpr absl::string_view kOp = "sparse_categorical_crossentropy";
+  for (int64_t r = 0; r < rows; ++r) {
+    const double label = Load(labels.dtype, labels.data, r);
+    if (label != std::floor(label)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "[", kOp, "] label ", label, " at sample ", r, " is not an integer"));
+    }
+    if (label < 0 || label >= static_cast<double>(classes)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("[", kOp, "] label ", label, " at sample ", r,
+                       " is out of range for ", classes, " classes"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status Loss(const LossParams& params, ConstView y_true, ConstView y_pred,
                   ConstView weight, int64_t row_len, int64_t batch, void* out) {
   const int64_t rows = row_len == 0 ? 0 : y_pred.size / row_len;
   if (params.kind == LossKind::kSparseCategoricalCrossentropy) {
-    constexpr absl::string_view kOp = "sparse_categorical_crossentropy";
-    for (int64_t r = 0; r < rows; ++r) {
-      const double label = Load(y_true.dtype, y_true.data, r);
-      if (label != std::floor(label)) {
-        return absl::InvalidArgumentError(absl::StrCat("[", kOp, "] label ",
-                                                       label, " at sample ", r,
-                                                       " is not an integer"));
-      }
-      if (label < 0 || label >= static_cast<double>(row_len)) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("[", kOp, "] label ", label, " at sample ", r,
-                         " is out of range for ", row_len, " classes"));
-      }
-    }
+    SEQUENT_RETURN_IF_ERROR(CheckSparseLabels(y_true, rows, row_len));
   }
   if (y_pred.dtype == DType::kF64) {
     LossT(params, y_true, static_cast<const double*>(y_pred.data), rows,
@@ -360,6 +392,44 @@ absl::Status Loss(const LossParams& params, ConstView y_true, ConstView y_pred,
     LossT(params, y_true, static_cast<const float*>(y_pred.data), rows, row_len,
           weight, batch, static_cast<float*>(out));
   }
+  return absl::OkStatus();
+}
+
+absl::Status SparseCrossentropyFromProbs(ConstView labels, const float* probs,
+                                         const float* logits, ConstView weight,
+                                         int64_t rows, int64_t classes,
+                                         int64_t batch, float* out) {
+  SEQUENT_RETURN_IF_ERROR(CheckSparseLabels(labels, rows, classes));
+  const int64_t rows_per_sample =
+      batch == 0 ? 1 : std::max<int64_t>(rows / batch, 1);
+  // One thread in row order: a few hundred loads, and the sum stays the same
+  // from run to run.
+  double total = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    const auto label = static_cast<int64_t>(Load(labels.dtype, labels.data, r));
+    const float p = probs[r * classes + label];
+    double loss;
+    if (p > 1e-30f) {
+      loss = -std::log(static_cast<double>(p));
+    } else {
+      // The softmax underflowed: log_softmax of the row in double keeps the
+      // loss finite and exact.
+      const float* row = logits + r * classes;
+      double max = row[0];
+      for (int64_t i = 1; i < classes; ++i)
+        max = std::max(max, static_cast<double>(row[i]));
+      double sum = 0;
+      for (int64_t i = 0; i < classes; ++i) sum += std::exp(row[i] - max);
+      loss = max + std::log(sum) - row[label];
+    }
+    if (weight.data != nullptr) {
+      loss *= Load(weight.dtype, weight.data,
+                   weight.size == 1 ? 0 : r / rows_per_sample);
+    }
+    total += loss;
+  }
+  out[0] =
+      static_cast<float>(rows == 0 ? 0.0 : total / static_cast<double>(rows));
   return absl::OkStatus();
 }
 

@@ -67,6 +67,15 @@ struct LossParams {
 absl::Status Loss(const LossParams& params, ConstView y_true, ConstView y_pred,
                   ConstView weight, int64_t row_len, int64_t batch, void* out);
 
+// Loss's sparse crossentropy from logits, given the softmax of the logits
+// (f32 [rows, classes], computed by a oneDNN primitive): the same label checks,
+// weights and mean, with one logarithm per row (rows whose softmax underflowed
+// are recomputed from the logits).
+absl::Status SparseCrossentropyFromProbs(ConstView labels, const float* probs,
+                                         const float* logits, ConstView weight,
+                                         int64_t rows, int64_t classes,
+                                         int64_t batch, float* out);
+
 enum class MetricKind {
   kSparseCategoricalAccuracy,
   kCategoricalAccuracy,

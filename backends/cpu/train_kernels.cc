@@ -318,6 +318,21 @@ void ColumnSumsT(int64_t rows, int64_t c, T* out, Get get, double scale = 1.0,
   constexpr int64_t kBand = 256;
   const int64_t bands = (c + kBand - 1) / kBand;
   const int threads = omp_get_max_threads();
+  if (c == 1 && rows < (1 << 16)) {
+    // A full reduction (an L2 penalty's sum of squares): independent lanes in
+    // a fixed order so it vectorizes and stays deterministic.
+    constexpr int kLanes = 8;
+    double lanes[kLanes] = {};
+    int64_t r = 0;
+    for (; r + kLanes <= rows; r += kLanes) {
+      for (int l = 0; l < kLanes; ++l) lanes[l] += get(r + l);
+    }
+    double sum = 0;
+    for (int l = 0; l < kLanes; ++l) sum += lanes[l];
+    for (; r < rows; ++r) sum += get(r);
+    out[0] = static_cast<T>(sum * scale);
+    return;
+  }
   if (scratch != nullptr && threads > 1 && bands < threads &&
       rows >= 4 * threads) {
 #pragma omp parallel num_threads(threads)
@@ -484,6 +499,42 @@ void GlobalAvgPoolGradT(const T* dy, T* dx, int64_t n, int64_t hw, int64_t c) {
 
 }  // namespace
 
+absl::Status SparseCrossentropyGradFromProbs(ConstView labels, ConstView dloss,
+                                             ConstView weight, int64_t rows,
+                                             int64_t classes, int64_t batch,
+                                             float* grad) {
+  if (weight.data != nullptr && weight.size != 1 && weight.size != batch) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "sample_weight has ", weight.size, " elements for a batch of ", batch));
+  }
+  for (int64_t r = 0; r < rows; ++r) {
+    const double label = LoadD(labels.dtype, labels.data, r);
+    if (label != std::floor(label) || label < 0 ||
+        label >= static_cast<double>(classes)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "[sparse_categorical_crossentropy_grad] label ", label, " at sample ",
+          r, " is not a class index in [0, ", classes, ")"));
+    }
+  }
+  const int64_t rows_per_sample =
+      batch == 0 ? 1 : std::max<int64_t>(rows / batch, 1);
+  const double per_row = LoadD(dloss.dtype, dloss.data, 0) /
+                         static_cast<double>(std::max<int64_t>(rows, 1));
+#pragma omp parallel for schedule(static) if (rows * classes > (1 << 16))
+  for (int64_t r = 0; r < rows; ++r) {
+    double scale = per_row;
+    if (weight.data != nullptr) {
+      scale *= LoadD(weight.dtype, weight.data,
+                     weight.size == 1 ? 0 : r / rows_per_sample);
+    }
+    float* row = grad + r * classes;
+    row[static_cast<int64_t>(LoadD(labels.dtype, labels.data, r))] -= 1.0f;
+    const auto s = static_cast<float>(scale);
+    for (int64_t i = 0; i < classes; ++i) row[i] *= s;
+  }
+  return absl::OkStatus();
+}
+
 absl::Status LossGrad(const LossParams& params, ConstView y_true,
                       ConstView y_pred, ConstView dloss, ConstView weight,
                       int64_t row_len, int64_t batch, void* out,
@@ -616,11 +667,46 @@ void StridedCopy(int64_t elem_size, const void* src,
   const int64_t n = Product(out_dims);
   const auto* s = static_cast<const std::byte*>(src);
   auto* d = static_cast<std::byte*>(dst);
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; ++i) {
-    std::memcpy(d + i * elem_size,
-                s + SourceIndex(i, out_dims, src_strides) * elem_size,
-                elem_size);
+  if (n == 0) return;
+  // Rows of the last dimension: copied whole when the source row is
+  // contiguous, filled from one element when it is broadcast.
+  if (std::all_of(src_strides.begin(), src_strides.end(),
+                  [](int64_t stride) { return stride == 0; }) &&
+      elem_size == 4) {
+    uint32_t value;
+    std::memcpy(&value, s, 4);
+    std::fill_n(reinterpret_cast<uint32_t*>(d), n, value);
+    return;
+  }
+  const int rank = static_cast<int>(out_dims.size());
+  const int64_t inner = rank == 0 ? 1 : out_dims[rank - 1];
+  const int64_t inner_stride = rank == 0 ? 0 : src_strides[rank - 1];
+  if (inner_stride > 1 || inner < 8) {
+#pragma omp parallel for schedule(static) if (n > (1 << 16))
+    for (int64_t i = 0; i < n; ++i) {
+      std::memcpy(d + i * elem_size,
+                  s + SourceIndex(i, out_dims, src_strides) * elem_size,
+                  elem_size);
+    }
+    return;
+  }
+  const int64_t outer = n / inner;
+  const int64_t row_bytes = inner * elem_size;
+#pragma omp parallel for schedule(static) if (n > (1 << 16))
+  for (int64_t o = 0; o < outer; ++o) {
+    const std::byte* from =
+        s + SourceIndex(o * inner, out_dims, src_strides) * elem_size;
+    std::byte* to = d + o * row_bytes;
+    if (inner_stride == 1) {
+      std::memcpy(to, from, row_bytes);
+    } else if (elem_size == 4) {
+      uint32_t value;
+      std::memcpy(&value, from, 4);
+      std::fill_n(reinterpret_cast<uint32_t*>(to), inner, value);
+    } else {
+      for (int64_t j = 0; j < inner; ++j)
+        std::memcpy(to + j * elem_size, from, elem_size);
+    }
   }
 }
 

@@ -53,6 +53,11 @@ bool IsIdentity(const Graph& graph, const Node& node, const Attributes& attrs) {
   return false;
 }
 
+bool IsBroadcastingBinary(const std::string& op) {
+  return op == "add" || op == "sub" || op == "mul" || op == "div" ||
+         op == "maximum";
+}
+
 }  // namespace
 
 absl::StatusOr<bool> CanonicalizePass::Run(Graph& graph) {
@@ -88,6 +93,24 @@ absl::StatusOr<bool> CanonicalizePass::Run(Graph& graph) {
           Node& node = graph.mutable_node(id);
           node.inputs[0] = x;
           node.attrs["perm"] = composed;
+          changed = true;
+        }
+      }
+    }
+    if (IsBroadcastingBinary(op) && graph.node(id).inputs.size() == 2) {
+      // x (op) broadcast_to(s), x already of the result's type: the binary op
+      // broadcasts s itself, so the materialized broadcast (a full pass over
+      // memory, e.g. the scalar of an L2 penalty's gradient) is not needed.
+      const Node& node = graph.node(id);
+      const TensorType& result = graph.type(node.outputs[0]);
+      for (int i = 0; i < 2; ++i) {
+        const ValueId operand = graph.node(id).inputs[i];
+        const ValueId other = graph.node(id).inputs[1 - i];
+        const Node& producer = graph.producer(operand);
+        if (producer.op == "broadcast_to" && producer.inputs.size() == 1 &&
+            graph.type(other) == result &&
+            graph.type(producer.inputs[0]).dtype == result.dtype) {
+          graph.mutable_node(id).inputs[i] = producer.inputs[0];
           changed = true;
         }
       }

@@ -29,6 +29,7 @@ constexpr int64_t N = Shape::kBatch;
 
 enum class Fill {
   kNormal,    // Uniform in [-2, 2].
+  kWide,      // Uniform in [-150, 150]: softmaxes underflow.
   kPositive,  // Uniform in [0.1, 3].
   kProb,      // Uniform in [0.05, 0.95].
   kLabels,    // Integers in [0, classes).
@@ -86,6 +87,9 @@ Tensor RandomTensor(const InputSpec& spec, std::mt19937& rng) {
         break;
       case Fill::kOneHot:
         v = 0;
+        break;
+      case Fill::kWide:
+        v = 75.0 * normal(rng);
         break;
       case Fill::kStep:
         v = 7;
@@ -222,6 +226,10 @@ std::vector<OpCase> Cases() {
          {F32({4, 1}), F32({1, 5}, yf)},
          {}});
     add({absl::StrCat(op, "_scalar"), op, {F32({}), F32({2, 3}, yf)}, {}});
+    add({absl::StrCat(op, "_scalar_y"),
+         op,
+         {F32({N, 40}), F32({}, Fill::kPositive)},
+         {}});
   }
   add({"add_i32",
        "add",
@@ -377,6 +385,15 @@ std::vector<OpCase> Cases() {
        "sparse_categorical_crossentropy",
        {Labels(DType::kI32, {N}, 5), F32({N, 5}, Fill::kProb)},
        {}});
+  add({"sparse_categorical_crossentropy_logits",
+       "sparse_categorical_crossentropy",
+       {Labels(DType::kI32, {N}, 5), F32({N, 5})},
+       {{"from_logits", true}}});
+  // Logits far apart: the label's softmax underflows in f32 for some rows.
+  add({"sparse_categorical_crossentropy_logits_wide",
+       "sparse_categorical_crossentropy",
+       {Labels(DType::kI64, {N}, 6), F32({N, 6}, Fill::kWide)},
+       {{"from_logits", true}}});
   add({"sparse_categorical_crossentropy_logits_weighted",
        "sparse_categorical_crossentropy",
        {Labels(DType::kI64, {N, 1}, 5), F32({N, 5}), F32({}, Fill::kPositive)},
@@ -656,6 +673,28 @@ TEST(CpuBackendTest, KernelErrorsMatchTheReference) {
   ASSERT_FALSE(want.ok());
   EXPECT_EQ(got, want);
   EXPECT_NE(got.message().find("layer 'loss'"), absl::string_view::npos) << got;
+}
+
+TEST(CpuBackendTest, CrossentropyFromLogitsStaysFiniteWhenSoftmaxUnderflows) {
+  // exp(-400) is 0 in f32 and f64 alike: the loss must come from the logits.
+  Graph graph("g");
+  GraphBuilder b(&graph, &ops::DefaultRegistry());
+  ValueId y = b.Input("y", {DType::kI32, Shape{N}});
+  ValueId p = b.Input("p", {DType::kF32, Shape{N, 3}});
+  graph.AddOutput("loss", b.Op("sparse_categorical_crossentropy", {y, p},
+                               {{"from_logits", true}}));
+  ASSERT_TRUE(b.ok()) << b.status();
+  Tensor labels = Tensor::FromVector<int32_t>({2, 1}, Shape{2});
+  Tensor logits =
+      Tensor::FromVector<float>({0, 200, -200, 0, 1, 0}, Shape{2, 3});
+  CpuBackend cpu;
+  auto store = cpu.CreateVariableStore();
+  auto exe = cpu.Compile(graph, 2, store.get());
+  ASSERT_TRUE(exe.ok()) << exe.status();
+  std::vector<Tensor> out;
+  ASSERT_TRUE((*exe)->Run({{"y", &labels}, {"p", &logits}}, out).ok());
+  const double second = -std::log(std::exp(1.0) / (2.0 + std::exp(1.0)));
+  EXPECT_NEAR(out[0].GetAsDouble(0), (400.0 + second) / 2, 1e-4);
 }
 
 TEST(CpuBackendTest, NumThreadsFromTheEnvironment) {

@@ -359,6 +359,10 @@ std::vector<OpCase> Cases() {
        "sparse_categorical_crossentropy_grad",
        {Labels(DType::kI64, {N}, 5), F32({N, 5}, Fill::kProb), dloss},
        {}});
+  add({"sparse_categorical_crossentropy_grad_logits_unweighted",
+       "sparse_categorical_crossentropy_grad",
+       {Labels(DType::kI64, {N}, 5), F32({N, 5}), dloss},
+       {{"from_logits", true}}});
   add({"sparse_categorical_crossentropy_grad_logits",
        "sparse_categorical_crossentropy_grad",
        {Labels(DType::kI32, {N}, 5), F32({N, 5}), dloss,

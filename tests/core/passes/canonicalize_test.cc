@@ -38,6 +38,44 @@ TEST(CanonicalizeTest, RemovesIdentityReshape) {
                   true);
 }
 
+TEST(CanonicalizeTest, BinaryOpsBroadcastTheirOwnOperands) {
+  ExpectCanonical(R"(graph "g" {
+  %0 = input() {name = "w"} : f32[784,5]
+  %1 = input() {name = "s"} : f32[]
+  %2 = broadcast_to(%1) {shape = [784, 5]} : f32[784,5]
+  %3 = mul(%0, %2) : f32[784,5]
+  %4 = sub(%2, %0) : f32[784,5]
+  output "m" = %3
+  output "d" = %4
+}
+)",
+                  // The broadcast is dead (left for DCE).
+                  R"(graph "g" {
+  %0 = input() {name = "w"} : f32[784,5]
+  %1 = input() {name = "s"} : f32[]
+  %2 = broadcast_to(%1) {shape = [784, 5]} : f32[784,5]
+  %3 = mul(%0, %1) : f32[784,5]
+  %4 = sub(%1, %0) : f32[784,5]
+  output "m" = %3
+  output "d" = %4
+}
+)",
+                  true);
+}
+
+TEST(CanonicalizeTest, KeepsBroadcastsThatShapeTheResult) {
+  // Neither operand has the result's shape without the broadcast.
+  constexpr absl::string_view kGraph = R"(graph "g" {
+  %0 = input() {name = "a"} : f32[4,1]
+  %1 = input() {name = "s"} : f32[]
+  %2 = broadcast_to(%1) {shape = [4, 3]} : f32[4,3]
+  %3 = add(%0, %2) : f32[4,3]
+  output "y" = %3
+}
+)";
+  ExpectCanonical(kGraph, kGraph, false);
+}
+
 TEST(CanonicalizeTest, KeepsRealReshapesAndMergesReshapeChains) {
   ExpectCanonical(
       R"(graph "g" {
