@@ -563,10 +563,11 @@ TEST(CpuTrainTest, MlpTrainStepsMatchReferenceAdam) {
   CompareTrainSteps(SmallMlp(), Adam{}, Shape{20}, 1e-4, "mlp adam");
 }
 
-// Each dense GEMM has two oneDNN formulations (inner product or matmul),
-// timed at Compile; both must give the same training.
-TEST(CpuTrainTest, MlpTrainStepsMatchReferenceWithEitherGemmFormulation) {
-  for (const char* gemm : {"ip", "matmul"}) {
+// Each dense GEMM has several oneDNN formulations (inner product, matmul,
+// and for weight gradients a transposed matmul), timed at Compile; all must
+// give the same training.
+TEST(CpuTrainTest, MlpTrainStepsMatchReferenceWithEveryGemmFormulation) {
+  for (const char* gemm : {"ip", "matmul", "matmul_t"}) {
     setenv("SEQUENT_CPU_GEMM", gemm, 1);
     CompareTrainSteps(SmallMlp(), Adam{}, Shape{20}, 1e-4,
                       absl::StrCat("mlp adam ", gemm));
