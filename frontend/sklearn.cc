@@ -7,6 +7,7 @@
 #include <map>
 #include <numeric>
 #include <set>
+#include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -14,6 +15,7 @@
 #include "backends/cpu/cpu_backend.h"
 #include "core/training_graph.h"
 #include "fmt/format.h"
+#include "frontend/background_worker.h"
 #include "frontend/compile_options.h"
 #include "frontend/data.h"
 #include "frontend/layers.h"
@@ -169,12 +171,16 @@ struct BaseMultilayerPerceptron::Staging {
   struct Step {
     Executable* executable = nullptr;
     Tensor x, y, sample_weight, learning_rate;
+    // The next batch of the same size, gathered while this one trains.
+    Tensor next_x, next_y;
     std::vector<Feed> feeds;
     std::vector<Tensor> outputs;
     size_t loss_index = 0;
   };
   std::map<int64_t, Step> train;
   std::map<int64_t, Step> predict;
+  // Set when the steps run on one thread and another core is free.
+  std::unique_ptr<BackgroundWorker> gatherer;
 };
 
 BaseMultilayerPerceptron::BaseMultilayerPerceptron(MLPOptions options,
@@ -464,6 +470,7 @@ void BaseMultilayerPerceptron::BuildModel(int64_t n_features, int64_t n_outputs,
     loss = SparseCategoricalCrossentropy{.from_logits = true};
   }
   model->compile(optimizer, loss, {}, options_.device);
+  bool single_threaded = false;
   if (auto* cpu = dynamic_cast<CpuBackend*>(&model->backend())) {
     int threads = options_.num_threads;
     if (threads <= 0) {
@@ -483,11 +490,14 @@ void BaseMultilayerPerceptron::BuildModel(int64_t n_features, int64_t n_outputs,
     // Applies to the executables compiled from here on, which is all of them:
     // they are compiled on first use.
     cpu->SetNumThreads(threads);
+    single_threaded = threads == 1;
   }
 
   model->set_weights(weights);
   model_ = std::move(model);
   staging_ = std::make_unique<Staging>();
+  if (single_threaded && std::thread::hardware_concurrency() > 1)
+    staging_->gatherer = std::make_unique<BackgroundWorker>();
   has_optimizer_ = true;
   learning_rate_ = options_.learning_rate_init;
 }
@@ -511,42 +521,72 @@ double BaseMultilayerPerceptron::RunEpoch(const Tensor& x,
   const int64_t n = static_cast<int64_t>(order.size());
   const double c = LossScale();
   const bool sgd = options_.solver == "sgd";
-  double accumulated = 0.0;
-  for (int64_t begin = 0; begin < n; begin += batch_size) {
-    const int64_t count = std::min(batch_size, n - begin);
+  const auto step_for = [&](int64_t count) -> Staging::Step& {
     auto [it, inserted] = staging_->train.try_emplace(count);
     Staging::Step& step = it->second;
-    if (inserted) {
-      step.executable = &model_->executable(GraphStage::kTrain, count);
-      const Graph& graph = model_->graph(GraphStage::kTrain);
-      const TensorType x_type = FeedType(graph, kFeatureFeed);
-      const TensorType y_type = FeedType(graph, kLabelFeed);
-      step.x = Tensor(x_type.dtype, x_type.shape.WithBatch(count));
-      step.y = Tensor(y_type.dtype, y_type.shape.WithBatch(count));
-      step.sample_weight = Tensor(x_type.dtype, Shape{count});
-      step.learning_rate = Tensor(x_type.dtype, Shape{});
-      step.feeds = {{kFeatureFeed, &step.x},
-                    {kLabelFeed, &step.y},
-                    {kSampleWeightFeed, &step.sample_weight},
-                    {kLearningRateFeed, &step.learning_rate}};
-      const auto& names = step.executable->output_names();
-      step.loss_index = static_cast<size_t>(
-          std::find(names.begin(), names.end(), kLossOutput) - names.begin());
-      // The graph's penalty is c * 0.5*alpha/l2_batch_ * |W|^2, scikit-learn's
-      // divides by the batch's own size, which differs for a short last
-      // batch. For SGD, weighting the mean data loss by count / l2_batch_
-      // makes the objective (count / l2_batch_) * c * scikit-learn's, and the
-      // learning rate divides that factor out: exact. Adam's moments would
-      // carry the factor into later steps, so it keeps weight 1: exact but for
-      // the penalty of a short batch, which is l2_batch_ / count too small.
-      const double weight =
-          sgd ? static_cast<double>(count) / static_cast<double>(l2_batch_)
-              : 1.0;
-      for (int64_t i = 0; i < count; ++i)
-        step.sample_weight.SetFromDouble(i, weight);
+    if (!inserted) return step;
+    step.executable = &model_->executable(GraphStage::kTrain, count);
+    const Graph& graph = model_->graph(GraphStage::kTrain);
+    const TensorType x_type = FeedType(graph, kFeatureFeed);
+    const TensorType y_type = FeedType(graph, kLabelFeed);
+    step.x = Tensor(x_type.dtype, x_type.shape.WithBatch(count));
+    step.y = Tensor(y_type.dtype, y_type.shape.WithBatch(count));
+    step.next_x = step.x;
+    step.next_y = step.y;
+    step.sample_weight = Tensor(x_type.dtype, Shape{count});
+    step.learning_rate = Tensor(x_type.dtype, Shape{});
+    step.feeds = {{kFeatureFeed, &step.x},
+                  {kLabelFeed, &step.y},
+                  {kSampleWeightFeed, &step.sample_weight},
+                  {kLearningRateFeed, &step.learning_rate}};
+    const auto& names = step.executable->output_names();
+    step.loss_index = static_cast<size_t>(
+        std::find(names.begin(), names.end(), kLossOutput) - names.begin());
+    // The graph's penalty is c * 0.5*alpha/l2_batch_ * |W|^2, scikit-learn's
+    // divides by the batch's own size, which differs for a short last
+    // batch. For SGD, weighting the mean data loss by count / l2_batch_
+    // makes the objective (count / l2_batch_) * c * scikit-learn's, and the
+    // learning rate divides that factor out: exact. Adam's moments would
+    // carry the factor into later steps, so it keeps weight 1: exact but for
+    // the penalty of a short batch, which is l2_batch_ / count too small.
+    const double weight =
+        sgd ? static_cast<double>(count) / static_cast<double>(l2_batch_) : 1.0;
+    for (int64_t i = 0; i < count; ++i)
+      step.sample_weight.SetFromDouble(i, weight);
+    return step;
+  };
+  const auto gather = [&](int64_t begin, int64_t count, Tensor& batch_x,
+                          Tensor& batch_y) {
+    GatherRows(x, order.data() + begin, count, batch_x);
+    GatherRows(targets, order.data() + begin, count, batch_y);
+  };
+
+  double accumulated = 0.0;
+  if (n > 0) {
+    const int64_t first = std::min(batch_size, n);
+    Staging::Step& step = step_for(first);
+    gather(0, first, step.x, step.y);
+  }
+  BackgroundWorker* gatherer = staging_->gatherer.get();
+  for (int64_t begin = 0; begin < n; begin += batch_size) {
+    const int64_t count = std::min(batch_size, n - begin);
+    Staging::Step& step = step_for(count);
+    // The next batch goes into buffers this step does not read: the spare
+    // pair of the same size, or the step of the short last batch.
+    const int64_t next_begin = begin + batch_size;
+    const int64_t next_count = std::min(batch_size, n - next_begin);
+    Tensor* next_x = nullptr;
+    Tensor* next_y = nullptr;
+    if (next_count > 0) {
+      Staging::Step& next = step_for(next_count);
+      next_x = &next == &step ? &step.next_x : &next.x;
+      next_y = &next == &step ? &step.next_y : &next.y;
+      if (gatherer != nullptr) {
+        gatherer->Start([&gather, next_begin, next_count, next_x, next_y] {
+          gather(next_begin, next_count, *next_x, *next_y);
+        });
+      }
     }
-    GatherRows(x, order.data() + begin, count, step.x);
-    GatherRows(targets, order.data() + begin, count, step.y);
     const double scale =
         sgd ? c * static_cast<double>(count) / static_cast<double>(l2_batch_)
             : c;
@@ -554,10 +594,19 @@ double BaseMultilayerPerceptron::RunEpoch(const Tensor& x,
     // scaled by c.
     step.learning_rate.SetFromDouble(
         0, sgd ? learning_rate_ / scale : options_.learning_rate_init);
-    ThrowIfError(step.executable->Run(step.feeds, step.outputs));
+    const absl::Status status = step.executable->Run(step.feeds, step.outputs);
+    if (gatherer != nullptr) gatherer->Wait();
+    ThrowIfError(status);
     const double batch_loss =
         step.outputs[step.loss_index].GetAsDouble(0) / scale;
     accumulated += batch_loss * static_cast<double>(count);
+    if (next_x != nullptr) {
+      if (gatherer == nullptr) gather(next_begin, next_count, *next_x, *next_y);
+      if (next_x == &step.next_x) {
+        std::swap(step.x, step.next_x);
+        std::swap(step.y, step.next_y);
+      }
+    }
   }
   return accumulated / static_cast<double>(n);
 }
@@ -567,7 +616,23 @@ Tensor BaseMultilayerPerceptron::Forward(const Tensor& x) const {
   const Graph& graph = model_->graph(GraphStage::kPredict);
   const TensorType x_type = FeedType(graph, kFeatureFeed);
   Tensor result(DType::kF64, Shape{n, n_outputs_});
-  constexpr int64_t kChunk = 4096;
+  // Up to kWhole rows run as one batch reading x in place (validation sets);
+  // larger inputs go in chunks copied out of x.
+  constexpr int64_t kWhole = 16384, kChunk = 4096;
+  if (n <= kWhole && x.dtype() == x_type.dtype &&
+      x.shape() == x_type.shape.WithBatch(n)) {
+    auto [it, inserted] = staging_->predict.try_emplace(n);
+    Staging::Step& step = it->second;
+    if (inserted)
+      step.executable = &model_->executable(GraphStage::kPredict, n);
+    const std::vector<Feed> feeds = {{kFeatureFeed, &x}};
+    ThrowIfError(step.executable->Run(feeds, step.outputs));
+    const Tensor& out = step.outputs[0];
+    auto dst = result.data<double>();
+    for (int64_t i = 0; i < out.num_elements(); ++i)
+      dst[i] = out.GetAsDouble(i);
+    return result;
+  }
   std::vector<int64_t> rows(static_cast<size_t>(n));
   std::iota(rows.begin(), rows.end(), 0);
   for (int64_t begin = 0; begin < n; begin += kChunk) {
