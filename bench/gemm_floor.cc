@@ -53,8 +53,9 @@ class Step {
   // dst[m,n] = a[m,k] x b[k,n], where a may be read transposed in place (xᵀ:
   // a strided view of a row-major activation). The floor is the fastest of the
   // formulations a backend could choose: a matmul with b in either layout (a
-  // backend may store or pass Wᵀ as it likes) and, when a is plain, an
-  // inner product (oneDNN's GEMV-friendly path at small batch).
+  // backend may store or pass Wᵀ as it likes), when a is transposed the
+  // transposed product, and when a is plain an inner product (oneDNN's
+  // GEMV-friendly path at small batch).
   void MatMul(int64_t m, int64_t k, int64_t n, bool transpose_a) {
     const memory::desc a({m, k}, DT::f32, transpose_a ? Tag::ba : Tag::ab);
     const memory::desc c({m, n}, DT::f32, Tag::ab);
@@ -67,6 +68,20 @@ class Step {
                             {{DNNL_ARG_SRC, Buffer(a)},
                              {DNNL_ARG_WEIGHTS, Buffer(b)},
                              {DNNL_ARG_DST, Buffer(c)}}});
+    }
+    if (transpose_a) {
+      // A weight gradient computed transposed, c^T = b^T a^T, with b^T read
+      // through swapped strides: the CPU backend picks it for thin layers
+      // (its transposing reorder of c is left out: GEMMs only).
+      const memory::desc bt({n, k}, DT::f32, Tag::ba);
+      const memory::desc at({k, m}, DT::f32, Tag::ab);
+      const memory::desc ct({n, m}, DT::f32, Tag::ab);
+      const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(bt, at, ct),
+                                            Engine());
+      candidates.push_back({dnnl::matmul(pd),
+                            {{DNNL_ARG_SRC, Buffer(bt)},
+                             {DNNL_ARG_WEIGHTS, Buffer(at)},
+                             {DNNL_ARG_DST, Buffer(ct)}}});
     }
     if (!transpose_a) {
       const memory::desc w({n, k}, DT::f32, Tag::any);
