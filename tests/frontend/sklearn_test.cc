@@ -11,6 +11,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "gmock/gmock.h"
@@ -49,6 +50,22 @@ Blobs MakeBlobs(int64_t per_class, const std::vector<int64_t>& labels,
     b.y.push_back(labels[c]);
   }
   return b;
+}
+
+// n rows of 2 features uniform in [-1, 1] and the exact target
+// 2*x0 - x1 + 0.5.
+std::pair<Tensor, std::vector<double>> LinearTarget(int64_t n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> u(-1.0, 1.0);
+  Tensor x(DType::kF32, Shape{n, 2});
+  std::vector<double> y;
+  for (int64_t i = 0; i < n; ++i) {
+    const double a = u(rng), c = u(rng);
+    x.data<float>()[2 * i] = static_cast<float>(a);
+    x.data<float>()[2 * i + 1] = static_cast<float>(c);
+    y.push_back(2.0 * a - c + 0.5);
+  }
+  return {std::move(x), std::move(y)};
 }
 
 MLPOptions Small(int max_iter = 60) {
@@ -258,17 +275,8 @@ TEST(MLPRegressorTest, BackgroundGatherPairsEveryRowWithItsTarget) {
   // own); the reference device gathers in line. An exact linear target is
   // fitted to a tiny error only if every batch pairs its rows with their own
   // targets, and both devices must see the same batches (same weights).
-  std::mt19937_64 rng(9);
-  std::uniform_real_distribution<double> u(-1.0, 1.0);
   const int64_t n = 69;  // Batches of 16 and a last one of 5.
-  Tensor x(DType::kF32, Shape{n, 2});
-  std::vector<double> y;
-  for (int64_t i = 0; i < n; ++i) {
-    const double a = u(rng), c = u(rng);
-    x.data<float>()[2 * i] = static_cast<float>(a);
-    x.data<float>()[2 * i + 1] = static_cast<float>(c);
-    y.push_back(2.0 * a - c + 0.5);
-  }
+  const auto [x, y] = LinearTarget(n, 9);
   std::vector<std::vector<Tensor>> coefs;
   for (const char* device : {"cpu", "reference"}) {
     MLPOptions o = Small(150);
@@ -294,17 +302,8 @@ TEST(MLPRegressorTest, BackgroundGatherPairsEveryRowWithItsTarget) {
 }
 
 TEST(MLPRegressorTest, FitsALinearTargetAndReportsHalfTheMse) {
-  std::mt19937_64 rng(5);
-  std::uniform_real_distribution<double> u(-1.0, 1.0);
   const int64_t n = 200;
-  Tensor x(DType::kF32, Shape{n, 2});
-  std::vector<double> y;
-  for (int64_t i = 0; i < n; ++i) {
-    const double a = u(rng), c = u(rng);
-    x.data<float>()[2 * i] = static_cast<float>(a);
-    x.data<float>()[2 * i + 1] = static_cast<float>(c);
-    y.push_back(2.0 * a - c + 0.5);
-  }
+  const auto [x, y] = LinearTarget(n, 5);
   MLPOptions o = Small(300);
   o.learning_rate_init = 0.01;
   std::ostringstream warnings;
