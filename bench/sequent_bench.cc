@@ -43,11 +43,17 @@ Sequential BuildModel(Workload workload) {
                          MaxPooling2D({2, 2}), Flatten(), Dense(128, "relu"),
                          Dense(10)});
     }
-    case Workload::kSklearn:
+    case Workload::kSklearn: {
       // MLPClassifier(hidden_layer_sizes=(5, 5, 5)): relu hidden layers, a
-      // softmax output trained with log-loss (here: logits + sparse CE).
-      return Sequential({Input({784}), Dense(5, "relu"), Dense(5, "relu"),
-                         Dense(5, "relu"), Dense(10)});
+      // softmax output trained with log-loss (here: logits + sparse CE), and
+      // its default L2 penalty alpha=1e-4 (0.5 * alpha / batch per weight),
+      // which scikit-learn's step computes too.
+      DenseOptions l2;
+      l2.kernel_regularizer.l2 = 0.5 * 1e-4 / 200;
+      return Sequential({Input({784}), Dense(5, "relu", l2),
+                         Dense(5, "relu", l2), Dense(5, "relu", l2),
+                         Dense(10, "linear", l2)});
+    }
   }
   throw Error("unknown workload");
 }
