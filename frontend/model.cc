@@ -28,6 +28,7 @@
 #include "core/passes/pipeline.h"
 #include "frontend/dump.h"
 #include "frontend/error.h"
+#include "frontend/mixed_precision.h"
 #include "frontend/progress.h"
 #include "ops/registry.h"
 
@@ -330,12 +331,17 @@ void Sequential::compile(Optimizer optimizer, Loss loss,
 
   device_ = device ? *device : WithDevice::Current();
   backend_ = ValueOrThrow(CreateBackend(device_));
-  if (auto* cpu = dynamic_cast<CpuBackend*>(backend_.get());
-      cpu != nullptr && deterministic()) {
-    // oneDNN's and our loops' partitions follow the thread count: pin it, and
-    // keep OpenMP from handing a region fewer threads than asked.
-    omp_set_dynamic(0);
-    if (cpu->num_threads() <= 0) cpu->SetNumThreads(omp_get_num_procs());
+  dtype_policy_ = mixed_precision::global_policy();
+  if (auto* cpu = dynamic_cast<CpuBackend*>(backend_.get())) {
+    if (deterministic()) {
+      // oneDNN's and our loops' partitions follow the thread count: pin it,
+      // and keep OpenMP from handing a region fewer threads than asked.
+      omp_set_dynamic(0);
+      if (cpu->num_threads() <= 0) cpu->SetNumThreads(omp_get_num_procs());
+    }
+    if (dtype_policy_ == "mixed_bfloat16" && dtype_ == DType::kF32) {
+      ThrowIfError(cpu->SetComputeDType(DType::kBF16));
+    }
   }
   FusionPolicy policy{[backend = backend_.get()](absl::string_view activation) {
     return backend->SupportsFusedDense(activation) &&

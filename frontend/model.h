@@ -128,6 +128,10 @@ class Sequential {
   bool stop_training = false;
 
   const Device& device() const { return device_; }
+  // The mixed_precision global policy when compile() ran ("float32" or
+  // "mixed_bfloat16"; "float32" before compile). Only the cpu backend acts on
+  // mixed_bfloat16 (frontend/mixed_precision.h).
+  const std::string& dtype_policy() const { return dtype_policy_; }
   // The IR at a stage (compile first for all but kBuilt).
   const Graph& graph(GraphStage stage) const;
   // The executable's graph for a stage at a batch size, compiled on demand.
@@ -176,6 +180,7 @@ class Sequential {
 
   bool compiled_ = false;
   Device device_;
+  std::string dtype_policy_ = "float32";
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<VariableStore> store_;
   Graph built_;

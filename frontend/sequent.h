@@ -2,7 +2,7 @@
 #define SEQUENT_FRONTEND_SEQUENT_H_
 
 // The one header a model script includes: Sequential, layers, optimizers,
-// losses, callbacks, devices and data loading, Keras-style (errors throw
+// losses, callbacks, devices, mixed precision and data loading, Keras-style (errors throw
 // sequent::Error).
 
 #include <string>
@@ -14,6 +14,7 @@
 #include "frontend/device.h"
 #include "frontend/error.h"
 #include "frontend/layers.h"
+#include "frontend/mixed_precision.h"
 #include "frontend/model.h"
 #include "frontend/saving.h"
 #include "frontend/sklearn.h"

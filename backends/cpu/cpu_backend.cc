@@ -134,6 +134,8 @@ class CpuExecutable : public Executable {
   // Everything below is filled by Compile.
   int num_threads = 0;
   int64_t batch_size_ = 0;
+  // CpuBackend::SetComputeDType(kBF16) at Compile: GEMMs read bf16 copies.
+  bool bf16 = false;
   dnnl::engine engine;
   dnnl::stream stream;
   std::vector<Step> steps;
@@ -321,11 +323,15 @@ class Lowering {
     step.label = label_;
     step.kind = PrimitiveKindName(pd);
     step.primitive = std::move(primitive);
+    bool reads_bf16 = false;
     for (auto& [arg, value, desc] : args) {
+      reads_bf16 |= desc.data_type() == memory::data_type::bf16;
       memory mem(desc, engine(), DNNL_MEMORY_NONE);
       step.args.push_back({arg, mem, value});
       step.arg_map.emplace(arg, mem);
     }
+    // The implementation string (e.g. "x64:gemm:jit") does not say the types.
+    if (reads_bf16) step.kind += " [bf16]";
     const memory::desc scratch = pd.scratchpad_desc();
     if (scratch.get_size() > 0) {
       scratchpad_bytes_ =
@@ -408,6 +414,30 @@ class Lowering {
     return kExtraBase - static_cast<ValueId>(exe_.extras.size() - 1);
   }
 
+  // The element type GEMM operands are read in.
+  memory::data_type gemm_type() const {
+    return exe_.bf16 ? memory::data_type::bf16 : memory::data_type::f32;
+  }
+  // The value a GEMM reads for f32 value `v`: `v` itself, or in bf16 mode
+  // its bf16 copy (same element order, so any view of `v` applies to it). The
+  // copy is one reorder, scheduled before the first GEMM that asks and shared
+  // by every later one: values are immutable once produced (the planner reuses
+  // a buffer only after its value's last reader), so the copy stays exact.
+  ValueId GemmOperand(ValueId v) {
+    if (!exe_.bf16) return v;
+    while (exe_.locations[v].kind == Location::Kind::kAlias)
+      v = exe_.locations[v].alias_of;
+    if (auto it = bf16_copies_.find(v); it != bf16_copies_.end())
+      return it->second;
+    const int64_t n = std::max<int64_t>(1, type(v).shape.NumElements());
+    const ValueId copy = NewExtra(n * 2);
+    AddReorder(v, memory::desc({n}, memory::data_type::f32, tag::a), copy,
+               memory::desc({n}, memory::data_type::bf16, tag::a));
+    exe_.steps.back().kind = absl::StrCat("to bf16: ", exe_.steps.back().kind);
+    bf16_copies_.emplace(v, copy);
+    return copy;
+  }
+
   // Best-of-5 seconds of one run of `primitive` on scratch buffers of the
   // given descriptors (filled with small values: no denormal or zero fast
   // path), for choosing between equivalent formulations at Compile.
@@ -419,8 +449,13 @@ class Lowering {
     auto bind = [&](int arg, const memory::desc& desc) {
       const int64_t bytes = static_cast<int64_t>(desc.get_size());
       buffers.push_back(AllocateAligned(bytes));
-      float* f = reinterpret_cast<float*>(buffers.back().get());
-      std::fill(f, f + bytes / 4, 0.01f);
+      if (desc.data_type() == memory::data_type::bf16) {
+        uint16_t* h = reinterpret_cast<uint16_t*>(buffers.back().get());
+        std::fill(h, h + bytes / 2, FloatToBF16(0.01f));
+      } else {
+        float* f = reinterpret_cast<float*>(buffers.back().get());
+        std::fill(f, f + bytes / 4, 0.01f);
+      }
       map.emplace(arg, memory(desc, engine(), buffers.back().get()));
     };
     for (const auto& [arg, desc] : args) bind(arg, desc);
@@ -530,6 +565,7 @@ class Lowering {
   std::string layer_;
   int64_t scratchpad_bytes_ = 0;
   int step_threads_ = omp_get_max_threads();
+  absl::flat_hash_map<ValueId, ValueId> bf16_copies_;  // value -> extra id
 };
 
 absl::Status ExpectF32(const Node& node, const TensorType& t) {
@@ -549,10 +585,13 @@ absl::Status Lowering::LowerDense(const Node& node, const Attributes& attrs) {
       ops::ParseActivation(StringAttrOr(attrs, "activation", "linear")));
   const int64_t m = x.shape[0], k = kernel.shape[0], p = kernel.shape[1];
   const auto f32 = memory::data_type::f32;
-  const memory::desc src({m, k}, f32, tag::ab);
+  const auto in = gemm_type();
+  const ValueId x_id = GemmOperand(node.inputs[0]);
+  const ValueId w_id = GemmOperand(node.inputs[1]);
+  const memory::desc src({m, k}, in, tag::ab);
   // The kernel is [K,P] row-major: as oneDNN's {OC=P, IC=K} weights that is the
   // `io` layout.
-  const memory::desc weights({p, k}, f32, tag::io);
+  const memory::desc weights({p, k}, in, tag::io);
   const memory::desc dst({m, p}, f32, tag::ab);
   dnnl::post_ops post;
   for (const EltwiseStep& e : EltwiseChain(act))
@@ -561,8 +600,8 @@ absl::Status Lowering::LowerDense(const Node& node, const Attributes& attrs) {
   attr.set_post_ops(post);
   const bool has_bias = node.inputs.size() > 2;
   std::vector<std::tuple<int, ValueId, memory::desc>> args = {
-      {DNNL_ARG_SRC, node.inputs[0], src},
-      {DNNL_ARG_WEIGHTS, node.inputs[1], weights},
+      {DNNL_ARG_SRC, x_id, src},
+      {DNNL_ARG_WEIGHTS, w_id, weights},
       {DNNL_ARG_DST, node.outputs[0], dst}};
   dnnl::inner_product_forward::primitive_desc pd;
   if (has_bias) {
@@ -582,7 +621,7 @@ absl::Status Lowering::LowerDense(const Node& node, const Attributes& attrs) {
   // bias a {1, P} row.
   const GemmChoice choice = GemmChoiceFromEnv();
   if (choice != GemmChoice::kInnerProduct) {
-    const memory::desc b_desc({k, p}, f32, tag::ab);
+    const memory::desc b_desc({k, p}, in, tag::ab);
     const memory::desc bias_row({1, p}, f32, tag::ab);
     dnnl::matmul::primitive_desc mm =
         has_bias ? dnnl::matmul::primitive_desc(
@@ -591,8 +630,8 @@ absl::Status Lowering::LowerDense(const Node& node, const Attributes& attrs) {
                  : dnnl::matmul::primitive_desc(
                        dnnl::matmul::desc(src, b_desc, dst), attr, engine());
     std::vector<std::tuple<int, ValueId, memory::desc>> mm_args = {
-        {DNNL_ARG_SRC, node.inputs[0], src},
-        {DNNL_ARG_WEIGHTS, node.inputs[1], b_desc},
+        {DNNL_ARG_SRC, x_id, src},
+        {DNNL_ARG_WEIGHTS, w_id, b_desc},
         {DNNL_ARG_DST, node.outputs[0], dst}};
     if (has_bias) mm_args.push_back({DNNL_ARG_BIAS, node.inputs[2], bias_row});
     dnnl::matmul mm_primitive(mm);
@@ -628,8 +667,11 @@ absl::Status Lowering::LowerMatmul(const Node& node, const Attributes& attrs) {
   const int64_t k = ta ? a.shape[0] : a.shape[1];
   const int64_t p = tb ? b.shape[0] : b.shape[1];
   const auto f32 = memory::data_type::f32;
-  const memory::desc mm_src({m, k}, f32, ta ? Dims({1, m}) : Dims({k, 1}));
-  const memory::desc mm_weights({k, p}, f32, tb ? Dims({1, k}) : Dims({p, 1}));
+  const auto in = gemm_type();
+  const ValueId a_id = GemmOperand(node.inputs[0]);
+  const ValueId b_id = GemmOperand(node.inputs[1]);
+  const memory::desc mm_src({m, k}, in, ta ? Dims({1, m}) : Dims({k, 1}));
+  const memory::desc mm_weights({k, p}, in, tb ? Dims({1, k}) : Dims({p, 1}));
   const memory::desc mm_dst({m, p}, f32, tag::ab);
   dnnl::matmul::primitive_desc mm(
       dnnl::matmul::desc(mm_src, mm_weights, mm_dst), Attr(), engine());
@@ -640,12 +682,15 @@ absl::Status Lowering::LowerMatmul(const Node& node, const Attributes& attrs) {
     // A dense layer's input gradient dz x W^T (dz [M, OC], W [IC, OC]):
     // oneDNN's inner_product_backward_data over the forward's weights, in
     // the forward's `io` view of W as {OC, IC}. Here k = OC and p = IC.
-    const memory::desc diff_dst({m, k}, f32, tag::ab);
-    const memory::desc weights({k, p}, f32, tag::io);
+    const memory::desc diff_dst({m, k}, in, tag::ab);
+    const memory::desc weights({k, p}, in, tag::io);
     const memory::desc diff_src({m, p}, f32, tag::ab);
+    // The hint is the forward in the operands' type (oneDNN has no forward
+    // from f32 src to bf16 dst).
     dnnl::inner_product_forward::primitive_desc hint(
         dnnl::inner_product_forward::desc(dnnl::prop_kind::forward_training,
-                                          diff_src, weights, diff_dst),
+                                          memory::desc({m, p}, in, tag::ab),
+                                          weights, diff_dst),
         engine());
     dnnl::inner_product_backward_data::primitive_desc pd(
         dnnl::inner_product_backward_data::desc(diff_src, weights, diff_dst),
@@ -666,8 +711,8 @@ absl::Status Lowering::LowerMatmul(const Node& node, const Attributes& attrs) {
     }
     if (use_ip) {
       AddPrimitive(pd, std::move(ip_primitive),
-                   {{DNNL_ARG_DIFF_DST, node.inputs[0], diff_dst},
-                    {DNNL_ARG_WEIGHTS, node.inputs[1], weights},
+                   {{DNNL_ARG_DIFF_DST, a_id, diff_dst},
+                    {DNNL_ARG_WEIGHTS, b_id, weights},
                     {DNNL_ARG_DIFF_SRC, node.outputs[0], diff_src}});
       return absl::OkStatus();
     }
@@ -678,8 +723,8 @@ absl::Status Lowering::LowerMatmul(const Node& node, const Attributes& attrs) {
   const memory::desc& dst = mm_dst;
   const dnnl::matmul::primitive_desc& pd = mm;
   AddPrimitive(pd, dnnl::matmul(pd),
-               {{DNNL_ARG_SRC, node.inputs[0], src},
-                {DNNL_ARG_WEIGHTS, node.inputs[1], weights},
+               {{DNNL_ARG_SRC, a_id, src},
+                {DNNL_ARG_WEIGHTS, b_id, weights},
                 {DNNL_ARG_DST, node.outputs[0], dst}});
   return absl::OkStatus();
 }
@@ -998,8 +1043,11 @@ absl::Status Lowering::LowerConv2d(const Node& node, const Attributes& attrs) {
              (ow - 1) * strides[1] + (kw - 1) * dil[1] + 1 - w};
   }
   const auto f32 = memory::data_type::f32;
-  const memory::desc src({n, c, h, w}, f32, tag::nhwc);
-  const memory::desc weights({o, c, kh, kw}, f32, tag::hwio);
+  const auto in = gemm_type();
+  const ValueId x_id = GemmOperand(node.inputs[0]);
+  const ValueId k_id = GemmOperand(node.inputs[1]);
+  const memory::desc src({n, c, h, w}, in, tag::nhwc);
+  const memory::desc weights({o, c, kh, kw}, in, tag::hwio);
   const memory::desc dst({n, o, oh, ow}, f32, tag::nhwc);
   // oneDNN counts dilation from 0 (no dilation = 0).
   const memory::dims dnnl_dil = {dil[0] - 1, dil[1] - 1};
@@ -1008,8 +1056,8 @@ absl::Status Lowering::LowerConv2d(const Node& node, const Attributes& attrs) {
       src, weights, dst, {strides[0], strides[1]}, dnnl_dil, pad_l, pad_r);
   dnnl::convolution_forward::primitive_desc pd(d, Attr(), engine());
   AddPrimitive(pd, dnnl::convolution_forward(pd),
-               {{DNNL_ARG_SRC, node.inputs[0], src},
-                {DNNL_ARG_WEIGHTS, node.inputs[1], weights},
+               {{DNNL_ARG_SRC, x_id, src},
+                {DNNL_ARG_WEIGHTS, k_id, weights},
                 {DNNL_ARG_DST, node.outputs[0], dst}});
   return absl::OkStatus();
 }
@@ -1567,7 +1615,8 @@ struct ConvGeometry {
 };
 
 ConvGeometry ConvGeom(const Shape& x, const Shape& k, const Shape& y,
-                      const Attributes& attrs) {
+                      const Attributes& attrs,
+                      memory::data_type dt = memory::data_type::f32) {
   const std::vector<int64_t> strides = IntListAttrOr(attrs, "strides", {1, 1});
   const std::vector<int64_t> dil = IntListAttrOr(attrs, "dilations", {1, 1});
   const bool same = StringAttrOr(attrs, "padding", "valid") == "same";
@@ -1586,10 +1635,9 @@ ConvGeometry ConvGeom(const Shape& x, const Shape& k, const Shape& y,
     g.pad_r = {(oh - 1) * strides[0] + (kh - 1) * dil[0] + 1 - h,
                (ow - 1) * strides[1] + (kw - 1) * dil[1] + 1 - w};
   }
-  const auto f32 = memory::data_type::f32;
-  g.src = memory::desc({n, c, h, w}, f32, tag::nhwc);
-  g.weights = memory::desc({o, c, kh, kw}, f32, tag::hwio);
-  g.dst = memory::desc({n, o, oh, ow}, f32, tag::nhwc);
+  g.src = memory::desc({n, c, h, w}, dt, tag::nhwc);
+  g.weights = memory::desc({o, c, kh, kw}, dt, tag::hwio);
+  g.dst = memory::desc({n, o, oh, ow}, dt, tag::nhwc);
   g.strides = {strides[0], strides[1]};
   g.dilations = {dil[0] - 1, dil[1] - 1};
   return g;
@@ -1606,7 +1654,12 @@ absl::Status Lowering::LowerConv2dBackprop(const Node& node,
       filter ? type(node.outputs[0]).shape : type(node.inputs[1]).shape;
   const Shape& y =
       filter ? type(node.inputs[1]).shape : type(node.inputs[0]).shape;
-  const ConvGeometry g = ConvGeom(x, k, y, attrs);
+  // `g` in the compute type (operands, and the forward hint), `f` in f32 (the
+  // gradient written).
+  const ConvGeometry g = ConvGeom(x, k, y, attrs, gemm_type());
+  const ConvGeometry f = ConvGeom(x, k, y, attrs);
+  const ValueId in0 = GemmOperand(node.inputs[0]);
+  const ValueId in1 = GemmOperand(node.inputs[1]);
   const auto alg = dnnl::algorithm::convolution_direct;
   dnnl::convolution_forward::primitive_desc hint(
       dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, alg,
@@ -1617,35 +1670,35 @@ absl::Status Lowering::LowerConv2dBackprop(const Node& node,
     // With the bias gradient (kConvBackwardWeightsOp).
     const memory::desc bias({k[3]}, memory::data_type::f32, tag::a);
     dnnl::convolution_backward_weights::primitive_desc pd(
-        dnnl::convolution_backward_weights::desc(alg, g.src, g.weights, bias,
+        dnnl::convolution_backward_weights::desc(alg, g.src, f.weights, bias,
                                                  g.dst, g.strides, g.dilations,
                                                  g.pad_l, g.pad_r),
         Attr(), engine(), hint);
     AddPrimitive(pd, dnnl::convolution_backward_weights(pd),
-                 {{DNNL_ARG_SRC, node.inputs[0], g.src},
-                  {DNNL_ARG_DIFF_DST, node.inputs[1], g.dst},
-                  {DNNL_ARG_DIFF_WEIGHTS, node.outputs[0], g.weights},
+                 {{DNNL_ARG_SRC, in0, g.src},
+                  {DNNL_ARG_DIFF_DST, in1, g.dst},
+                  {DNNL_ARG_DIFF_WEIGHTS, node.outputs[0], f.weights},
                   {DNNL_ARG_DIFF_BIAS, node.outputs[1], bias}});
   } else if (filter) {
     dnnl::convolution_backward_weights::primitive_desc pd(
-        dnnl::convolution_backward_weights::desc(alg, g.src, g.weights, g.dst,
+        dnnl::convolution_backward_weights::desc(alg, g.src, f.weights, g.dst,
                                                  g.strides, g.dilations,
                                                  g.pad_l, g.pad_r),
         Attr(), engine(), hint);
     AddPrimitive(pd, dnnl::convolution_backward_weights(pd),
-                 {{DNNL_ARG_SRC, node.inputs[0], g.src},
-                  {DNNL_ARG_DIFF_DST, node.inputs[1], g.dst},
-                  {DNNL_ARG_DIFF_WEIGHTS, node.outputs[0], g.weights}});
+                 {{DNNL_ARG_SRC, in0, g.src},
+                  {DNNL_ARG_DIFF_DST, in1, g.dst},
+                  {DNNL_ARG_DIFF_WEIGHTS, node.outputs[0], f.weights}});
   } else {
     dnnl::convolution_backward_data::primitive_desc pd(
-        dnnl::convolution_backward_data::desc(alg, g.src, g.weights, g.dst,
+        dnnl::convolution_backward_data::desc(alg, f.src, g.weights, g.dst,
                                               g.strides, g.dilations, g.pad_l,
                                               g.pad_r),
         Attr(), engine(), hint);
     AddPrimitive(pd, dnnl::convolution_backward_data(pd),
-                 {{DNNL_ARG_DIFF_DST, node.inputs[0], g.dst},
-                  {DNNL_ARG_WEIGHTS, node.inputs[1], g.weights},
-                  {DNNL_ARG_DIFF_SRC, node.outputs[0], g.src}});
+                 {{DNNL_ARG_DIFF_DST, in0, g.dst},
+                  {DNNL_ARG_WEIGHTS, in1, g.weights},
+                  {DNNL_ARG_DIFF_SRC, node.outputs[0], f.src}});
   }
   return absl::OkStatus();
 }
@@ -1877,28 +1930,34 @@ absl::Status Lowering::LowerDenseBackwardWeights(const Node& node) {
   const TensorType& dz = type(node.inputs[1]);
   const int64_t m = x.shape[0], k = x.shape[1], p = dz.shape[1];
   const auto f32 = memory::data_type::f32;
-  const memory::desc src({m, k}, f32, tag::ab);
+  const auto in = gemm_type();
+  const memory::desc src({m, k}, in, tag::ab);
   const memory::desc weights({p, k}, f32, tag::io);
   const memory::desc bias({p}, f32, tag::a);
-  const memory::desc dst({m, p}, f32, tag::ab);
+  const memory::desc dst({m, p}, in, tag::ab);
   dnnl::inner_product_forward::primitive_desc hint(
       dnnl::inner_product_forward::desc(dnnl::prop_kind::forward_training, src,
-                                        weights, bias, dst),
+                                        memory::desc({p, k}, in, tag::io), bias,
+                                        dst),
       engine());
   dnnl::inner_product_backward_weights::primitive_desc pd(
       dnnl::inner_product_backward_weights::desc(src, weights, bias, dst),
       Attr(), engine(), hint);
   dnnl::inner_product_backward_weights ip_primitive(pd);
-  const ValueId x_id = node.inputs[0], dz_id = node.inputs[1];
+  // The GEMM reads x and dz in the compute type; the column sums below read
+  // dz itself (f32 in bf16 mode too).
+  const ValueId x_id = GemmOperand(node.inputs[0]);
+  const ValueId dz_id = GemmOperand(node.inputs[1]);
+  const ValueId dz_f32 = node.inputs[1];
   const ValueId dw_id = node.outputs[0], db_id = node.outputs[1];
 
   const GemmChoice choice = GemmChoiceFromEnv();
   if (choice != GemmChoice::kInnerProduct) {
-    const memory::desc x_t({k, m}, f32, Dims({1, k}));
+    const memory::desc x_t({k, m}, in, Dims({1, k}));
     const memory::desc dw({k, p}, f32, tag::ab);
     dnnl::matmul::primitive_desc direct(dnnl::matmul::desc(x_t, dst, dw),
                                         Attr(), engine());
-    const memory::desc dz_t({p, m}, f32, Dims({1, p}));
+    const memory::desc dz_t({p, m}, in, Dims({1, p}));
     const memory::desc dw_t({p, k}, f32, tag::ab);
     const memory::desc dw_as_t({p, k}, f32, Dims({1, p}));
     dnnl::matmul::primitive_desc transposed(dnnl::matmul::desc(dz_t, src, dw_t),
@@ -1960,7 +2019,7 @@ absl::Status Lowering::LowerDenseBackwardWeights(const Node& node) {
             {{DNNL_ARG_FROM, scratch, dw_t}, {DNNL_ARG_TO, dw_id, dw_as_t}});
       }
       AddLoop([=](const Pointers& ptr) {
-        ColumnSums(DType::kF32, ptr[dz_id], ptr[db_id], m, p, 1.0, sums);
+        ColumnSums(DType::kF32, ptr[dz_f32], ptr[db_id], m, p, 1.0, sums);
         return absl::OkStatus();
       });
       return absl::OkStatus();
@@ -2363,6 +2422,7 @@ absl::StatusOr<std::unique_ptr<Executable>> CpuBackend::Compile(
   const std::vector<NodeId>& order = exe->plan.schedule;
 
   exe->batch_size_ = batch_size;
+  exe->bf16 = compute_dtype_ == DType::kBF16;
   exe->num_threads = num_threads_ > 0 ? num_threads_ : omp_get_num_procs();
   // oneDNN tunes primitives to the thread count they are created under.
   omp_set_num_threads(exe->num_threads);
@@ -2662,6 +2722,38 @@ absl::StatusOr<std::unique_ptr<Executable>> CpuBackend::Compile(
 
 void CpuBackend::SetFixedKernelChoice(bool fixed) {
   cpu::fixed_kernel_choice.store(fixed);
+}
+
+absl::Status CpuBackend::SetComputeDType(DType dtype) {
+  if (dtype != DType::kF32 && dtype != DType::kBF16) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the cpu backend computes in f32 or bf16, not ", DTypeName(dtype)));
+  }
+  compute_dtype_ = dtype;
+  return absl::OkStatus();
+}
+
+CpuBackend::Bf16Support CpuBackend::bf16_support() {
+  // oneDNN's ISA values are nested bit sets: an ISA includes another when it
+  // has all of its bits.
+  const auto isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
+  auto has = [isa](dnnl::cpu_isa want) {
+    const auto bits = static_cast<unsigned>(want);
+    return (isa & bits) == bits;
+  };
+  if (has(dnnl::cpu_isa::avx512_core_bf16)) return Bf16Support::kNative;
+  if (has(dnnl::cpu_isa::avx512_core)) return Bf16Support::kEmulated;
+  return Bf16Support::kNone;
+}
+
+std::vector<std::string> CpuBackend::StepImplementations(
+    const Executable& executable) {
+  std::vector<std::string> out;
+  const auto* cpu = dynamic_cast<const CpuExecutable*>(&executable);
+  if (cpu == nullptr) return out;
+  for (const cpu::Step& step : cpu->steps)
+    out.push_back(absl::StrCat(step.label, ": ", step.kind));
+  return out;
 }
 
 }  // namespace sequent

@@ -3,10 +3,12 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "backends/backend.h"
+#include "core/dtype.h"
 #include "core/graph.h"
 #include "core/memory_planner.h"
 #include "core/op_registry.h"
@@ -40,8 +42,19 @@ namespace sequent {
 // reshapes aliasing their input; feeds are read in place from the caller's
 // tensors.
 //
+// Mixed precision (SetComputeDType(DType::kBF16), Keras's "mixed_bfloat16"):
+// the GEMM-heavy primitives (dense and matmul forward, a dense layer's input
+// and weight gradients, conv2d and its two gradients) read bf16 copies of
+// their f32 operands (sources, weights, output gradients) and accumulate and
+// write f32. Everything else, the memory plan and the variables stay f32. Each
+// copy is one reorder scheduled before the first primitive that reads it, into
+// a buffer allocated at Compile, and shared by every later primitive of the
+// run reading the same value (a weight's by its forward and input gradient,
+// an output gradient's by the input and weight gradients). Weights are
+// converted every run (the store may be written from outside between runs).
+//
 // Later: `format_tag::any` (blocked) layouts for weights and convolution
-// activations with reorders at the store boundary, bf16.
+// activations with reorders at the store boundary.
 class CpuBackend : public Backend {
  public:
   // Threads for oneDNN and our loops: SEQUENT_NUM_THREADS when set and
@@ -69,6 +82,24 @@ class CpuBackend : public Backend {
   // compiles and change the rounding.
   static void SetFixedKernelChoice(bool fixed);
 
+  // The element type the GEMM-heavy ops compute in, for executables compiled
+  // afterwards: DType::kF32 (the default) or DType::kBF16 (mixed precision,
+  // see above); anything else is an InvalidArgumentError.
+  absl::Status SetComputeDType(DType dtype);
+  DType compute_dtype() const { return compute_dtype_; }
+  // How this CPU runs bf16 GEMMs in oneDNN: natively (AVX512-BF16 / AMX),
+  // emulated on AVX-512 (correct, slower), or not at all (SetComputeDType
+  // then still succeeds; Compile fails naming the op).
+  enum class Bf16Support { kNative, kEmulated, kNone };
+  static Bf16Support bf16_support();
+
+  // One line per step of an executable this backend compiled: the step
+  // ("op (layer 'name')"), then its implementation (oneDNN's, or "loop"),
+  // with " [bf16]" when a primitive reads or writes bf16; "" for any other
+  // executable. Unlike ProfileString it needs no profiling.
+  static std::vector<std::string> StepImplementations(
+      const Executable& executable);
+
   // The memory plan of an executable this backend compiled (null for any
   // other executable), and the plan's table (MemoryPlan::ToString over the
   // batch-bound graph the plan numbers) for tools to print.
@@ -82,6 +113,7 @@ class CpuBackend : public Backend {
  private:
   const OpRegistry* registry_;
   int num_threads_;
+  DType compute_dtype_ = DType::kF32;
 };
 
 }  // namespace sequent
