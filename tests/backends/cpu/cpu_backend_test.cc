@@ -21,168 +21,30 @@
 #include "core/graph_builder.h"
 #include "gtest/gtest.h"
 #include "ops/registry.h"
+#include "tests/backends/testing/conformance.h"
 
 namespace sequent {
 namespace {
 
-constexpr int64_t N = Shape::kBatch;
+using conformance::ExpectClose;
+using conformance::F32;
+using conformance::Fill;
+using conformance::InputSpec;
+using conformance::Labels;
+using conformance::N;
+using conformance::OpCase;
+using conformance::RandomTensor;
 
-enum class Fill {
-  kNormal,    // Uniform in [-2, 2].
-  kWide,      // Uniform in [-150, 150]: softmaxes underflow.
-  kPositive,  // Uniform in [0.1, 3].
-  kProb,      // Uniform in [0.05, 0.95].
-  kLabels,    // Integers in [0, classes).
-  kOneHot,    // Rows with a single 1 in the last axis.
-  kStep,      // A fixed scalar step.
-};
-
-struct InputSpec {
-  TensorType type;
-  Fill fill = Fill::kNormal;
-  int classes = 0;
-};
-
-InputSpec F32(std::vector<int64_t> dims, Fill fill = Fill::kNormal) {
-  return {{DType::kF32, Shape(std::move(dims))}, fill};
-}
-InputSpec Labels(DType dtype, std::vector<int64_t> dims, int classes) {
-  return {{dtype, Shape(std::move(dims))}, Fill::kLabels, classes};
-}
-
-// One row of the conformance table.
-struct OpCase {
-  std::string name;  // Test name: unique, [A-Za-z0-9_].
-  std::string op;
-  std::vector<InputSpec> inputs;
-  Attributes attrs;
-  double tolerance = 1e-5;
-};
-
-std::ostream& operator<<(std::ostream& os, const OpCase& c) {
-  return os << c.name;
-}
-
-Tensor RandomTensor(const InputSpec& spec, std::mt19937& rng) {
-  Tensor t(spec.type);
-  std::uniform_real_distribution<double> normal(-2.0, 2.0), positive(0.1, 3.0),
-      prob(0.05, 0.95);
-  const int64_t n = t.num_elements();
-  const int64_t last =
-      spec.type.shape.rank() > 0 ? spec.type.shape.dims().back() : 1;
-  for (int64_t i = 0; i < n; ++i) {
-    double v = 0;
-    switch (spec.fill) {
-      case Fill::kNormal:
-        v = normal(rng);
-        break;
-      case Fill::kPositive:
-        v = positive(rng);
-        break;
-      case Fill::kProb:
-        v = prob(rng);
-        break;
-      case Fill::kLabels:
-        v = static_cast<double>(rng() % spec.classes);
-        break;
-      case Fill::kOneHot:
-        v = 0;
-        break;
-      case Fill::kWide:
-        v = 75.0 * normal(rng);
-        break;
-      case Fill::kStep:
-        v = 7;
-        break;
-    }
-    t.SetFromDouble(i, v);
-  }
-  if (spec.fill == Fill::kOneHot) {
-    for (int64_t r = 0; r < n / last; ++r)
-      t.SetFromDouble(r * last + rng() % last, 1.0);
-  }
-  return t;
-}
-
-// |cpu - ref| <= tol * (1 + |ref|) for every element, with a message naming the
-// first miss.
-void ExpectClose(const Tensor& cpu, const Tensor& ref, double tol,
-                 const std::string& what) {
-  ASSERT_EQ(cpu.type(), ref.type()) << what;
-  int misses = 0;
-  for (int64_t i = 0; i < ref.num_elements(); ++i) {
-    const double c = cpu.GetAsDouble(i), r = ref.GetAsDouble(i);
-    if (!(std::abs(c - r) <= tol * (1.0 + std::abs(r))) && misses++ < 5) {
-      ADD_FAILURE() << what << " element " << i << ": cpu " << c
-                    << " vs reference " << r;
-    }
-  }
-}
-
-// Compiles `graph` on both backends (each with its own store, so variables
-// initialize from the same attributes), runs the feeds and compares every
-// output.
 void CompareBackends(const Graph& graph, int64_t batch,
                      const std::vector<Feed>& feeds, double tol,
                      const std::string& what) {
-  ReferenceBackend reference;
-  CpuBackend cpu;
-  auto ref_store = reference.CreateVariableStore();
-  auto cpu_store = cpu.CreateVariableStore();
-  auto ref_exe = reference.Compile(graph, batch, ref_store.get());
-  ASSERT_TRUE(ref_exe.ok()) << what << ": " << ref_exe.status();
-  auto cpu_exe = cpu.Compile(graph, batch, cpu_store.get());
-  ASSERT_TRUE(cpu_exe.ok()) << what << ": " << cpu_exe.status();
-  std::vector<Tensor> ref_out, cpu_out;
-  // The reference backend copies a scalar output into a default Tensor (type
-  // f32[], no buffer) without allocating, so its outputs start allocated.
-  for (const GraphOutput& out : graph.outputs()) {
-    TensorType t = graph.type(out.value);
-    t.shape = t.shape.WithBatch(batch);
-    ref_out.emplace_back(t);
-  }
-  ASSERT_TRUE((*ref_exe)->Run(feeds, ref_out).ok());
-  absl::Status run = (*cpu_exe)->Run(feeds, cpu_out);
-  ASSERT_TRUE(run.ok()) << what << ": " << run;
-  ASSERT_EQ(cpu_out.size(), ref_out.size());
-  for (size_t i = 0; i < ref_out.size(); ++i) {
-    ExpectClose(cpu_out[i], ref_out[i], tol,
-                absl::StrCat(what, " output ", (*cpu_exe)->output_names()[i]));
-  }
-  // A second run reuses every buffer and must give the same answer.
-  std::vector<Tensor> again;
-  ASSERT_TRUE((*cpu_exe)->Run(feeds, again).ok());
-  for (size_t i = 0; i < again.size(); ++i)
-    ExpectClose(again[i], cpu_out[i], 0, what);
+  conformance::CompareBackends(CpuBackend(), graph, batch, feeds, tol, what);
 }
 
 class OpConformanceTest : public ::testing::TestWithParam<OpCase> {};
 
 TEST_P(OpConformanceTest, MatchesReference) {
-  const OpCase& c = GetParam();
-  Graph graph(c.name);
-  GraphBuilder b(&graph, &ops::DefaultRegistry());
-  std::vector<ValueId> inputs;
-  for (size_t i = 0; i < c.inputs.size(); ++i) {
-    inputs.push_back(b.Input(absl::StrCat("in", i), c.inputs[i].type));
-  }
-  std::vector<ValueId> outs = b.OpMulti(c.op, inputs, c.attrs);
-  ASSERT_TRUE(b.ok()) << b.status();
-  for (size_t i = 0; i < outs.size(); ++i)
-    graph.AddOutput(absl::StrCat("out", i), outs[i]);
-
-  constexpr int64_t kBatch = 3;
-  std::mt19937 rng(42);
-  std::vector<Tensor> tensors;
-  for (const InputSpec& spec : c.inputs) {
-    InputSpec bound = spec;
-    bound.type.shape = spec.type.shape.WithBatch(kBatch);
-    tensors.push_back(RandomTensor(bound, rng));
-  }
-  std::vector<Feed> feeds;
-  for (size_t i = 0; i < tensors.size(); ++i)
-    feeds.push_back({absl::StrCat("in", i), &tensors[i]});
-  CompareBackends(graph, kBatch, feeds, c.tolerance, c.name);
+  conformance::ExpectOpMatchesReference(CpuBackend(), GetParam());
 }
 
 std::vector<OpCase> Cases() {
