@@ -83,8 +83,6 @@ struct Location {
 };
 
 constexpr int64_t kAlign = 64;
-// Steps whose operands total less run on one OpenMP thread.
-constexpr int64_t kOneThreadBytes = 64 * 1024;
 int64_t AlignUp(int64_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 
 struct AlignedFree {
@@ -117,9 +115,6 @@ struct Step {
   std::string layer;
   // Our own loop, when `primitive` is empty.
   std::function<absl::Status(const Pointers&)> loop;
-  // OpenMP threads it runs (and was created) with: 1 for steps too small to
-  // pay for waking the other threads.
-  int threads = 1;
 };
 
 class CpuExecutable : public Executable {
@@ -219,7 +214,8 @@ absl::Status CpuExecutable::Run(absl::Span<const Feed> feeds,
     }
   }
 
-  int threads = omp_get_max_threads();
+  if (num_threads > 0 && omp_get_max_threads() != num_threads)
+    omp_set_num_threads(num_threads);
   // Feeds are read in place: nothing writes an input's buffer (the planner
   // never reuses it in place), so the steps may read the caller's tensor.
   for (size_t i = 0; i < inputs.size(); ++i) {
@@ -230,10 +226,6 @@ absl::Status CpuExecutable::Run(absl::Span<const Feed> feeds,
   }
   try {
     for (Step& step : steps) {
-      if (step.threads != threads) {
-        threads = step.threads;
-        omp_set_num_threads(threads);
-      }
       const auto start = profile ? std::chrono::steady_clock::now()
                                  : std::chrono::steady_clock::time_point();
       if (step.loop) {
@@ -340,7 +332,6 @@ class Lowering {
       step.args.push_back({DNNL_ARG_SCRATCHPAD, mem, kScratchpad});
       step.arg_map.emplace(DNNL_ARG_SCRATCHPAD, mem);
     }
-    step.threads = step_threads_;
     exe_.steps.push_back(std::move(step));
   }
 
@@ -352,7 +343,6 @@ class Lowering {
     step.kind = "loop";
     step.layer = layer_;
     step.loop = std::move(loop);
-    step.threads = step_threads_;
     exe_.steps.push_back(std::move(step));
   }
 
@@ -399,12 +389,6 @@ class Lowering {
     layer_ = std::move(layer);
   }
   int64_t scratchpad_bytes() const { return scratchpad_bytes_; }
-  // The OpenMP thread count of the steps added from here on; primitives are
-  // created under it too (oneDNN tunes them to it).
-  void set_step_threads(int threads) {
-    step_threads_ = threads;
-    omp_set_num_threads(threads);
-  }
 
   // A buffer of the executable outside the arena; returns its id for
   // primitive arguments and sets `*data`.
@@ -564,7 +548,6 @@ class Lowering {
   std::string label_;
   std::string layer_;
   int64_t scratchpad_bytes_ = 0;
-  int step_threads_ = omp_get_max_threads();
   absl::flat_hash_map<ValueId, ValueId> bf16_copies_;  // value -> extra id
 };
 
@@ -2561,17 +2544,6 @@ absl::StatusOr<std::unique_ptr<Executable>> CpuBackend::Compile(
                                           : absl::StrCat(node.op, " (layer '",
                                                          node.layer, "')"),
                        node.layer);
-    // Steps over a few KiB run on one thread: an OpenMP fork and join costs
-    // about as much as their work (a (5,5,5) net's step has ~60 of them).
-    int64_t node_bytes = 0;
-    for (const std::vector<ValueId>* values : {&node.inputs, &node.outputs}) {
-      for (ValueId v : *values) {
-        node_bytes += exe->types[v].shape.NumElements() *
-                      static_cast<int64_t>(DTypeSize(exe->types[v].dtype));
-      }
-    }
-    lowering.set_step_threads(
-        node_bytes < cpu::kOneThreadBytes ? 1 : exe->num_threads);
     absl::Status lowered;
     try {
       lowered = lowering.LowerNode(node, attrs);
@@ -2587,7 +2559,6 @@ absl::StatusOr<std::unique_ptr<Executable>> CpuBackend::Compile(
     }
     SEQUENT_RETURN_IF_ERROR(cpu::WithLayer(node, lowered));
   }
-  omp_set_num_threads(exe->num_threads);
 
   for (const VariableUpdate& u : lowered_graph.updates()) {
     SEQUENT_RETURN_IF_ERROR(cpu::CheckValue(
