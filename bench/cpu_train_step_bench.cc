@@ -4,7 +4,10 @@
 // iteration is one Executable::Run (no data staging), so this times the
 // lowered schedule itself. bench/gemm_floor.cc gives the oneDNN GEMM floor of
 // the same step. Threads: the backend's default (all cores) or
-// SEQUENT_NUM_THREADS.
+// SEQUENT_NUM_THREADS. The *Bf16 rows are the same models compiled under the
+// "mixed_bfloat16" policy (bf16 GEMM operands, f32 accumulation and master
+// weights; frontend/mixed_precision.h), run in the same process for a fair
+// f32 vs bf16 comparison.
 //
 //   bazel run //bench:cpu_train_step_bench
 //   SEQUENT_CPU_PLAN=1 bazel run //bench:cpu_train_step_bench  # memory plan
@@ -27,36 +30,46 @@
 #include "frontend/compile_options.h"
 #include "frontend/device.h"
 #include "frontend/layers.h"
+#include "frontend/mixed_precision.h"
 #include "frontend/model.h"
 
 namespace sequent {
 namespace {
 
-Sequential& Mlp() {
-  static Sequential* model = [] {
-    auto* m = new Sequential(
-        {Input({784}), Dense(512, "relu"), Dense(512, "relu"), Dense(10)});
-    m->compile(Adam{}, SparseCategoricalCrossentropy{.from_logits = true}, {},
-               Device::CPU());
-    return m;
-  }();
-  return *model;
+// Compiles `m` under the dtype policy `policy`, restoring the global one.
+Sequential* CompileUnder(Sequential* m, const char* policy) {
+  const std::string previous = mixed_precision::global_policy();
+  mixed_precision::set_global_policy(policy);
+  m->compile(Adam{}, SparseCategoricalCrossentropy{.from_logits = true}, {},
+             Device::CPU());
+  mixed_precision::set_global_policy(previous);
+  return m;
+}
+
+Sequential* NewMlp() {
+  return new Sequential(
+      {Input({784}), Dense(512, "relu"), Dense(512, "relu"), Dense(10)});
 }
 
 // bench/sequent_bench.cc's CNN: conv32-pool-conv64-pool-dense128-dense10.
-Sequential& Cnn() {
-  static Sequential* model = [] {
-    Conv2DOptions relu;
-    relu.activation = "relu";
-    auto* m = new Sequential({Input({28, 28, 1}), Conv2D(32, {3, 3}, relu),
-                              MaxPooling2D({2, 2}), Conv2D(64, {3, 3}, relu),
-                              MaxPooling2D({2, 2}), Flatten(),
-                              Dense(128, "relu"), Dense(10)});
-    m->compile(Adam{}, SparseCategoricalCrossentropy{.from_logits = true}, {},
-               Device::CPU());
-    return m;
-  }();
-  return *model;
+Sequential* NewCnn() {
+  Conv2DOptions relu;
+  relu.activation = "relu";
+  return new Sequential({Input({28, 28, 1}), Conv2D(32, {3, 3}, relu),
+                         MaxPooling2D({2, 2}), Conv2D(64, {3, 3}, relu),
+                         MaxPooling2D({2, 2}), Flatten(), Dense(128, "relu"),
+                         Dense(10)});
+}
+
+Sequential& Model(bool cnn, bool bf16) {
+  if (cnn) {
+    static Sequential* f32 = CompileUnder(NewCnn(), "float32");
+    static Sequential* mixed = CompileUnder(NewCnn(), "mixed_bfloat16");
+    return *(bf16 ? mixed : f32);
+  }
+  static Sequential* f32 = CompileUnder(NewMlp(), "float32");
+  static Sequential* mixed = CompileUnder(NewMlp(), "mixed_bfloat16");
+  return *(bf16 ? mixed : f32);
 }
 
 struct Feeds {
@@ -84,12 +97,13 @@ std::unique_ptr<Feeds> MakeFeeds(int64_t batch, bool train, bool cnn) {
   return f;
 }
 
-void Run(benchmark::State& state, GraphStage stage, bool cnn = false) {
+void Run(benchmark::State& state, GraphStage stage, bool cnn = false,
+         bool bf16 = false) {
   const int64_t batch = state.range(0);
   const bool train = stage == GraphStage::kTrain;
   Executable* exe = nullptr;
   try {
-    exe = &(cnn ? Cnn() : Mlp()).executable(stage, batch);
+    exe = &Model(cnn, bf16).executable(stage, batch);
   } catch (const std::exception& e) {
     state.SkipWithError(e.what());
     return;
@@ -151,6 +165,33 @@ void BM_CpuMlpPredict(benchmark::State& state) {
 }
 BENCHMARK(BM_CpuMlpPredict)
     ->Arg(1)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+
+// mixed_bfloat16.
+void BM_CpuMlpTrainStepBf16(benchmark::State& state) {
+  Run(state, GraphStage::kTrain, /*cnn=*/false, /*bf16=*/true);
+}
+BENCHMARK(BM_CpuMlpTrainStepBf16)
+    ->Arg(128)
+    ->Arg(512)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+
+void BM_CpuCnnTrainStepBf16(benchmark::State& state) {
+  Run(state, GraphStage::kTrain, /*cnn=*/true, /*bf16=*/true);
+}
+BENCHMARK(BM_CpuCnnTrainStepBf16)
+    ->Arg(64)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+
+void BM_CpuMlpPredictBf16(benchmark::State& state) {
+  Run(state, GraphStage::kPredict, /*cnn=*/false, /*bf16=*/true);
+}
+BENCHMARK(BM_CpuMlpPredictBf16)
+    ->Arg(1)
+    ->Arg(128)
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
 

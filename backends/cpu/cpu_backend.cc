@@ -398,17 +398,26 @@ class Lowering {
     return kExtraBase - static_cast<ValueId>(exe_.extras.size() - 1);
   }
 
-  // The element type GEMM operands are read in.
-  memory::data_type gemm_type() const {
-    return exe_.bf16 ? memory::data_type::bf16 : memory::data_type::f32;
+  // Whether a GEMM of these sizes (rows x reduction -> columns) reads bf16
+  // operands in bf16 mode. Converting the operands is a pass over each of
+  // them, which pays only when every dimension is large enough: with fewer
+  // than 16 rows (predict at batch 1: the weights would be converted per
+  // sample) or 16 columns (a 10-class output layer) oneDNN 2.6's bf16 GEMM
+  // plus the conversions is slower than its f32 GEMM (measured on Zen 4).
+  bool Bf16Gemm(int64_t m, int64_t k, int64_t n) const {
+    constexpr int64_t kMinDim = 16;
+    return exe_.bf16 && std::min({m, k, n}) >= kMinDim;
   }
-  // The value a GEMM reads for f32 value `v`: `v` itself, or in bf16 mode
+  static memory::data_type GemmType(bool bf16) {
+    return bf16 ? memory::data_type::bf16 : memory::data_type::f32;
+  }
+  // The value a GEMM reads for f32 value `v`: `v` itself, or when `bf16`
   // its bf16 copy (same element order, so any view of `v` applies to it). The
   // copy is one reorder, scheduled before the first GEMM that asks and shared
   // by every later one: values are immutable once produced (the planner reuses
   // a buffer only after its value's last reader), so the copy stays exact.
-  ValueId GemmOperand(ValueId v) {
-    if (!exe_.bf16) return v;
+  ValueId GemmOperand(ValueId v, bool bf16) {
+    if (!bf16) return v;
     while (exe_.locations[v].kind == Location::Kind::kAlias)
       v = exe_.locations[v].alias_of;
     if (auto it = bf16_copies_.find(v); it != bf16_copies_.end())
@@ -568,9 +577,10 @@ absl::Status Lowering::LowerDense(const Node& node, const Attributes& attrs) {
       ops::ParseActivation(StringAttrOr(attrs, "activation", "linear")));
   const int64_t m = x.shape[0], k = kernel.shape[0], p = kernel.shape[1];
   const auto f32 = memory::data_type::f32;
-  const auto in = gemm_type();
-  const ValueId x_id = GemmOperand(node.inputs[0]);
-  const ValueId w_id = GemmOperand(node.inputs[1]);
+  const bool bf16 = Bf16Gemm(m, k, p);
+  const auto in = GemmType(bf16);
+  const ValueId x_id = GemmOperand(node.inputs[0], bf16);
+  const ValueId w_id = GemmOperand(node.inputs[1], bf16);
   const memory::desc src({m, k}, in, tag::ab);
   // The kernel is [K,P] row-major: as oneDNN's {OC=P, IC=K} weights that is the
   // `io` layout.
@@ -650,9 +660,10 @@ absl::Status Lowering::LowerMatmul(const Node& node, const Attributes& attrs) {
   const int64_t k = ta ? a.shape[0] : a.shape[1];
   const int64_t p = tb ? b.shape[0] : b.shape[1];
   const auto f32 = memory::data_type::f32;
-  const auto in = gemm_type();
-  const ValueId a_id = GemmOperand(node.inputs[0]);
-  const ValueId b_id = GemmOperand(node.inputs[1]);
+  const bool bf16 = Bf16Gemm(m, k, p);
+  const auto in = GemmType(bf16);
+  const ValueId a_id = GemmOperand(node.inputs[0], bf16);
+  const ValueId b_id = GemmOperand(node.inputs[1], bf16);
   const memory::desc mm_src({m, k}, in, ta ? Dims({1, m}) : Dims({k, 1}));
   const memory::desc mm_weights({k, p}, in, tb ? Dims({1, k}) : Dims({p, 1}));
   const memory::desc mm_dst({m, p}, f32, tag::ab);
@@ -1026,9 +1037,10 @@ absl::Status Lowering::LowerConv2d(const Node& node, const Attributes& attrs) {
              (ow - 1) * strides[1] + (kw - 1) * dil[1] + 1 - w};
   }
   const auto f32 = memory::data_type::f32;
-  const auto in = gemm_type();
-  const ValueId x_id = GemmOperand(node.inputs[0]);
-  const ValueId k_id = GemmOperand(node.inputs[1]);
+  const bool bf16 = Bf16Gemm(n * oh * ow, kh * kw * c, o);
+  const auto in = GemmType(bf16);
+  const ValueId x_id = GemmOperand(node.inputs[0], bf16);
+  const ValueId k_id = GemmOperand(node.inputs[1], bf16);
   const memory::desc src({n, c, h, w}, in, tag::nhwc);
   const memory::desc weights({o, c, kh, kw}, in, tag::hwio);
   const memory::desc dst({n, o, oh, ow}, f32, tag::nhwc);
@@ -1639,10 +1651,12 @@ absl::Status Lowering::LowerConv2dBackprop(const Node& node,
       filter ? type(node.inputs[1]).shape : type(node.inputs[0]).shape;
   // `g` in the compute type (operands, and the forward hint), `f` in f32 (the
   // gradient written).
-  const ConvGeometry g = ConvGeom(x, k, y, attrs, gemm_type());
+  // As a GEMM: output pixels x (window x input channels) -> output channels.
+  const bool bf16 = Bf16Gemm(y[0] * y[1] * y[2], k[0] * k[1] * k[2], k[3]);
+  const ConvGeometry g = ConvGeom(x, k, y, attrs, GemmType(bf16));
   const ConvGeometry f = ConvGeom(x, k, y, attrs);
-  const ValueId in0 = GemmOperand(node.inputs[0]);
-  const ValueId in1 = GemmOperand(node.inputs[1]);
+  const ValueId in0 = GemmOperand(node.inputs[0], bf16);
+  const ValueId in1 = GemmOperand(node.inputs[1], bf16);
   const auto alg = dnnl::algorithm::convolution_direct;
   dnnl::convolution_forward::primitive_desc hint(
       dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, alg,
@@ -1913,7 +1927,8 @@ absl::Status Lowering::LowerDenseBackwardWeights(const Node& node) {
   const TensorType& dz = type(node.inputs[1]);
   const int64_t m = x.shape[0], k = x.shape[1], p = dz.shape[1];
   const auto f32 = memory::data_type::f32;
-  const auto in = gemm_type();
+  const bool bf16 = Bf16Gemm(k, m, p);
+  const auto in = GemmType(bf16);
   const memory::desc src({m, k}, in, tag::ab);
   const memory::desc weights({p, k}, f32, tag::io);
   const memory::desc bias({p}, f32, tag::a);
@@ -1929,8 +1944,8 @@ absl::Status Lowering::LowerDenseBackwardWeights(const Node& node) {
   dnnl::inner_product_backward_weights ip_primitive(pd);
   // The GEMM reads x and dz in the compute type; the column sums below read
   // dz itself (f32 in bf16 mode too).
-  const ValueId x_id = GemmOperand(node.inputs[0]);
-  const ValueId dz_id = GemmOperand(node.inputs[1]);
+  const ValueId x_id = GemmOperand(node.inputs[0], bf16);
+  const ValueId dz_id = GemmOperand(node.inputs[1], bf16);
   const ValueId dz_f32 = node.inputs[1];
   const ValueId dw_id = node.outputs[0], db_id = node.outputs[1];
 

@@ -287,11 +287,13 @@ Batch RandomBatch(int64_t batch, std::mt19937& rng) {
   return b;
 }
 
-// The schedule of the MLP's train step: each GEMM reads bf16, and each value
-// a GEMM reads is converted once: x, h1, h2 (forward sources, reused by the
-// weight gradients), the three kernels (reused by the input gradients) and the
-// three output gradients dz (each reused by its layer's input and weight
-// gradients; the first layer has no input gradient).
+// The schedule of the MLP 64-48-32-10's train step at batch 32. The GEMMs of
+// the 10-class output layer (forward, input and weight gradients) have a
+// dimension under 16 and stay f32; the other five (two forwards, the second
+// layer's input gradient, two weight gradients) read bf16, and each value they
+// read is converted once: x and h1 (forward sources, reused by the weight
+// gradients), the two kernels (the second reused by its input gradient) and
+// the two output gradients dz (dz2 reused by its input and weight gradients).
 TEST(CpuBf16Test, TrainStepSharesOneBf16CopyPerValue) {
   SKIP_WITHOUT_BF16();
   Sequential model = Mlp();
@@ -313,10 +315,42 @@ TEST(CpuBf16Test, TrainStepSharesOneBf16CopyPerValue) {
     }
   }
   const std::string all = absl::StrJoin(steps, "\n");
-  EXPECT_EQ(gemms, 3 + 2 + 3) << "3 forward, 2 input-gradient and 3 weight-"
-                                 "gradient GEMMs\n"
-                              << all;
-  EXPECT_EQ(conversions, 9) << all;
+  EXPECT_EQ(gemms, 5) << all;
+  EXPECT_EQ(conversions, 6) << all;
+}
+
+// Predict at batch 1 would convert every weight per sample: it stays f32, the
+// same schedule and result as without bf16; at batch 64 it runs bf16.
+TEST(CpuBf16Test, PredictAtBatchOneStaysF32) {
+  SKIP_WITHOUT_BF16();
+  Sequential model = Mlp();
+  model.compile(Adam{}, SparseCategoricalCrossentropy{.from_logits = true}, {},
+                Device::CPU());
+  const Graph& predict = model.graph(GraphStage::kPredict);
+  CpuBackend f32, bf16;
+  ASSERT_TRUE(bf16.SetComputeDType(DType::kBF16).ok());
+  // One GEMM formulation for both (the timed choice may differ and round
+  // differently).
+  CpuBackend::SetFixedKernelChoice(true);
+  std::mt19937 rng(1);
+  for (int64_t batch : {1, 64}) {
+    Tensor x = RandomTensor(F32({batch, 64}), rng);
+    const std::vector<Feed> feeds = {{kFeatureFeed, &x}};
+    const Result plain = RunOn(f32, predict, batch, feeds);
+    const Result mixed = RunOn(bf16, predict, batch, feeds);
+    ASSERT_EQ(plain.outputs.size(), 1u);
+    ASSERT_EQ(mixed.outputs.size(), 1u);
+    const std::string steps = absl::StrJoin(mixed.steps, "\n");
+    if (batch == 1) {
+      EXPECT_FALSE(absl::StrContains(steps, "[bf16]")) << steps;
+      EXPECT_FALSE(Differ(mixed.outputs[0], plain.outputs[0]));
+    } else {
+      EXPECT_TRUE(absl::StrContains(steps, "[bf16]")) << steps;
+      EXPECT_TRUE(Differ(mixed.outputs[0], plain.outputs[0]));
+      ExpectBf16Close(mixed.outputs[0], plain.outputs[0], 2e-2, "predict");
+    }
+  }
+  CpuBackend::SetFixedKernelChoice(false);
 }
 
 // Two Adam steps on the f32 and the bf16 CPU backend from the same initial
