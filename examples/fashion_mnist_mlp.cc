@@ -1,17 +1,34 @@
 // The default example: Keras's classic Fashion-MNIST MLP (784-512-512-10), five
 // epochs.
 //   ./bazelw run //examples:fashion_mnist_mlp
+//   ./bazelw run //examples:fashion_mnist_mlp -- --mixed_bfloat16
+// --mixed_bfloat16 trains under keras.mixed_precision's "mixed_bfloat16"
+// policy (bf16 GEMMs, f32 weights; frontend/mixed_precision.h); --seed=N
+// initializes and shuffles from N (keras.utils.set_random_seed).
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 
 #include "examples/models.h"
 #include "frontend/sequent.h"
 
 using namespace sequent;
 
-int main() {
+int main(int argc, char** argv) {
   const auto start = std::chrono::steady_clock::now();
   try {
+    for (int i = 1; i < argc; ++i) {
+      if (std::strcmp(argv[i], "--mixed_bfloat16") == 0) {
+        mixed_precision::set_global_policy("mixed_bfloat16");
+      } else if (std::strncmp(argv[i], "--seed=", 7) == 0) {
+        SetRandomSeed(std::strtoull(argv[i] + 7, nullptr, 10));
+      } else {
+        std::fprintf(stderr, "usage: %s [--mixed_bfloat16] [--seed=N]\n",
+                     argv[0]);
+        return 2;
+      }
+    }
     auto [train, test] = load_fashion_mnist();
     std::printf("Fashion-MNIST: %lld training and %lld test images\n",
                 static_cast<long long>(train.x.shape()[0]),
@@ -24,15 +41,21 @@ int main() {
     model.compile(Adam{.learning_rate = 1e-3},
                   SparseCategoricalCrossentropy{.from_logits = true},
                   {"accuracy"});
-    std::printf("device: %s\n", model.device().ToString().c_str());
+    std::printf("device: %s, dtype policy: %s\n",
+                model.device().ToString().c_str(),
+                model.dtype_policy().c_str());
     // Adam at 1e-3, decayed by 0.6 each epoch
     // (keras.callbacks.LearningRateScheduler): over three seeds this
     // reaches 88.7-89.2% test accuracy in five epochs, where a constant rate
     // overfits to 86.6-87.9%.
     auto decay = std::make_shared<LearningRateScheduler>(
         [](int epoch, double lr) { return epoch == 0 ? lr : lr * 0.6; });
+    const auto fit_start = std::chrono::steady_clock::now();
     model.fit(train.x, train.y,
               {.batch_size = 32, .epochs = 5, .callbacks = {decay}});
+    const double fit_seconds = std::chrono::duration<double>(
+                                   std::chrono::steady_clock::now() - fit_start)
+                                   .count();
 
     const Logs result = model.evaluate(test.x, test.y, {.verbose = 0});
     const double seconds =
@@ -40,7 +63,8 @@ int main() {
             .count();
     std::printf("test accuracy: %.4f - test loss: %.4f\n",
                 result.at("accuracy"), result.at("loss"));
-    std::printf("wall time: %.1f s\n", seconds);
+    std::printf("wall time: %.1f s (%.2f s per epoch)\n", seconds,
+                fit_seconds / 5);
   } catch (const Error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;
