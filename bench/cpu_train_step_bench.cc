@@ -1,7 +1,7 @@
 // Micro-benchmark of the CPU backend's executables for the MLP 784-512-512-10
 // (ReLU), sparse categorical crossentropy from logits, Adam: one train step at
-// batch 32/128/512 and predict at batch 1. The feeds are filled once; each
-// iteration is one Executable::Run (no data staging), so this times the
+// batch 32/128/512 and predict at batch 1 and 128. The feeds are filled once;
+// each iteration is one Executable::Run (no data staging), so this times the
 // lowered schedule itself. bench/gemm_floor.cc gives the oneDNN GEMM floor of
 // the same step. Threads: the backend's default (all cores) or
 // SEQUENT_NUM_THREADS. The *Bf16 rows are the same models compiled under the
@@ -165,6 +165,7 @@ void BM_CpuMlpPredict(benchmark::State& state) {
 }
 BENCHMARK(BM_CpuMlpPredict)
     ->Arg(1)
+    ->Arg(128)
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
 
@@ -173,6 +174,7 @@ void BM_CpuMlpTrainStepBf16(benchmark::State& state) {
   Run(state, GraphStage::kTrain, /*cnn=*/false, /*bf16=*/true);
 }
 BENCHMARK(BM_CpuMlpTrainStepBf16)
+    ->Arg(32)
     ->Arg(128)
     ->Arg(512)
     ->UseRealTime()
