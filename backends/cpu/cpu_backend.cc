@@ -15,6 +15,7 @@
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -94,6 +95,48 @@ AlignedBuffer AllocateAligned(int64_t bytes) {
       std::aligned_alloc(kAlign, AlignUp(std::max<int64_t>(bytes, 1)))));
 }
 
+// The cpu backend's variable store: host tensors, plus for variables that
+// bf16 GEMMs read a persistent bf16 copy shared by every executable compiled
+// on the store, so that the weights are not converted again each run. A
+// version counter per tracked variable, bumped by every write (Write, and the
+// executables' updates), tells when a copy is stale; Adam's update writes the
+// copy in the same pass as the weights (no conversion in the next step).
+class CpuVariableStore : public HostVariableStore {
+ public:
+  struct Shadow {
+    uint64_t version = 1;  // Of the f32 variable.
+    uint64_t holds = 0;    // The version `copy` holds.
+    AlignedBuffer copy;    // n bf16 values, allocated at Compile.
+    int64_t n = 0;
+  };
+
+  absl::Status Write(absl::string_view name, const Tensor& value) override {
+    SEQUENT_RETURN_IF_ERROR(HostVariableStore::Write(name, value));
+    if (auto it = shadows_.find(name); it != shadows_.end())
+      ++it->second->version;
+    return absl::OkStatus();
+  }
+
+  // The (stable) version entry of `name`, created when absent.
+  Shadow* ShadowOf(absl::string_view name) {
+    std::unique_ptr<Shadow>& s = shadows_[name];
+    if (s == nullptr) s = std::make_unique<Shadow>();
+    return s.get();
+  }
+  // As ShadowOf, with the bf16 copy of `n` elements allocated.
+  Shadow* Bf16CopyOf(absl::string_view name, int64_t n) {
+    Shadow* s = ShadowOf(name);
+    if (s->copy == nullptr) {
+      s->copy = AllocateAligned(n * 2);
+      s->n = n;
+    }
+    return s;
+  }
+
+ private:
+  absl::flat_hash_map<std::string, std::unique_ptr<Shadow>> shadows_;
+};
+
 // ---------------------------------------------------------------------------------------
 // The schedule.
 
@@ -139,7 +182,10 @@ class CpuExecutable : public Executable {
   AlignedBuffer arena;
   AlignedBuffer scratchpad;
   AlignedBuffer staging;
-  std::vector<AlignedBuffer> extras;  // kExtraBase - k
+  std::vector<AlignedBuffer> extras;  // Owned extra buffers.
+  // kExtraBase - k: the k-th extra buffer, owned (`extras`) or borrowed (a
+  // bf16 weight copy in the store).
+  std::vector<std::byte*> extra_data;
   // The memory plan and the graph it numbers (batch-bound, reshapes resolved
   // to their inputs), for tools that print it.
   MemoryPlan plan;
@@ -166,9 +212,13 @@ class CpuExecutable : public Executable {
     // Set when the new value lives in variable storage, which an earlier update
     // may overwrite: it is copied here first (`a := b, b := a` must swap).
     std::byte* staging = nullptr;
+    // The variable's version entry when copied here (the copy is then stale).
+    CpuVariableStore::Shadow* shadow = nullptr;
   };
   std::vector<Update> updates;
   HostVariableStore* store = nullptr;
+  // The store when the cpu backend created it (persistent bf16 copies).
+  CpuVariableStore* cpu_store = nullptr;
   // SEQUENT_CPU_PROFILE set at Compile: every step is timed (CpuBackend::
   // ProfileString prints the table).
   bool profile = false;
@@ -275,6 +325,7 @@ absl::Status CpuExecutable::Run(absl::Span<const Feed> feeds,
     if (src != u.variable->raw_data() && u.variable->num_bytes() > 0) {
       std::memcpy(u.variable->raw_data(), src, u.variable->num_bytes());
     }
+    if (u.shadow != nullptr) ++u.shadow->version;
   }
   return absl::OkStatus();
 }
@@ -395,7 +446,12 @@ class Lowering {
   ValueId NewExtra(int64_t bytes, std::byte** data = nullptr) {
     exe_.extras.push_back(AllocateAligned(bytes));
     if (data != nullptr) *data = exe_.extras.back().get();
-    return kExtraBase - static_cast<ValueId>(exe_.extras.size() - 1);
+    return NewExternal(exe_.extras.back().get());
+  }
+  // An extra buffer the executable does not own.
+  ValueId NewExternal(std::byte* data) {
+    exe_.extra_data.push_back(data);
+    return kExtraBase - static_cast<ValueId>(exe_.extra_data.size() - 1);
   }
 
   // Whether a GEMM of these sizes (rows x reduction -> columns) reads bf16
@@ -423,6 +479,26 @@ class Lowering {
     if (auto it = bf16_copies_.find(v); it != bf16_copies_.end())
       return it->second;
     const int64_t n = std::max<int64_t>(1, type(v).shape.NumElements());
+    if (exe_.cpu_store != nullptr &&
+        exe_.locations[v].kind == Location::Kind::kVariable) {
+      // A variable: the store's persistent copy, converted only when a write
+      // since the last conversion made it stale.
+      CpuVariableStore::Shadow* shadow =
+          exe_.cpu_store->Bf16CopyOf(exe_.locations[v].variable, n);
+      const ValueId copy = NewExternal(shadow->copy.get());
+      AddLoop([shadow, v, n](const Pointers& ptr) {
+        if (shadow->holds != shadow->version) {
+          ConvertToBf16(reinterpret_cast<const float*>(ptr[v]),
+                        reinterpret_cast<uint16_t*>(shadow->copy.get()), n);
+          shadow->holds = shadow->version;
+        }
+        return absl::OkStatus();
+      });
+      exe_.steps.back().kind =
+          "to bf16 (when the variable changed): loop [bf16]";
+      bf16_copies_.emplace(v, copy);
+      return copy;
+    }
     const ValueId copy = NewExtra(n * 2);
     AddReorder(v, memory::desc({n}, memory::data_type::f32, tag::a), copy,
                memory::desc({n}, memory::data_type::bf16, tag::a));
@@ -558,6 +634,11 @@ class Lowering {
   std::string layer_;
   int64_t scratchpad_bytes_ = 0;
   absl::flat_hash_map<ValueId, ValueId> bf16_copies_;  // value -> extra id
+
+ public:
+  // Update values an update step wrote in place into their variable (and
+  // bumped its version); Run bumps the others' after copying them.
+  absl::flat_hash_set<ValueId> in_place_updates_;
 };
 
 absl::Status ExpectF32(const Node& node, const TensorType& t) {
@@ -1881,13 +1962,35 @@ absl::Status Lowering::LowerUpdate(const Node& node, const Attributes& attrs,
   // Run).
   auto slot_ptrs = std::make_shared<std::vector<const void*>>(num_slots);
   auto out_ptrs = std::make_shared<std::vector<void*>>(num_slots);
+  // An update the planner writes in place into its variable changes the
+  // variable here: its version entry (for bf16 copies) is bumped here, and
+  // when the store holds a bf16 copy of it (allocated by any executable's
+  // Compile) the update writes that too, in the same pass.
+  CpuVariableStore::Shadow* shadow = nullptr;
+  if (exe_.cpu_store != nullptr && dtype == DType::kF32 &&
+      exe_.locations[v].kind == Location::Kind::kVariable) {
+    const BufferAssignment& out = exe_.plan.buffers[v_out];
+    if (out.kind == BufferAssignment::Kind::kVariable &&
+        out.variable == exe_.locations[v].variable) {
+      shadow = exe_.cpu_store->ShadowOf(out.variable);
+      in_place_updates_.insert(v_out);
+    }
+  }
   AddLoop([=](const Pointers& ptr) {
     for (size_t s = 0; s < slots.size(); ++s) {
       (*slot_ptrs)[s] = ptr[slots[s]];
       (*out_ptrs)[s] = ptr[slots_out[s]];
     }
+    uint16_t* copy =
+        shadow != nullptr && shadow->copy != nullptr && shadow->n == n
+            ? reinterpret_cast<uint16_t*>(shadow->copy.get())
+            : nullptr;
     ApplyUpdate(params, dtype, n, ptr[v], ptr[g], *slot_ptrs, ptr[lr], ptr[it],
-                ptr[v_out], *out_ptrs);
+                ptr[v_out], *out_ptrs, copy);
+    if (shadow != nullptr) {
+      ++shadow->version;
+      if (copy != nullptr) shadow->holds = shadow->version;
+    }
     return absl::OkStatus();
   });
   return absl::OkStatus();
@@ -2360,7 +2463,7 @@ bool CpuBackend::SupportsFusedDense(absl::string_view activation) const {
 }
 
 std::unique_ptr<VariableStore> CpuBackend::CreateVariableStore() const {
-  return std::make_unique<HostVariableStore>();
+  return std::make_unique<cpu::CpuVariableStore>();
 }
 
 absl::StatusOr<std::unique_ptr<Executable>> CpuBackend::Compile(
@@ -2425,6 +2528,7 @@ absl::StatusOr<std::unique_ptr<Executable>> CpuBackend::Compile(
   // oneDNN tunes primitives to the thread count they are created under.
   omp_set_num_threads(exe->num_threads);
   exe->store = host;
+  exe->cpu_store = dynamic_cast<cpu::CpuVariableStore*>(host);
   exe->profile = std::getenv("SEQUENT_CPU_PROFILE") != nullptr;
   exe->types.resize(lowered_graph.num_values());
   for (ValueId v = 0; v < lowered_graph.num_values(); ++v) {
@@ -2672,7 +2776,7 @@ absl::StatusOr<std::unique_ptr<Executable>> CpuBackend::Compile(
     for (cpu::MemArg& arg : step.args) {
       std::byte* data = arg.value == cpu::kScratchpad ? exe->scratchpad.get()
                         : arg.value <= cpu::kExtraBase
-                            ? exe->extras[cpu::kExtraBase - arg.value].get()
+                            ? exe->extra_data[cpu::kExtraBase - arg.value]
                             : exe->pointers[arg.value];
       arg.mem.set_data_handle(data);
     }
@@ -2702,6 +2806,13 @@ absl::StatusOr<std::unique_ptr<Executable>> CpuBackend::Compile(
                             staging_offsets[i] >= 0
                                 ? exe->staging.get() + staging_offsets[i]
                                 : nullptr});
+    // Variables written at the end of Run: their bf16 copies (if any, now or
+    // compiled later) become stale. In-place writes by other steps than the
+    // optimizer updates (which bump it themselves) have no bf16 copy to keep.
+    if (exe->cpu_store != nullptr &&
+        !lowering.in_place_updates_.contains(u.value)) {
+      exe->updates.back().shadow = exe->cpu_store->ShadowOf(u.variable);
+    }
   }
   return std::unique_ptr<Executable>(std::move(exe));
 }

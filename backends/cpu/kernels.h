@@ -29,6 +29,10 @@ void BroadcastBinary(BinaryKind kind, DType dtype, const void* a,
 // toward zero and saturates (NaN -> 0), anything -> bool is != 0.
 void CastElements(DType from, const void* src, DType to, void* dst, int64_t n);
 
+// f32 -> bf16 with round-to-nearest-even and NaNs kept quiet NaNs, bit for bit
+// what oneDNN's reorder (and core's FloatToBF16) produce.
+void ConvertToBf16(const float* in, uint16_t* out, int64_t n);
+
 // y = x * mask where mask[i] = keep(seed, step, i) ? 1 / (1 - rate) : 0
 // (ops/random.cc); with `active` false the mask is all ones. `dtype` is f32 or
 // f64.

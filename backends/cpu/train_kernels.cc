@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <type_traits>
@@ -157,9 +158,31 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void AdamChunkF32(
     int64_t lo, int64_t hi, const float* var, const float* __restrict grad,
     const float* m_in, const float* v_in, float* m_out, float* v_out,
     float* var_out, float alpha, float one_minus_b1, float one_minus_b2,
-    float eps, bool decay, float wd, float lr) {
+    float eps, bool decay, float wd, float lr, uint16_t* var_bf16) {
   // Element i reads only index i before writing it, so the in-place aliasing
   // of the outputs with var, m and v does not stop vectorization.
+  if (var_bf16 != nullptr) {
+    // Also var' in bf16 (round to nearest even, NaN stays NaN), for the bf16
+    // GEMMs of the next step: no second pass over the weights.
+#pragma omp simd
+    for (int64_t i = lo; i < hi; ++i) {
+      float w = var[i];
+      if (decay) w = w - w * wd * lr;
+      const float g = grad[i];
+      const float m = m_in[i] + (g - m_in[i]) * one_minus_b1;
+      const float v = v_in[i] + (g * g - v_in[i]) * one_minus_b2;
+      m_out[i] = m;
+      v_out[i] = v;
+      const float w_new = w - (m * alpha) / (std::sqrt(v) + eps);
+      var_out[i] = w_new;
+      const uint32_t bits = std::bit_cast<uint32_t>(w_new);
+      const uint32_t rounded = (bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16;
+      const bool nan = (bits & 0x7FFFFFFFu) > 0x7F800000u;
+      var_bf16[i] =
+          static_cast<uint16_t>(nan ? ((bits >> 16) | 0x40u) : rounded);
+    }
+    return;
+  }
 #pragma omp simd
   for (int64_t i = lo; i < hi; ++i) {
     float w = var[i];
@@ -184,7 +207,8 @@ std::pair<int64_t, int64_t> ThreadChunk(int64_t n, int t, int threads) {
 template <typename T>
 void UpdateT(const UpdateParams& prm, int64_t n, const T* var, const T* grad,
              const std::vector<const void*>& slots, T lr, T iterations,
-             T* var_out, const std::vector<void*>& slots_out) {
+             T* var_out, const std::vector<void*>& slots_out,
+             uint16_t* var_bf16) {
   const T* s0 = slots.size() > 0 ? static_cast<const T*>(slots[0]) : nullptr;
   const T* s1 = slots.size() > 1 ? static_cast<const T*>(slots[1]) : nullptr;
   T* o0 = slots_out.size() > 0 ? static_cast<T*>(slots_out[0]) : nullptr;
@@ -225,7 +249,8 @@ void UpdateT(const UpdateParams& prm, int64_t n, const T* var, const T* grad,
           const auto [lo, hi] =
               ThreadChunk(n, omp_get_thread_num(), omp_get_num_threads());
           AdamChunkF32(lo, hi, var, grad, s0, s1, o0, o1, var_out, alpha,
-                       one_minus_b1, one_minus_b2, eps, decay, wd, lr);
+                       one_minus_b1, one_minus_b2, eps, decay, wd, lr,
+                       var_bf16);
         }
         return;
       }
@@ -570,19 +595,24 @@ void ApplyUpdate(const UpdateParams& params, DType dtype, int64_t n,
                  const void* var, const void* grad,
                  const std::vector<const void*>& slots, const void* lr,
                  const void* iterations, void* var_out,
-                 const std::vector<void*>& slots_out) {
+                 const std::vector<void*>& slots_out, uint16_t* var_bf16) {
   if (dtype == DType::kF64) {
     UpdateT<double>(params, n, static_cast<const double*>(var),
                     static_cast<const double*>(grad), slots,
                     *static_cast<const double*>(lr),
                     *static_cast<const double*>(iterations),
-                    static_cast<double*>(var_out), slots_out);
+                    static_cast<double*>(var_out), slots_out, nullptr);
   } else {
     UpdateT<float>(params, n, static_cast<const float*>(var),
                    static_cast<const float*>(grad), slots,
                    *static_cast<const float*>(lr),
                    *static_cast<const float*>(iterations),
-                   static_cast<float*>(var_out), slots_out);
+                   static_cast<float*>(var_out), slots_out, var_bf16);
+    const bool fused =
+        params.kind == UpdateKind::kAdam || params.kind == UpdateKind::kAdamW;
+    if (var_bf16 != nullptr && !fused) {
+      ConvertToBf16(static_cast<const float*>(var_out), var_bf16, n);
+    }
   }
 }
 

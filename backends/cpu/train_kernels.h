@@ -50,12 +50,15 @@ struct UpdateParams {
 
 // One optimizer step over `n` elements (ops/optimizer.cc): reads var, grad and
 // the slots once and writes var' and slots' (which may be the same buffers).
-// `lr` and `iterations` point at scalars of `dtype` (f32 or f64).
+// `lr` and `iterations` point at scalars of `dtype` (f32 or f64). With
+// `var_bf16` (f32 only) it also writes var' rounded to bf16 there (as
+// ConvertToBf16), in the same pass for Adam and AdamW.
 void ApplyUpdate(const UpdateParams& params, DType dtype, int64_t n,
                  const void* var, const void* grad,
                  const std::vector<const void*>& slots, const void* lr,
                  const void* iterations, void* var_out,
-                 const std::vector<void*>& slots_out);
+                 const std::vector<void*>& slots_out,
+                 uint16_t* var_bf16 = nullptr);
 
 void ClipByValue(DType dtype, const void* x, void* y, int64_t n, double lo,
                  double hi);

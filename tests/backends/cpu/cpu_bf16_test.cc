@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "backends/cpu/cpu_backend.h"
+#include "backends/host_variable_store.h"
 #include "backends/reference/reference_backend.h"
 #include "core/graph.h"
 #include "core/graph_builder.h"
@@ -392,6 +393,67 @@ TEST(CpuBf16Test, MlpTrainStepsMatchF32) {
     any_differs |= Differ(*got, *want);
   }
   EXPECT_TRUE(any_differs) << "bf16 training gave exactly the f32 variables";
+}
+
+// The store keeps a bf16 copy of each weight across runs (written by Adam's
+// update in the same pass, converted again only after another write). After
+// every kind of write (train steps of two executables, Write from outside)
+// a predict on the store must equal, bit for bit, a predict on a plain copy of
+// the variables, which converts the weights afresh each run.
+TEST(CpuBf16Test, PersistentWeightCopiesFollowEveryWrite) {
+  SKIP_WITHOUT_BF16();
+  CpuBackend::SetFixedKernelChoice(true);  // Same GEMMs in both compiles.
+  for (const Optimizer& optimizer :
+       {Optimizer(Adam{}), Optimizer(SGD{.learning_rate = 0.01})}) {
+    Sequential model = Mlp();
+    model.compile(optimizer, SparseCategoricalCrossentropy{.from_logits = true},
+                  {}, Device::CPU());
+    const Graph& train = model.graph(GraphStage::kTrain);
+    const Graph& predict = model.graph(GraphStage::kPredict);
+    CpuBackend cpu;
+    ASSERT_TRUE(cpu.SetComputeDType(DType::kBF16).ok());
+    auto store = cpu.CreateVariableStore();
+    auto train32 = cpu.Compile(train, 32, store.get());
+    auto train16 = cpu.Compile(train, 16, store.get());
+    auto predict64 = cpu.Compile(predict, 64, store.get());
+    ASSERT_TRUE(train32.ok() && train16.ok() && predict64.ok());
+    std::mt19937 rng(21);
+    Tensor x = RandomTensor(F32({64, 64}), rng);
+    const std::vector<Feed> feeds = {{kFeatureFeed, &x}};
+    auto check = [&](const std::string& when) {
+      std::vector<Tensor> got;
+      ASSERT_TRUE((*predict64)->Run(feeds, got).ok());
+      HostVariableStore plain;
+      for (const std::string& name : store->Names())
+        ASSERT_TRUE(plain.Write(name, *store->Read(name)).ok());
+      auto fresh = cpu.Compile(predict, 64, &plain);
+      ASSERT_TRUE(fresh.ok()) << fresh.status();
+      std::vector<Tensor> want;
+      ASSERT_TRUE((*fresh)->Run(feeds, want).ok());
+      ASSERT_EQ(got.size(), 1u);
+      ASSERT_EQ(want.size(), 1u);
+      EXPECT_FALSE(Differ(got[0], want[0]))
+          << when << ", optimizer " << optimizer.index();
+    };
+    check("initial");
+    Batch b32 = RandomBatch(32, rng), b16 = RandomBatch(16, rng);
+    std::vector<Tensor> out;
+    ASSERT_TRUE((*train32)->Run(b32.feeds, out).ok());
+    check("after a step at batch 32");
+    ASSERT_TRUE((*train16)->Run(b16.feeds, out).ok());
+    check("after a step at batch 16");
+    for (const std::string& name : store->Names()) {
+      Tensor t = *store->Read(name);
+      if (!absl::EndsWith(name, "/kernel")) continue;
+      for (int64_t i = 0; i < t.num_elements(); ++i)
+        t.SetFromDouble(i, -t.GetAsDouble(i));
+      ASSERT_TRUE(store->Write(name, t).ok());
+    }
+    check("after Write");
+    ASSERT_TRUE((*train32)->Run(b32.feeds, out).ok());
+    check("after Write and a step");
+  }
+  CpuBackend::SetFixedKernelChoice(false);
 }
 
 // Deterministic mode: two models trained under mixed_bfloat16 from the same
