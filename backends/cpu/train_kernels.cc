@@ -161,11 +161,14 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void AdamChunkF32(
     float eps, bool decay, float wd, float lr, uint16_t* var_bf16) {
   // Element i reads only index i before writing it, so the in-place aliasing
   // of the outputs with var, m and v does not stop vectorization.
-  if (var_bf16 != nullptr) {
-    // Also var' in bf16 (round to nearest even, NaN stays NaN), for the bf16
-    // GEMMs of the next step: no second pass over the weights.
+  // With `var_bf16`, var' is also rounded to bf16 (to nearest even, NaN stays
+  // NaN), block by block while the block is in L1: no second pass over the
+  // weights for the bf16 GEMMs of the next step.
+  const int64_t block = var_bf16 != nullptr ? 2048 : hi - lo;
+  for (int64_t b = lo; b < hi; b += block) {
+    const int64_t e = std::min(hi, b + block);
 #pragma omp simd
-    for (int64_t i = lo; i < hi; ++i) {
+    for (int64_t i = b; i < e; ++i) {
       float w = var[i];
       if (decay) w = w - w * wd * lr;
       const float g = grad[i];
@@ -173,26 +176,17 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void AdamChunkF32(
       const float v = v_in[i] + (g * g - v_in[i]) * one_minus_b2;
       m_out[i] = m;
       v_out[i] = v;
-      const float w_new = w - (m * alpha) / (std::sqrt(v) + eps);
-      var_out[i] = w_new;
-      const uint32_t bits = std::bit_cast<uint32_t>(w_new);
+      var_out[i] = w - (m * alpha) / (std::sqrt(v) + eps);
+    }
+    if (var_bf16 == nullptr) continue;
+#pragma omp simd
+    for (int64_t i = b; i < e; ++i) {
+      const uint32_t bits = std::bit_cast<uint32_t>(var_out[i]);
       const uint32_t rounded = (bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16;
       const bool nan = (bits & 0x7FFFFFFFu) > 0x7F800000u;
       var_bf16[i] =
           static_cast<uint16_t>(nan ? ((bits >> 16) | 0x40u) : rounded);
     }
-    return;
-  }
-#pragma omp simd
-  for (int64_t i = lo; i < hi; ++i) {
-    float w = var[i];
-    if (decay) w = w - w * wd * lr;
-    const float g = grad[i];
-    const float m = m_in[i] + (g - m_in[i]) * one_minus_b1;
-    const float v = v_in[i] + (g * g - v_in[i]) * one_minus_b2;
-    m_out[i] = m;
-    v_out[i] = v;
-    var_out[i] = w - (m * alpha) / (std::sqrt(v) + eps);
   }
 }
 
