@@ -46,14 +46,17 @@ namespace sequent {
 // the GEMM-heavy primitives (dense and matmul forward, a dense layer's input
 // and weight gradients, conv2d and its two gradients) read bf16 copies of
 // their f32 operands (sources, weights, output gradients) and accumulate and
-// write f32. Everything else, the memory plan and the variables stay f32. Each
-// copy is one reorder scheduled before the first primitive that reads it, into
-// a buffer allocated at Compile, and shared by every later primitive of the
-// run reading the same value (a weight's by its forward and input gradient,
-// an output gradient's by the input and weight gradients). Weights are
-// converted every run (the store may be written from outside between runs),
-// so a GEMM with a dimension under 16 (predict at batch 1, a 10-class output
-// layer) stays f32: there the conversions cost more than bf16 saves.
+// write f32. Everything else, the memory plan and the variables stay f32. An
+// activation's or gradient's copy is one reorder scheduled before the first
+// primitive that reads it, into a buffer allocated at Compile, and shared by
+// every later primitive of the run reading the same value (an output
+// gradient's by the input and weight gradients). A weight's copy lives in the
+// store (CreateVariableStore), shared by all its executables and kept across
+// runs: every write bumps the variable's version, Adam's update rewrites the
+// copy in the same pass, and a step converts the weight again only when it is
+// stale (after Write, or another optimizer's update). A GEMM with a dimension
+// under 16 (predict at batch 1, a 10-class output layer) stays f32: there the
+// conversions and oneDNN's bf16 kernels cost more than they save.
 //
 // Later: `format_tag::any` (blocked) layouts for weights and convolution
 // activations with reorders at the store boundary.
