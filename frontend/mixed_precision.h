@@ -9,8 +9,9 @@ namespace sequent::mixed_precision {
 // afterwards (Sequential::compile reads it; Sequential::dtype_policy() says
 // which one a model got).
 //   "float32"         everything in f32 (the default);
-//   "mixed_bfloat16"  on the cpu backend, the GEMM-heavy ops (dense, matmul,
-//                     conv2d and their gradients) compute with bf16 operands
+//   "mixed_bfloat16"  on the cpu backend, the GEMM-heavy ops (dense, matmul
+//                     and their gradients, conv2d and its input gradient)
+//                     compute with bf16 operands
 //                     and f32 accumulation and outputs; weights (the master
 //                     copy), optimizer state, activations, losses and
 //                     everything else stay f32 (see CpuBackend).
