@@ -2479,6 +2479,12 @@ absl::StatusOr<std::unique_ptr<Executable>> CpuBackend::Compile(
   }
   SEQUENT_ASSIGN_OR_RETURN(HostVariableStore * host,
                            HostVariableStore::FromStore(store, "cpu"));
+  if (compute_dtype_ == DType::kBF16 && bf16_support() == Bf16Support::kNone) {
+    return absl::UnimplementedError(
+        "the cpu backend computes in bf16 (the mixed_bfloat16 policy) only on "
+        "CPUs with AVX-512, where oneDNN 2.6 has bf16 GEMMs (natively with "
+        "AVX512-BF16); this CPU has none: use the float32 policy");
+  }
   const OpRegistry& registry = *registry_;
   // Every value a node, output or update names must exist before the memory
   // planner indexes by it.

@@ -94,7 +94,7 @@ class CpuBackend : public Backend {
   DType compute_dtype() const { return compute_dtype_; }
   // How this CPU runs bf16 GEMMs in oneDNN: natively (AVX512-BF16 / AMX),
   // emulated on AVX-512 (correct, slower), or not at all (SetComputeDType
-  // then still succeeds; Compile fails naming the op).
+  // then still succeeds; Compile returns an UnimplementedError saying so).
   enum class Bf16Support { kNative, kEmulated, kNone };
   static Bf16Support bf16_support();
 

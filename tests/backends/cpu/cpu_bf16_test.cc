@@ -230,6 +230,7 @@ std::vector<Bf16Case> Cases() {
 // A convolution's filter gradient stays f32 (oneDNN 2.6's bf16 version is
 // slower in our plain layouts): same schedule and result as without bf16.
 TEST(CpuBf16Test, ConvFilterGradientStaysF32) {
+  SKIP_WITHOUT_BF16();
   Graph g("filter");
   GraphBuilder b(&g, &ops::DefaultRegistry());
   const ValueId x = b.Input("x", F32({N, 10, 10, 8}));
@@ -266,6 +267,30 @@ TEST(CpuBf16Test, SetComputeDTypeAcceptsF32AndBf16Only) {
   EXPECT_FALSE(s.ok());
   EXPECT_TRUE(absl::StrContains(s.message(), "f32 or bf16")) << s;
   EXPECT_EQ(cpu.compute_dtype(), DType::kBF16);
+}
+
+// Without AVX-512 (cpu_bf16_avx2_test runs this file with oneDNN capped at
+// AVX2) bf16 compiles fail saying what to do; f32 still compiles.
+TEST(CpuBf16Test, WithoutAvx512CompileSaysToUseFloat32) {
+  if (CpuBackend::bf16_support() != CpuBackend::Bf16Support::kNone)
+    GTEST_SKIP() << "this CPU runs bf16 (cpu_bf16_avx2_test caps oneDNN at "
+                    "AVX2 to run this test)";
+  Graph g("dense");
+  GraphBuilder b(&g, &ops::DefaultRegistry());
+  g.AddOutput("y", b.Op("dense", {b.Input("x", F32({N, 32})),
+                                  b.Input("w", F32({32, 32}))}));
+  ASSERT_TRUE(b.ok()) << b.status();
+  CpuBackend f32, bf16;
+  ASSERT_TRUE(bf16.SetComputeDType(DType::kBF16).ok());
+  auto store = bf16.CreateVariableStore();
+  auto exe = bf16.Compile(g, 32, store.get());
+  ASSERT_FALSE(exe.ok());
+  EXPECT_EQ(exe.status().code(), absl::StatusCode::kUnimplemented);
+  EXPECT_TRUE(absl::StrContains(exe.status().message(), "AVX-512"))
+      << exe.status();
+  EXPECT_TRUE(absl::StrContains(exe.status().message(), "float32"))
+      << exe.status();
+  EXPECT_TRUE(f32.Compile(g, 32, store.get()).ok());
 }
 
 // ---- Whole train steps.
