@@ -19,6 +19,7 @@
 #include "absl/strings/str_join.h"
 #include "backends/cuda/blaslt_matmul.h"
 #include "backends/cuda/cuda_status.h"
+#include "backends/cuda/cudnn_ops.h"
 #include "backends/cuda/kernels.h"
 #include "core/initializers.h"
 #include "core/memory_planner.h"
@@ -33,6 +34,9 @@ namespace {
 
 constexpr size_t kWorkspaceBytes = size_t{32} << 20;  // cuBLASLt's workspace
 constexpr int kSlots = 2;                             // feed double-buffering
+// The most workspace one cuDNN convolution may ask for; the backend allocates
+// the largest chosen one once.
+constexpr size_t kMaxConvWorkspaceBytes = size_t{256} << 20;
 
 absl::Status WithLayer(const Node& node, absl::Status s) {
   if (s.ok() || node.layer.empty()) return s;
@@ -158,6 +162,12 @@ struct Ctx {
   cublasLtHandle_t lt = nullptr;
   void* workspace = nullptr;
   int* error_flag = nullptr;
+  // cuDNN, when the graph has convolutions or batch norms: one handle on the
+  // step's stream, one workspace for every convolution (sized by the
+  // algorithms the prepare steps choose).
+  cudnnHandle_t dnn = nullptr;
+  void* dnn_workspace = nullptr;
+  size_t dnn_workspace_bytes = 0;
   float* F(ValueId v) const { return reinterpret_cast<float*>(ptr[v]); }
 };
 
@@ -253,8 +263,9 @@ class CudaExecutableImpl : public CudaExecutable {
       if (copied_[s] != nullptr) cudaEventDestroy(copied_[s]);
       if (consumed_[s] != nullptr) cudaEventDestroy(consumed_[s]);
     }
-    steps.clear();  // LtMatmul plans before the handle.
+    steps.clear();  // LtMatmul and cuDNN plans before the handles.
     if (ctx.lt != nullptr) cublasLtDestroy(ctx.lt);
+    if (ctx.dnn != nullptr) cudnnDestroy(ctx.dnn);
     if (copy_stream_ != nullptr) cudaStreamDestroy(copy_stream_);
     if (stream_ != nullptr) cudaStreamDestroy(stream_);
   }
@@ -271,6 +282,7 @@ class CudaExecutableImpl : public CudaExecutable {
 
   // Filled by Compile.
   bool use_graph = true;
+  bool needs_cudnn = false;
   int64_t batch_size_ = 0;
   Graph graph;  // Batch-bound, reshapes read through.
   MemoryPlan plan;
@@ -308,7 +320,8 @@ class CudaExecutableImpl : public CudaExecutable {
   absl::Status Enqueue(int slot);  // The step's work, on stream_.
 
   cudaStream_t stream_ = nullptr, copy_stream_ = nullptr;
-  DeviceBuffer arena_, extras_, staging_dev_[kSlots], update_staging_, misc_;
+  DeviceBuffer arena_, extras_, staging_dev_[kSlots], update_staging_, misc_,
+      dnn_workspace_;
   std::vector<DeviceBuffer> constant_buffers_;
   PinnedBuffer staging_host_[kSlots], outputs_host_;
   int64_t staging_bytes_ = 0, outputs_bytes_ = 0;
@@ -332,6 +345,10 @@ absl::Status CudaExecutableImpl::Setup() {
   }
   SEQUENT_CUBLAS_RETURN_IF_ERROR(cublasLtCreate(&ctx.lt));
   ctx.stream = stream_;
+  if (needs_cudnn) {
+    SEQUENT_CUDNN_RETURN_IF_ERROR(cudnnCreate(&ctx.dnn));
+    SEQUENT_CUDNN_RETURN_IF_ERROR(cudnnSetStream(ctx.dnn, stream_));
+  }
 
   // One arena for every intermediate; the cuBLASLt workspace, the error flag
   // and the scratch buffers in a second allocation.
@@ -409,6 +426,12 @@ absl::Status CudaExecutableImpl::Setup() {
       return absl::Status(s.code(),
                           absl::StrCat(step.label, ": ", s.message()));
     }
+  }
+  if (ctx.dnn_workspace_bytes > 0) {
+    SEQUENT_ASSIGN_OR_RETURN(
+        dnn_workspace_,
+        DeviceAlloc(static_cast<int64_t>(ctx.dnn_workspace_bytes)));
+    ctx.dnn_workspace = dnn_workspace_.get();
   }
   SEQUENT_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
   return absl::OkStatus();
@@ -662,6 +685,10 @@ class Lowering {
   absl::Status LowerReduce(const Node& node, Reduce op,
                            const std::vector<bool>& reduced);
   absl::Status LowerLoss(const Node& node, const Attributes& attrs, bool grad);
+  absl::Status LowerConv(const Node& node, const Attributes& attrs);
+  absl::Status LowerPool(const Node& node, const Attributes& attrs);
+  absl::Status LowerNorm(const Node& node, const Attributes& attrs);
+  absl::Status LowerShapeOp(const Node& node, const Attributes& attrs);
 
   CudaExecutableImpl& exe_;
   const Graph& g_;
@@ -925,10 +952,42 @@ absl::Status Lowering::LowerLoss(const Node& node, const Attributes& attrs,
     });
     return absl::OkStatus();
   }
-  if (op == "mse" || op == "mae") {
+  if (op == "categorical_crossentropy") {
     SEQUENT_RETURN_IF_ERROR(ExpectF32(node, y_true));
-    const PointLoss kind = op == "mse" ? PointLoss::kMse : PointLoss::kMae;
+    if (type(y_true).shape != ps || ps.rank() < 1) {
+      return Unsupported(node, "needs y_true with y_pred's shape");
+    }
+    CategoricalCeArgs a;
+    a.classes = ps[ps.rank() - 1];
+    a.rows = a.classes == 0 ? 0 : Numel(pred) / a.classes;
+    a.rows_per_sample = batch == 0 ? 1 : std::max<int64_t>(a.rows / batch, 1);
+    a.weights_n = weights_n;
+    a.from_logits = BoolAttrOr(attrs, "from_logits", false);
+    a.smoothing = FloatAttrOr(attrs, "label_smoothing", 0.0);
+    Add([=](const Ctx& c) {
+      CategoricalCeArgs args = a;
+      args.y_true = c.F(y_true);
+      args.pred = c.F(pred);
+      args.weights = weight == kNoValue ? nullptr : c.F(weight);
+      return grad ? Launched(LaunchCategoricalCeGrad(args, c.F(dloss), c.F(out),
+                                                     c.stream),
+                             "cross-entropy gradient kernel")
+                  : Launched(LaunchCategoricalCe(args, c.F(out), c.stream),
+                             "cross-entropy kernel");
+    });
+    return absl::OkStatus();
+  }
+  if (op == "mse" || op == "mae" || op == "huber" ||
+      op == "binary_crossentropy") {
+    SEQUENT_RETURN_IF_ERROR(ExpectF32(node, y_true));
+    const PointLoss kind = op == "mse"     ? PointLoss::kMse
+                           : op == "mae"   ? PointLoss::kMae
+                           : op == "huber" ? PointLoss::kHuber
+                                           : PointLoss::kBinaryCe;
     PointLossArgs a;
+    a.delta = FloatAttrOr(attrs, "delta", 1.0);
+    a.smoothing = FloatAttrOr(attrs, "label_smoothing", 0.0);
+    a.from_logits = BoolAttrOr(attrs, "from_logits", false);
     a.d = ps.rank() >= 2 ? ps[ps.rank() - 1] : 1;
     a.rows = a.d == 0 ? 0 : Numel(pred) / a.d;
     a.rows_per_sample = batch == 0 ? 1 : std::max<int64_t>(a.rows / batch, 1);
@@ -949,10 +1008,485 @@ absl::Status Lowering::LowerLoss(const Node& node, const Attributes& attrs,
     });
     return absl::OkStatus();
   }
-  return Unsupported(node, absl::StrCat("does not lower ", node.op,
-                                        " yet (lowered losses: "
-                                        "sparse_categorical_crossentropy, mse, "
-                                        "mae)"));
+  return Unsupported(node, absl::StrCat("does not lower ", node.op, " yet"));
+}
+
+// TF/Keras window placement for one spatial dimension (ops/conv.cc,
+// ops/pool.cc): the leading padding and the total padding.
+struct WindowPads {
+  int64_t before = 0, total = 0;
+};
+WindowPads PadsFor(int64_t in, int64_t out, int64_t window, int64_t stride,
+                   bool same) {
+  if (!same) return {};
+  const int64_t total = std::max<int64_t>((out - 1) * stride + window - in, 0);
+  return {total / 2, total};
+}
+
+absl::StatusOr<std::vector<int64_t>> PairAttr(const Attributes& attrs,
+                                              absl::string_view name) {
+  SEQUENT_ASSIGN_OR_RETURN(std::vector<int64_t> v, GetIntListAttr(attrs, name));
+  if (v.size() != 2 || v[0] < 1 || v[1] < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        std::string(name), " must be two positive integers [h, w]"));
+  }
+  return v;
+}
+
+// Row-major strides of `dims`.
+std::vector<int64_t> Strides(const std::vector<int64_t>& dims) {
+  std::vector<int64_t> s(dims.size(), 1);
+  for (int d = static_cast<int>(dims.size()) - 2; d >= 0; --d)
+    s[d] = s[d + 1] * dims[d + 1];
+  return s;
+}
+
+// A copy of every element of `dims` between two strided views.
+StridedCopy MakeCopy(const std::vector<int64_t>& dims,
+                     const std::vector<int64_t>& src_strides,
+                     const std::vector<int64_t>& dst_strides,
+                     int64_t src_base = 0, int64_t dst_base = 0) {
+  StridedCopy c;
+  c.rank = static_cast<int>(dims.size());
+  for (int d = 0; d < c.rank; ++d) {
+    c.dims[d] = dims[d];
+    c.src_strides[d] = src_strides[d];
+    c.dst_strides[d] = dst_strides[d];
+  }
+  c.src_base = src_base;
+  c.dst_base = dst_base;
+  return c;
+}
+
+int64_t Product(const std::vector<int64_t>& dims) {
+  int64_t n = 1;
+  for (int64_t d : dims) n *= d;
+  return n;
+}
+
+absl::Status Lowering::LowerConv(const Node& node, const Attributes& attrs) {
+  SEQUENT_RETURN_IF_ERROR(ExpectAllF32(node));
+  const std::string& op = node.op;
+  const bool forward = op == "conv2d";
+  const bool backprop_input = op == "conv2d_backprop_input";
+  // x [n,h,w,c], kernel HWIO [kh,kw,c,f], y [n,oh,ow,f].
+  const Shape& x =
+      backprop_input ? type(node.outputs[0]).shape : type(node.inputs[0]).shape;
+  const Shape& k = forward || backprop_input ? type(node.inputs[1]).shape
+                                             : type(node.outputs[0]).shape;
+  const Shape& y = forward ? type(node.outputs[0]).shape
+                           : (backprop_input ? type(node.inputs[0]).shape
+                                             : type(node.inputs[1]).shape);
+  if (x.rank() != 4 || k.rank() != 4 || y.rank() != 4) {
+    return Unsupported(node, "needs NHWC activations and an HWIO kernel");
+  }
+  SEQUENT_ASSIGN_OR_RETURN(std::vector<int64_t> strides,
+                           PairAttr(attrs, "strides"));
+  SEQUENT_ASSIGN_OR_RETURN(std::vector<int64_t> dilations,
+                           PairAttr(attrs, "dilations"));
+  const bool same = StringAttrOr(attrs, "padding", "valid") == "same";
+  const int64_t n = x[0], h = x[1], w = x[2], c = x[3];
+  const int64_t kh = k[0], kw = k[1], f = k[3];
+  const int64_t oh = y[1], ow = y[2];
+  const WindowPads ph =
+      PadsFor(h, oh, (kh - 1) * dilations[0] + 1, strides[0], same);
+  const WindowPads pw =
+      PadsFor(w, ow, (kw - 1) * dilations[1] + 1, strides[1], same);
+  // cuDNN pads symmetrically; TF's odd "same" padding (one more pixel at the
+  // bottom/right) goes through an explicitly padded copy of x.
+  const bool explicit_pad =
+      ph.total != 2 * ph.before || pw.total != 2 * pw.before;
+  ConvGeometry g;
+  g.n = n;
+  g.h = explicit_pad ? h + ph.total : h;
+  g.w = explicit_pad ? w + pw.total : w;
+  g.c = c;
+  g.f = f;
+  g.kh = kh;
+  g.kw = kw;
+  g.oh = oh;
+  g.ow = ow;
+  g.pad_h = explicit_pad ? 0 : ph.before;
+  g.pad_w = explicit_pad ? 0 : pw.before;
+  g.stride_h = strides[0];
+  g.stride_w = strides[1];
+  g.dil_h = dilations[0];
+  g.dil_w = dilations[1];
+  if (Product({n, h, w, c}) == 0 || Product({kh, kw, c, f}) == 0 ||
+      Product({n, oh, ow, f}) == 0) {
+    return Unsupported(node, "does not run empty convolutions");
+  }
+  exe_.needs_cudnn = true;
+  const int filter_t = NewExtra(Product({kh, kw, c, f}) * 4);
+  const int padded =
+      explicit_pad ? NewExtra(Product({n, g.h, g.w, c}) * 4) : -1;
+  // HWIO <-> KRSC ([f, kh, kw, c], cuDNN's NHWC filter layout).
+  const StridedCopy to_krsc = MakeCopy(
+      {f, kh, kw, c}, {1, kw * c * f, c * f, f}, Strides({f, kh, kw, c}));
+  const StridedCopy to_hwio = MakeCopy(
+      {kh, kw, c, f}, {kw * c, c, 1, kh * kw * c}, Strides({kh, kw, c, f}));
+  // x inside its padded copy, and back (the crop of backprop_input).
+  const std::vector<int64_t> padded_strides = Strides({n, g.h, g.w, c});
+  const int64_t interior = (ph.before * g.w + pw.before) * c;
+  const StridedCopy pad_x = MakeCopy({n, h, w, c}, Strides({n, h, w, c}),
+                                     padded_strides, 0, interior);
+  const StridedCopy crop_x = MakeCopy({n, h, w, c}, padded_strides,
+                                      Strides({n, h, w, c}), interior, 0);
+  const int64_t x_n = n * h * w * c, filter_n = kh * kw * c * f;
+  const int64_t padded_bytes = n * g.h * g.w * c * 4;
+  const ConvDirection direction = forward ? ConvDirection::kForward
+                                  : backprop_input
+                                      ? ConvDirection::kBackwardData
+                                      : ConvDirection::kBackwardFilter;
+  auto plan = std::make_shared<std::unique_ptr<CudnnConv>>();
+  const ValueId in0 = node.inputs[0], in1 = node.inputs[1],
+                out = node.outputs[0];
+  Add(
+      [=](const Ctx& ctx) -> absl::Status {
+        float* ft = reinterpret_cast<float*>(ctx.extra[filter_t]);
+        float* xp =
+            padded >= 0 ? reinterpret_cast<float*>(ctx.extra[padded]) : nullptr;
+        const auto pad_input = [&](const float* src) -> absl::Status {
+          SEQUENT_CUDA_RETURN_IF_ERROR(
+              cudaMemsetAsync(xp, 0, padded_bytes, ctx.stream));
+          return Launched(LaunchStridedCopy(src, xp, 4, pad_x, x_n, ctx.stream),
+                          "pad kernel");
+        };
+        switch (direction) {
+          case ConvDirection::kForward: {
+            SEQUENT_RETURN_IF_ERROR(
+                Launched(LaunchStridedCopy(ctx.F(in1), ft, 4, to_krsc, filter_n,
+                                           ctx.stream),
+                         "filter layout kernel"));
+            if (xp != nullptr) SEQUENT_RETURN_IF_ERROR(pad_input(ctx.F(in0)));
+            return (*plan)->Forward(ctx.dnn, xp != nullptr ? xp : ctx.F(in0),
+                                    ft, ctx.F(out), ctx.dnn_workspace);
+          }
+          case ConvDirection::kBackwardData: {
+            SEQUENT_RETURN_IF_ERROR(
+                Launched(LaunchStridedCopy(ctx.F(in1), ft, 4, to_krsc, filter_n,
+                                           ctx.stream),
+                         "filter layout kernel"));
+            SEQUENT_RETURN_IF_ERROR((*plan)->BackwardData(
+                ctx.dnn, ctx.F(in0), ft, xp != nullptr ? xp : ctx.F(out),
+                ctx.dnn_workspace));
+            if (xp == nullptr) return absl::OkStatus();
+            return Launched(
+                LaunchStridedCopy(xp, ctx.F(out), 4, crop_x, x_n, ctx.stream),
+                "crop kernel");
+          }
+          case ConvDirection::kBackwardFilter: {
+            if (xp != nullptr) SEQUENT_RETURN_IF_ERROR(pad_input(ctx.F(in0)));
+            SEQUENT_RETURN_IF_ERROR((*plan)->BackwardFilter(
+                ctx.dnn, xp != nullptr ? xp : ctx.F(in0), ctx.F(in1), ft,
+                ctx.dnn_workspace));
+            return Launched(LaunchStridedCopy(ft, ctx.F(out), 4, to_hwio,
+                                              filter_n, ctx.stream),
+                            "filter layout kernel");
+          }
+        }
+        return absl::OkStatus();
+      },
+      [=](Ctx& ctx) -> absl::Status {
+        SEQUENT_ASSIGN_OR_RETURN(
+            *plan,
+            CudnnConv::Create(ctx.dnn, g, direction, kMaxConvWorkspaceBytes));
+        ctx.dnn_workspace_bytes =
+            std::max(ctx.dnn_workspace_bytes, (*plan)->workspace_bytes());
+        return absl::OkStatus();
+      });
+  return absl::OkStatus();
+}
+
+absl::Status Lowering::LowerPool(const Node& node, const Attributes& attrs) {
+  SEQUENT_RETURN_IF_ERROR(ExpectAllF32(node));
+  const std::string& op = node.op;
+  const bool max = absl::StartsWith(op, "max");
+  const bool grad = absl::EndsWith(op, "_grad");
+  // x is the forward input (for avg_pool2d_grad: the output's shape), y the
+  // forward output (dy's shape).
+  const Shape& x = op == "avg_pool2d_grad" ? type(node.outputs[0]).shape
+                                           : type(node.inputs[0]).shape;
+  const Shape& y = !grad ? type(node.outputs[0]).shape
+                         : type(node.inputs[max ? 2 : 0]).shape;
+  if (x.rank() != 4 || y.rank() != 4) {
+    return Unsupported(node, "needs NHWC tensors");
+  }
+  SEQUENT_ASSIGN_OR_RETURN(std::vector<int64_t> size,
+                           PairAttr(attrs, "pool_size"));
+  std::vector<int64_t> strides = IntListAttrOr(attrs, "strides", {});
+  if (strides.empty()) strides = size;  // Keras: default to the pool size.
+  if (strides.size() != 2 || strides[0] < 1 || strides[1] < 1) {
+    return absl::InvalidArgumentError("strides must be empty or [h, w] > 0");
+  }
+  const bool same = StringAttrOr(attrs, "padding", "valid") == "same";
+  PoolShape s;
+  s.n = x[0];
+  s.h = x[1];
+  s.w = x[2];
+  s.c = x[3];
+  s.oh = y[1];
+  s.ow = y[2];
+  s.pool_h = size[0];
+  s.pool_w = size[1];
+  s.stride_h = strides[0];
+  s.stride_w = strides[1];
+  s.pad_h = PadsFor(s.h, s.oh, s.pool_h, s.stride_h, same).before;
+  s.pad_w = PadsFor(s.w, s.ow, s.pool_w, s.stride_w, same).before;
+  const ValueId in0 = node.inputs[0], out = node.outputs[0];
+  if (!grad) {
+    Add([=](const Ctx& c) {
+      return Launched(LaunchPool(max, c.F(in0), c.F(out), s, c.stream),
+                      "pooling kernel");
+    });
+  } else if (max) {
+    const ValueId dy = node.inputs[2];
+    Add([=](const Ctx& c) {
+      return Launched(
+          LaunchMaxPoolGrad(c.F(in0), c.F(dy), c.F(out), s, c.stream),
+          "max pooling gradient kernel");
+    });
+  } else {
+    Add([=](const Ctx& c) {
+      return Launched(LaunchAvgPoolGrad(c.F(in0), c.F(out), s, c.stream),
+                      "average pooling gradient kernel");
+    });
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Lowering::LowerNorm(const Node& node, const Attributes& attrs) {
+  SEQUENT_RETURN_IF_ERROR(ExpectAllF32(node));
+  const std::string& op = node.op;
+  const bool grad = absl::EndsWith(op, "_grad");
+  const ValueId x = grad ? node.inputs[1] : node.inputs[0];
+  const Shape& xs = type(x).shape;
+  if (xs.rank() < 1) return Unsupported(node, "needs a feature axis");
+  const int64_t c = xs[xs.rank() - 1];
+  const int64_t rows = c == 0 ? 0 : Numel(x) / c;
+  if (rows == 0 || c == 0) return Unsupported(node, "does not run empty norms");
+  const double epsilon = FloatAttrOr(attrs, "epsilon", 1e-3);
+  std::vector<ValueId> in = node.inputs, out = node.outputs;
+  if (op == "layer_norm") {
+    LayerNormArgs a;
+    a.rows = rows;
+    a.c = c;
+    a.epsilon = epsilon;
+    Add([=](const Ctx& ctx) {
+      LayerNormArgs args = a;
+      args.x = ctx.F(in[0]);
+      args.gamma = ctx.F(in[1]);
+      args.beta = ctx.F(in[2]);
+      args.y = ctx.F(out[0]);
+      args.mean = ctx.F(out[1]);
+      args.inv_std = ctx.F(out[2]);
+      return Launched(LaunchLayerNorm(args, ctx.stream), "layer norm kernel");
+    });
+    return absl::OkStatus();
+  }
+  NormGradArgs ga;
+  ga.rows = rows;
+  ga.c = c;
+  const auto bind_grad = [in, out, ga](const Ctx& ctx) {
+    NormGradArgs args = ga;
+    args.dy = ctx.F(in[0]);
+    args.x = ctx.F(in[1]);
+    args.gamma = ctx.F(in[2]);
+    args.mean = ctx.F(in[3]);
+    args.inv_std = ctx.F(in[4]);
+    args.dx = ctx.F(out[0]);
+    args.dgamma = ctx.F(out[1]);
+    args.dbeta = ctx.F(out[2]);
+    return args;
+  };
+  if (op == "layer_norm_grad") {
+    Add([=](const Ctx& ctx) {
+      return Launched(LaunchLayerNormGrad(bind_grad(ctx), ctx.stream),
+                      "layer norm gradient kernel");
+    });
+    return absl::OkStatus();
+  }
+  const bool training = BoolAttrOr(attrs, "training", op == "batch_norm_grad");
+  if (!training) {
+    if (op == "batch_norm") {
+      BatchNormInferenceArgs a;
+      a.rows = rows;
+      a.c = c;
+      a.epsilon = epsilon;
+      Add([=](const Ctx& ctx) {
+        BatchNormInferenceArgs args = a;
+        args.x = ctx.F(in[0]);
+        args.gamma = ctx.F(in[1]);
+        args.beta = ctx.F(in[2]);
+        args.moving_mean = ctx.F(in[3]);
+        args.moving_var = ctx.F(in[4]);
+        args.y = ctx.F(out[0]);
+        args.new_mean = ctx.F(out[1]);
+        args.new_var = ctx.F(out[2]);
+        args.saved_mean = ctx.F(out[3]);
+        args.saved_inv_std = ctx.F(out[4]);
+        return Launched(LaunchBatchNormInference(args, ctx.stream),
+                        "batch norm inference kernel");
+      });
+    } else {
+      Add([=](const Ctx& ctx) {
+        return Launched(
+            LaunchBatchNormGradInference(bind_grad(ctx), ctx.stream),
+            "batch norm gradient kernel");
+      });
+    }
+    return absl::OkStatus();
+  }
+  // Training: cuDNN over NHWC (other ranks as [rows, 1, 1, c]).
+  exe_.needs_cudnn = true;
+  const int64_t bn_n = xs.rank() == 4 ? xs[0] : rows;
+  const int64_t bn_h = xs.rank() == 4 ? xs[1] : 1;
+  const int64_t bn_w = xs.rank() == 4 ? xs[2] : 1;
+  auto plan = std::make_shared<std::unique_ptr<CudnnBatchNorm>>();
+  const auto prepare = [=](Ctx&) -> absl::Status {
+    SEQUENT_ASSIGN_OR_RETURN(
+        *plan, CudnnBatchNorm::Create(bn_n, bn_h, bn_w, c, epsilon));
+    return absl::OkStatus();
+  };
+  if (op == "batch_norm") {
+    const float momentum =
+        static_cast<float>(FloatAttrOr(attrs, "momentum", 0.99));
+    const int scratch = NewExtra(2 * c * 4);
+    Add(
+        [=](const Ctx& ctx) -> absl::Status {
+          float* running = reinterpret_cast<float*>(ctx.extra[scratch]);
+          // Factor 1 makes cuDNN's running averages the batch's (0 * old):
+          // zeroed so that stale NaNs cannot leak into them.
+          SEQUENT_CUDA_RETURN_IF_ERROR(
+              cudaMemsetAsync(running, 0, 2 * c * 4, ctx.stream));
+          SEQUENT_RETURN_IF_ERROR((*plan)->ForwardTraining(
+              ctx.dnn, ctx.F(in[0]), ctx.F(in[1]), ctx.F(in[2]), ctx.F(out[0]),
+              running, ctx.F(out[3]), ctx.F(out[4])));
+          return Launched(
+              LaunchBatchNormMovingStats(
+                  ctx.F(in[3]), ctx.F(in[4]), ctx.F(out[3]), ctx.F(out[4]), c,
+                  momentum, static_cast<float>(epsilon), ctx.F(out[1]),
+                  ctx.F(out[2]), ctx.stream),
+              "batch norm moving statistics kernel");
+        },
+        prepare);
+  } else {
+    Add(
+        [=](const Ctx& ctx) -> absl::Status {
+          const NormGradArgs a = bind_grad(ctx);
+          return (*plan)->Backward(ctx.dnn, a.x, a.dy, a.gamma, a.mean,
+                                   a.inv_std, a.dx, a.dgamma, a.dbeta);
+        },
+        prepare);
+  }
+  return absl::OkStatus();
+}
+
+// Pure data movement: any dtype of 2, 4 or 8 bytes.
+absl::StatusOr<int> CopyElementBytes(const Node& node, DType dtype) {
+  const size_t size = DTypeSize(dtype);
+  if (size == 2 || size == 4 || size == 8) return static_cast<int>(size);
+  return Unsupported(
+      node, absl::StrCat("does not move ", DTypeName(dtype), " elements"));
+}
+
+absl::Status Lowering::LowerShapeOp(const Node& node, const Attributes& attrs) {
+  const std::string& op = node.op;
+  const ValueId out = node.outputs[0];
+  SEQUENT_ASSIGN_OR_RETURN(int bytes, CopyElementBytes(node, type(out).dtype));
+  const std::vector<int64_t> out_dims = type(out).shape.dims();
+  if (out_dims.size() > kMaxRank) {
+    return Unsupported(node, absl::StrCat("moves rank <= ", kMaxRank));
+  }
+  const auto add_copy = [&](ValueId src, ValueId dst, StridedCopy copy,
+                            int64_t n, bool zero_first) {
+    const int64_t dst_bytes = Numel(dst) * bytes;
+    Add([=](const Ctx& c) -> absl::Status {
+      if (zero_first && dst_bytes > 0) {
+        SEQUENT_CUDA_RETURN_IF_ERROR(
+            cudaMemsetAsync(c.ptr[dst], 0, dst_bytes, c.stream));
+      }
+      return Launched(
+          LaunchStridedCopy(c.ptr[src], c.ptr[dst], bytes, copy, n, c.stream),
+          "copy kernel");
+    });
+  };
+  if (op == "transpose") {
+    const std::vector<int64_t> perm = IntListAttrOr(attrs, "perm", {});
+    const std::vector<int64_t> in_strides =
+        Strides(type(node.inputs[0]).shape.dims());
+    if (perm.size() != out_dims.size()) {
+      return absl::InvalidArgumentError("perm does not fit the output");
+    }
+    std::vector<int64_t> src_strides(perm.size());
+    for (size_t i = 0; i < perm.size(); ++i)
+      src_strides[i] = in_strides[perm[i]];
+    add_copy(node.inputs[0], out,
+             MakeCopy(out_dims, src_strides, Strides(out_dims)), Numel(out),
+             false);
+    return absl::OkStatus();
+  }
+  if (op == "slice" || op == "slice_grad") {
+    const std::vector<int64_t> begin = IntListAttrOr(attrs, "begin", {});
+    const bool is_grad = op == "slice_grad";
+    // The small tensor (slice's output, slice_grad's input) walks the big
+    // one's strides from begin.
+    const ValueId small = is_grad ? node.inputs[0] : out;
+    const ValueId big = is_grad ? out : node.inputs[0];
+    const std::vector<int64_t> small_dims = type(small).shape.dims();
+    const std::vector<int64_t> big_strides = Strides(type(big).shape.dims());
+    if (begin.size() != small_dims.size()) {
+      return absl::InvalidArgumentError("begin does not fit the tensor");
+    }
+    int64_t base = 0;
+    for (size_t i = 0; i < begin.size(); ++i) base += begin[i] * big_strides[i];
+    const std::vector<int64_t> small_strides = Strides(small_dims);
+    if (!is_grad) {
+      add_copy(big, small,
+               MakeCopy(small_dims, big_strides, small_strides, base),
+               Numel(small), false);
+    } else {
+      add_copy(small, big,
+               MakeCopy(small_dims, small_strides, big_strides, 0, base),
+               Numel(small), true);
+    }
+    return absl::OkStatus();
+  }
+  if (op == "concat") {
+    SEQUENT_ASSIGN_OR_RETURN(int axis,
+                             NormalizeAxis(IntAttrOr(attrs, "axis", -1),
+                                           static_cast<int>(out_dims.size())));
+    const std::vector<int64_t> out_strides = Strides(out_dims);
+    int64_t offset = 0;
+    for (ValueId in : node.inputs) {
+      if (type(in).dtype != type(out).dtype) {
+        return absl::InvalidArgumentError("concat inputs differ in dtype");
+      }
+      const std::vector<int64_t> dims = type(in).shape.dims();
+      add_copy(in, out,
+               MakeCopy(dims, Strides(dims), out_strides, 0,
+                        offset * out_strides[axis]),
+               Numel(in), false);
+      offset += dims[axis];
+    }
+    return absl::OkStatus();
+  }
+  return Unsupported(node, "is not a shape op");
+}
+
+std::optional<CastType> ToCastType(DType d) {
+  switch (d) {
+    case DType::kF32:
+      return CastType::kF32;
+    case DType::kBF16:
+      return CastType::kBF16;
+    case DType::kI32:
+      return CastType::kI32;
+    case DType::kI64:
+      return CastType::kI64;
+    default:
+      return std::nullopt;
+  }
 }
 
 void Lowering::AddUpdateGroup(std::shared_ptr<UpdateGroup> group) {
@@ -1015,29 +1549,145 @@ std::optional<UpdateKind> UpdateKindOf(absl::string_view op) {
   if (op == "momentum_update") return UpdateKind::kMomentum;
   if (op == "adam_update") return UpdateKind::kAdam;
   if (op == "adamw_update") return UpdateKind::kAdamW;
+  if (op == "rmsprop_update") return UpdateKind::kRmsprop;
+  if (op == "adagrad_update") return UpdateKind::kAdagrad;
   return std::nullopt;
-}
-
-bool IsUnlowered(absl::string_view op) {
-  static const char* const kOps[] = {
-      "conv2d",          "conv2d_backprop_input", "conv2d_backprop_filter",
-      "max_pool2d",      "max_pool2d_grad",       "avg_pool2d",
-      "avg_pool2d_grad", "global_avg_pool2d",     "global_avg_pool2d_grad",
-      "batch_norm",      "batch_norm_grad",       "layer_norm",
-      "layer_norm_grad"};
-  for (const char* o : kOps) {
-    if (op == o) return true;
-  }
-  return false;
 }
 
 absl::Status Lowering::LowerNode(const Node& node, const Attributes& attrs) {
   const std::string& op = node.op;
-  if (IsUnlowered(op)) {
-    return Unsupported(node,
-                       "does not lower convolution, pooling or normalization "
-                       "ops yet (cuDNN is not wired up); use the cpu backend "
-                       "for this model");
+  if (op == "conv2d" || op == "conv2d_backprop_input" ||
+      op == "conv2d_backprop_filter") {
+    return LowerConv(node, attrs);
+  }
+  if (op == "max_pool2d" || op == "avg_pool2d" || op == "max_pool2d_grad" ||
+      op == "avg_pool2d_grad") {
+    return LowerPool(node, attrs);
+  }
+  if (op == "global_avg_pool2d") {
+    SEQUENT_RETURN_IF_ERROR(ExpectAllF32(node));
+    if (type(node.inputs[0]).shape.rank() != 4) {
+      return Unsupported(node, "needs an NHWC input");
+    }
+    return LowerReduce(node, Reduce::kMean, {false, true, true, false});
+  }
+  if (op == "global_avg_pool2d_grad") {
+    SEQUENT_RETURN_IF_ERROR(ExpectAllF32(node));
+    const Shape& xs = type(node.outputs[0]).shape;
+    if (xs.rank() != 4) return Unsupported(node, "needs an NHWC output");
+    const ValueId dy = node.inputs[0], dx = node.outputs[0];
+    const int64_t n = xs[0], hw = xs[1] * xs[2], c = xs[3];
+    Add([=](const Ctx& ctx) {
+      return Launched(
+          LaunchGlobalAvgPoolGrad(ctx.F(dy), ctx.F(dx), n, hw, c, ctx.stream),
+          "global average pooling gradient kernel");
+    });
+    return absl::OkStatus();
+  }
+  if (op == "batch_norm" || op == "batch_norm_grad" || op == "layer_norm" ||
+      op == "layer_norm_grad") {
+    return LowerNorm(node, attrs);
+  }
+  if (op == "transpose" || op == "slice" || op == "slice_grad" ||
+      op == "concat") {
+    return LowerShapeOp(node, attrs);
+  }
+  if (op == "cast") {
+    const ValueId x = node.inputs[0], y = node.outputs[0];
+    const auto from = ToCastType(type(x).dtype);
+    const auto to = ToCastType(type(y).dtype);
+    if (!from || !to) {
+      return Unsupported(
+          node, absl::StrCat("casts between f32, bf16, i32 and i64 only; got ",
+                             type(x).ToString(), " to ", type(y).ToString()));
+    }
+    const int64_t n = Numel(x);
+    const CastType f = *from, t = *to;
+    Add([=](const Ctx& c) {
+      return Launched(LaunchCast(f, t, c.ptr[x], c.ptr[y], n, c.stream),
+                      "cast kernel");
+    });
+    return absl::OkStatus();
+  }
+  if (op == "sign") return LowerPointwise(node, Pointwise::kSign, 0.f);
+  if (op == "maximum_grad") {
+    SEQUENT_RETURN_IF_ERROR(ExpectAllF32(node));
+    const ValueId x = node.inputs[0], y = node.inputs[1], dout = node.inputs[2],
+                  dx = node.outputs[0], dy = node.outputs[1];
+    SEQUENT_ASSIGN_OR_RETURN(
+        BroadcastShape s,
+        MakeBroadcast(type(dout).shape, type(x).shape, type(y).shape));
+    const int64_t n = Numel(dout);
+    Add([=](const Ctx& c) {
+      return Launched(LaunchMaximumGrad(c.F(x), c.F(y), c.F(dout), c.F(dx),
+                                        c.F(dy), s, n, c.stream),
+                      "maximum gradient kernel");
+    });
+    return absl::OkStatus();
+  }
+  if (op == "reduce_max_grad") {
+    SEQUENT_RETURN_IF_ERROR(ExpectAllF32(node));
+    const ValueId x = node.inputs[0], y = node.inputs[1], dy = node.inputs[2],
+                  dx = node.outputs[0];
+    const Shape& in = type(x).shape;
+    if (in.rank() > kMaxRank) {
+      return Unsupported(node, absl::StrCat("reduces rank <= ", kMaxRank));
+    }
+    const std::vector<int64_t> axes = IntListAttrOr(attrs, "axes", {});
+    std::vector<bool> reduced(in.rank(), axes.empty());
+    for (int64_t a : axes) {
+      SEQUENT_ASSIGN_OR_RETURN(int d, NormalizeAxis(a, in.rank()));
+      reduced[d] = true;
+    }
+    // The groups as reduce_max walks them, and each x element's group.
+    ReduceShape groups;
+    BroadcastShape to_group;
+    to_group.rank = in.rank();
+    const std::vector<int64_t> strides = Strides(in.dims());
+    int64_t group_stride = 1;
+    for (int d = in.rank() - 1; d >= 0; --d) {
+      to_group.dims[d] = in[d];
+      to_group.x_strides[d] = reduced[d] ? 0 : group_stride;
+      if (!reduced[d]) group_stride *= in[d];
+    }
+    for (int d = 0; d < in.rank(); ++d) {
+      if (reduced[d]) {
+        groups.reduced_dims[groups.reduced_rank] = in[d];
+        groups.reduced_strides[groups.reduced_rank++] = strides[d];
+        groups.reduced_count *= in[d];
+      } else {
+        groups.kept_dims[groups.kept_rank] = in[d];
+        groups.kept_strides[groups.kept_rank++] = strides[d];
+      }
+    }
+    const int64_t groups_n = Numel(y), n = Numel(x);
+    const int ties = NewExtra(std::max<int64_t>(groups_n, 1) * 4);
+    Add([=](const Ctx& c) {
+      return Launched(
+          LaunchReduceMaxGrad(c.F(x), c.F(y), c.F(dy), c.F(dx),
+                              reinterpret_cast<float*>(c.extra[ties]), groups,
+                              groups_n, to_group, n, c.stream),
+          "reduce_max gradient kernel");
+    });
+    return absl::OkStatus();
+  }
+  if (op == "binary_accuracy") {
+    const ValueId y_true = node.inputs[0], pred = node.inputs[1],
+                  out = node.outputs[0];
+    SEQUENT_RETURN_IF_ERROR(ExpectF32(node, y_true));
+    SEQUENT_RETURN_IF_ERROR(ExpectF32(node, pred));
+    SEQUENT_RETURN_IF_ERROR(ExpectF32(node, out));
+    if (Numel(y_true) != Numel(pred)) {
+      return Unsupported(node, "needs y_true with y_pred's element count");
+    }
+    const double threshold = FloatAttrOr(attrs, "threshold", 0.5);
+    const int64_t n = Numel(pred);
+    Add([=](const Ctx& c) {
+      return Launched(LaunchBinaryAccuracy(c.F(y_true), c.F(pred), n, threshold,
+                                           c.F(out), c.stream),
+                      "accuracy kernel");
+    });
+    return absl::OkStatus();
   }
   if (op == "dense") return LowerDense(node, attrs);
   if (op == "matmul") return LowerMatmul(node, attrs);
@@ -1373,6 +2023,9 @@ absl::StatusOr<std::unique_ptr<Executable>> CudaBackend::Compile(
     h.epsilon = static_cast<float>(FloatAttrOr(node.attrs, "epsilon", 1e-7));
     h.weight_decay =
         static_cast<float>(FloatAttrOr(node.attrs, "weight_decay", 0.004));
+    const double rho = FloatAttrOr(node.attrs, "rho", 0.9);
+    h.rho = static_cast<float>(rho);
+    h.one_minus_rho = static_cast<float>(1.0 - rho);
     const ValueId lr = node.inputs[node.inputs.size() - 2];
     const ValueId it = node.inputs[node.inputs.size() - 1];
     const std::string key =
@@ -1380,7 +2033,7 @@ absl::StatusOr<std::unique_ptr<Executable>> CudaBackend::Compile(
             ? absl::StrCat("node ", id)
             : absl::StrCat(node.op, "/", h.momentum, "/", h.nesterov, "/",
                            h.beta_1, "/", h.beta_2, "/", h.epsilon, "/",
-                           h.weight_decay, "/", lr, "/", it);
+                           h.weight_decay, "/", rho, "/", lr, "/", it);
     auto& group = groups[key];
     if (group == nullptr) {
       group = std::make_shared<cuda::UpdateGroup>();

@@ -54,6 +54,9 @@ __device__ float Apply(Pointwise fn, float alpha, float x) {
     case Pointwise::kSwish: return x * StableSigmoid(x);
     case Pointwise::kSoftplus:
       return (x > 0.f ? x : 0.f) + log1pf(expf(-fabsf(x)));
+    case Pointwise::kSign:
+      if (x != x) return x;
+      return x > 0.f ? 1.f : (x < 0.f ? -1.f : 0.f);
   }
   return x;
 }
@@ -326,13 +329,60 @@ __global__ void SparseCeGradKernel(SparseCeArgs a, const float* dloss,
   }
 }
 
+// Keras's epsilon for clipping probabilities (ops/loss.cc).
+constexpr double kProbEpsilon = 1e-7;
+
+__device__ double ClipProb(double p) {
+  return fmin(fmax(p, kProbEpsilon), 1.0 - kProbEpsilon);
+}
+
+// The elementwise loss f(t, p) and its derivative in p (ops/loss.cc).
+__device__ double PointLossValue(PointLoss kind, const PointLossArgs& a,
+                                 double t, double p) {
+  switch (kind) {
+    case PointLoss::kMse: return (p - t) * (p - t);
+    case PointLoss::kMae: return fabs(p - t);
+    case PointLoss::kHuber: {
+      const double err = fabs(p - t);
+      return err <= a.delta ? 0.5 * err * err
+                            : a.delta * err - 0.5 * a.delta * a.delta;
+    }
+    case PointLoss::kBinaryCe: {
+      t = t * (1 - a.smoothing) + 0.5 * a.smoothing;
+      if (a.from_logits) return fmax(p, 0.0) - p * t + log1p(exp(-fabs(p)));
+      p = ClipProb(p);
+      return -(t * log(p) + (1 - t) * log(1 - p));
+    }
+  }
+  return 0;
+}
+
+__device__ double PointLossDerivative(PointLoss kind, const PointLossArgs& a,
+                                      double t, double p) {
+  switch (kind) {
+    case PointLoss::kMse: return 2 * (p - t);
+    case PointLoss::kMae: return double((p > t) - (p < t));
+    case PointLoss::kHuber: {
+      const double err = p - t;
+      if (fabs(err) <= a.delta) return err;
+      return err > 0 ? a.delta : -a.delta;
+    }
+    case PointLoss::kBinaryCe: {
+      t = t * (1 - a.smoothing) + 0.5 * a.smoothing;
+      if (a.from_logits) return 1.0 / (1.0 + exp(-p)) - t;
+      if (!(p >= kProbEpsilon && p <= 1.0 - kProbEpsilon)) return 0.0;
+      return -t / p + (1 - t) / (1 - p);
+    }
+  }
+  return 0;
+}
+
 __global__ void __launch_bounds__(kReduceThreads) PointLossKernel(PointLoss kind, PointLossArgs a, float* loss) {
   double total = 0;
   for (int64_t r = threadIdx.x; r < a.rows; r += blockDim.x) {
     double row = 0;
     for (int64_t i = r * a.d; i < (r + 1) * a.d; ++i) {
-      const double diff = double(a.pred[i]) - a.y_true[i];
-      row += kind == PointLoss::kMse ? diff * diff : fabs(diff);
+      row += PointLossValue(kind, a, a.y_true[i], a.pred[i]);
     }
     total += row / a.d * WeightAt(a.weights, a.weights_n, r, a.rows_per_sample);
   }
@@ -346,12 +396,101 @@ __global__ void PointLossGradKernel(PointLoss kind, PointLossArgs a,
     const int64_t r = i / a.d;
     const double scale = double(dloss[0]) / a.rows *
                          WeightAt(a.weights, a.weights_n, r, a.rows_per_sample);
-    const double diff = double(a.pred[i]) - a.y_true[i];
-    const double df = kind == PointLoss::kMse
-                          ? 2 * diff
-                          : double((diff > 0) - (diff < 0));
-    grad[i] = float(scale * df / a.d);
+    grad[i] = float(
+        scale * (PointLossDerivative(kind, a, a.y_true[i], a.pred[i]) / a.d));
   }
+}
+
+__device__ double SmoothedTarget(const CategoricalCeArgs& a, int64_t e) {
+  return double(a.y_true[e]) * (1 - a.smoothing) + a.smoothing / double(a.classes);
+}
+
+__device__ double CategoricalCeRow(const CategoricalCeArgs& a, int64_t r) {
+  const float* p = a.pred + r * a.classes;
+  const int64_t base = r * a.classes;
+  double loss = 0;
+  if (a.from_logits) {
+    double max = -INFINITY;
+    for (int64_t i = 0; i < a.classes; ++i) max = fmax(max, double(p[i]));
+    double sum = 0;
+    for (int64_t i = 0; i < a.classes; ++i) sum += exp(double(p[i]) - max);
+    const double log_sum = log(sum);
+    for (int64_t i = 0; i < a.classes; ++i) {
+      loss -= SmoothedTarget(a, base + i) * (double(p[i]) - max - log_sum);
+    }
+    return loss;
+  }
+  // Keras rescales the probabilities to sum to 1, then clips.
+  double sum = 0;
+  for (int64_t i = 0; i < a.classes; ++i) sum += p[i];
+  for (int64_t i = 0; i < a.classes; ++i) {
+    loss -= SmoothedTarget(a, base + i) * log(ClipProb(double(p[i]) / sum));
+  }
+  return loss;
+}
+
+__global__ void __launch_bounds__(kReduceThreads) CategoricalCeKernel(CategoricalCeArgs a, float* loss) {
+  double total = 0;
+  for (int64_t r = threadIdx.x; r < a.rows; r += blockDim.x) {
+    total += CategoricalCeRow(a, r) *
+             WeightAt(a.weights, a.weights_n, r, a.rows_per_sample);
+  }
+  total = BlockSum(total);
+  if (threadIdx.x == 0) loss[0] = a.rows == 0 ? 0.f : float(total / a.rows);
+}
+
+__device__ bool Unclipped(double r) {
+  return r >= kProbEpsilon && r <= 1.0 - kProbEpsilon;
+}
+
+// ops/loss.cc CategoricalGradKernel: from logits dz_j = softmax_j sum(t) -
+// t_j; from probabilities dp_j = (sum_i t_i [r_i unclipped] - t_j [r_j
+// unclipped] / r_j) / S with S = sum(p), r = p / S.
+__global__ void CategoricalCeGradKernel(CategoricalCeArgs a, const float* dloss,
+                                        float* grad) {
+  SEQUENT_GRID_LOOP(r, a.rows) {
+    const int64_t base = r * a.classes;
+    const float* p = a.pred + base;
+    float* g = grad + base;
+    const double scale = double(dloss[0]) / a.rows *
+                         WeightAt(a.weights, a.weights_n, r, a.rows_per_sample);
+    double sum_t = 0, sum_p = 0;
+    for (int64_t i = 0; i < a.classes; ++i) {
+      sum_t += SmoothedTarget(a, base + i);
+      sum_p += p[i];
+    }
+    if (a.from_logits) {
+      double max = -INFINITY;
+      for (int64_t i = 0; i < a.classes; ++i) max = fmax(max, double(p[i]));
+      double sum = 0;
+      for (int64_t i = 0; i < a.classes; ++i) sum += exp(double(p[i]) - max);
+      for (int64_t j = 0; j < a.classes; ++j) {
+        const double q = exp(double(p[j]) - max) / sum;
+        g[j] = float(scale * (q * sum_t - SmoothedTarget(a, base + j)));
+      }
+      continue;
+    }
+    double kept = 0;
+    for (int64_t i = 0; i < a.classes; ++i) {
+      if (Unclipped(double(p[i]) / sum_p)) kept += SmoothedTarget(a, base + i);
+    }
+    for (int64_t j = 0; j < a.classes; ++j) {
+      const double rj = double(p[j]) / sum_p;
+      const double own = Unclipped(rj) ? SmoothedTarget(a, base + j) / rj : 0.0;
+      g[j] = float(scale * ((kept - own) / sum_p));
+    }
+  }
+}
+
+__global__ void __launch_bounds__(kReduceThreads) BinaryAccuracyKernel(const float* y_true, const float* pred, int64_t n,
+                                     double threshold, float* out) {
+  double correct = 0;
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
+    const double predicted = double(pred[i]) > threshold ? 1.0 : 0.0;
+    correct += double(y_true[i]) == predicted;
+  }
+  correct = BlockSum(correct);
+  if (threadIdx.x == 0) out[0] = n == 0 ? 0.f : float(correct / n);
 }
 
 __device__ int64_t ArgMax(const float* row, int64_t n) {
@@ -448,6 +587,18 @@ __global__ void FusedUpdateKernel(UpdateKind kind, UpdateHyper h,
         t.var_out[i] = w - (m * alpha) / (sqrtf(v) + h.epsilon);
         break;
       }
+      case UpdateKind::kRmsprop: {
+        const float ms = h.rho * t.slot0[i] + h.one_minus_rho * (g * g);
+        t.slot0_out[i] = ms;
+        t.var_out[i] = t.var[i] - (lr * g) / sqrtf(ms + h.epsilon);
+        break;
+      }
+      case UpdateKind::kAdagrad: {
+        const float acc = t.slot0[i] + g * g;
+        t.slot0_out[i] = acc;
+        t.var_out[i] = t.var[i] - (lr * g) / sqrtf(acc + h.epsilon);
+        break;
+      }
     }
   }
 }
@@ -470,6 +621,380 @@ __global__ void ClipByNormKernel(const float* x, float* y, int64_t n,
                                  float max_norm, const float* norm) {
   const float nrm = *norm;
   SEQUENT_GRID_LOOP(i, n) { y[i] = nrm > max_norm ? x[i] * max_norm / nrm : x[i]; }
+}
+
+template <typename T>
+__global__ void StridedCopyKernel(const T* src, T* dst, StridedCopy s,
+                                  int64_t n) {
+  SEQUENT_GRID_LOOP(i, n) {
+    int64_t rest = i, so = s.src_base, d_o = s.dst_base;
+    for (int d = s.rank - 1; d >= 0; --d) {
+      const int64_t idx = rest % s.dims[d];
+      rest /= s.dims[d];
+      so += idx * s.src_strides[d];
+      d_o += idx * s.dst_strides[d];
+    }
+    dst[d_o] = src[so];
+  }
+}
+
+__device__ bool IsIntegerCast(CastType t) {
+  return t == CastType::kI32 || t == CastType::kI64;
+}
+
+__device__ double LoadAsDouble(CastType t, const void* p, int64_t i) {
+  switch (t) {
+    case CastType::kF32: return static_cast<const float*>(p)[i];
+    case CastType::kBF16:
+      return __uint_as_float(
+          static_cast<uint32_t>(static_cast<const uint16_t*>(p)[i]) << 16);
+    case CastType::kI32: return static_cast<const int32_t*>(p)[i];
+    case CastType::kI64:
+      return static_cast<double>(static_cast<const int64_t*>(p)[i]);
+  }
+  return 0;
+}
+
+// core/dtype.cc FloatToBF16: round to nearest even, NaN stays NaN.
+__device__ uint16_t DeviceFloatToBF16(float value) {
+  const uint32_t bits = __float_as_uint(value);
+  if (value != value) return static_cast<uint16_t>((bits >> 16) | 0x40);
+  const uint32_t rounding = 0x7FFF + ((bits >> 16) & 1);
+  return static_cast<uint16_t>((bits + rounding) >> 16);
+}
+
+__global__ void CastKernel(CastType from, CastType to, const void* x, void* y,
+                           int64_t n) {
+  SEQUENT_GRID_LOOP(i, n) {
+    if (IsIntegerCast(from) && IsIntegerCast(to)) {
+      const int64_t v = from == CastType::kI64
+                            ? static_cast<const int64_t*>(x)[i]
+                            : int64_t{static_cast<const int32_t*>(x)[i]};
+      if (to == CastType::kI64) {
+        static_cast<int64_t*>(y)[i] = v;
+      } else {
+        static_cast<int32_t*>(y)[i] = static_cast<int32_t>(v);
+      }
+      continue;
+    }
+    double v = LoadAsDouble(from, x, i);
+    switch (to) {
+      case CastType::kF32:
+        static_cast<float*>(y)[i] = static_cast<float>(v);
+        break;
+      case CastType::kBF16:
+        static_cast<uint16_t*>(y)[i] = DeviceFloatToBF16(static_cast<float>(v));
+        break;
+      case CastType::kI32:
+      case CastType::kI64: {
+        // ops/shape.cc SaturateToInteger.
+        const double lo = to == CastType::kI64 ? -9223372036854775808.0
+                                               : -2147483648.0;
+        const double hi = to == CastType::kI64 ? 9223372036854774784.0
+                                               : 2147483647.0;
+        v = v != v ? 0.0 : trunc(fmin(fmax(v, lo), hi));
+        if (to == CastType::kI64) {
+          static_cast<int64_t*>(y)[i] = static_cast<int64_t>(v);
+        } else {
+          static_cast<int32_t*>(y)[i] = static_cast<int32_t>(v);
+        }
+        break;
+      }
+    }
+  }
+}
+
+__global__ void MaximumGradKernel(const float* x, const float* y,
+                                  const float* dout, float* dx, float* dy,
+                                  BroadcastShape s, int64_t n) {
+  SEQUENT_GRID_LOOP(i, n) {
+    int64_t rest = i, xo = 0, yo = 0;
+    for (int d = s.rank - 1; d >= 0; --d) {
+      const int64_t idx = rest % s.dims[d];
+      rest /= s.dims[d];
+      xo += idx * s.x_strides[d];
+      yo += idx * s.y_strides[d];
+    }
+    const float a = x[xo], c = y[yo];
+    const bool to_x = c == c && !(a < c);
+    dx[i] = to_x ? dout[i] : 0.f;
+    dy[i] = to_x ? 0.f : dout[i];
+  }
+}
+
+__global__ void CountTiesKernel(const float* x, const float* y, float* ties,
+                                ReduceShape s, int64_t out_n) {
+  SEQUENT_GRID_LOOP(o, out_n) {
+    int64_t rest = o, base = 0;
+    for (int d = s.kept_rank - 1; d >= 0; --d) {
+      const int64_t idx = rest % s.kept_dims[d];
+      rest /= s.kept_dims[d];
+      base += idx * s.kept_strides[d];
+    }
+    int64_t count = 0;
+    const float target = y[o];
+    for (int64_t r = 0; r < s.reduced_count; ++r) {
+      int64_t rr = r, off = base;
+      for (int d = s.reduced_rank - 1; d >= 0; --d) {
+        const int64_t idx = rr % s.reduced_dims[d];
+        rr /= s.reduced_dims[d];
+        off += idx * s.reduced_strides[d];
+      }
+      count += x[off] == target;
+    }
+    ties[o] = static_cast<float>(count);
+  }
+}
+
+__global__ void ReduceMaxGradKernel(const float* x, const float* y,
+                                    const float* dy, const float* ties,
+                                    float* dx, BroadcastShape s, int64_t n) {
+  SEQUENT_GRID_LOOP(i, n) {
+    int64_t rest = i, j = 0;
+    for (int d = s.rank - 1; d >= 0; --d) {
+      const int64_t idx = rest % s.dims[d];
+      rest /= s.dims[d];
+      j += idx * s.x_strides[d];
+    }
+    dx[i] = x[i] == y[j] ? dy[j] / ties[j] : 0.f;
+  }
+}
+
+__global__ void PoolKernel(bool max, const float* x, float* y, PoolShape s) {
+  SEQUENT_GRID_LOOP(o, s.n * s.oh * s.ow * s.c) {
+    const int64_t ch = o % s.c;
+    int64_t r = o / s.c;
+    const int64_t ox = r % s.ow;
+    r /= s.ow;
+    const int64_t oy = r % s.oh;
+    const int64_t b = r / s.oh;
+    float acc = max ? -INFINITY : 0.f;
+    int64_t count = 0;
+    for (int64_t ky = 0; ky < s.pool_h; ++ky) {
+      const int64_t iy = oy * s.stride_h - s.pad_h + ky;
+      if (iy < 0 || iy >= s.h) continue;
+      for (int64_t kx = 0; kx < s.pool_w; ++kx) {
+        const int64_t ix = ox * s.stride_w - s.pad_w + kx;
+        if (ix < 0 || ix >= s.w) continue;
+        const float v = x[((b * s.h + iy) * s.w + ix) * s.c + ch];
+        if (max) {
+          acc = acc < v ? v : acc;  // std::max(acc, v)
+        } else {
+          acc += v;
+        }
+        ++count;
+      }
+    }
+    if (!max) acc /= static_cast<float>(count);
+    y[o] = acc;
+  }
+}
+
+// The output rows/columns whose windows contain input position i (1-D).
+__device__ void WindowsContaining(int64_t i, int64_t pad, int64_t window,
+                                  int64_t stride, int64_t out, int64_t* lo,
+                                  int64_t* hi) {
+  const int64_t first = i + pad - window + 1;
+  *lo = first <= 0 ? 0 : (first + stride - 1) / stride;
+  *hi = (i + pad) / stride;
+  if (*hi > out - 1) *hi = out - 1;
+}
+
+__global__ void MaxPoolGradKernel(const float* x, const float* dy, float* dx,
+                                  PoolShape s) {
+  SEQUENT_GRID_LOOP(i, s.n * s.h * s.w * s.c) {
+    const int64_t ch = i % s.c;
+    int64_t r = i / s.c;
+    const int64_t ix = r % s.w;
+    r /= s.w;
+    const int64_t iy = r % s.h;
+    const int64_t b = r / s.h;
+    int64_t oy_lo, oy_hi, ox_lo, ox_hi;
+    WindowsContaining(iy, s.pad_h, s.pool_h, s.stride_h, s.oh, &oy_lo, &oy_hi);
+    WindowsContaining(ix, s.pad_w, s.pool_w, s.stride_w, s.ow, &ox_lo, &ox_hi);
+    float acc = 0.f;
+    for (int64_t oy = oy_lo; oy <= oy_hi; ++oy) {
+      for (int64_t ox = ox_lo; ox <= ox_hi; ++ox) {
+        // The window's first maximum in row-major order.
+        int64_t best_y = -1, best_x = -1;
+        float best = 0.f;
+        for (int64_t ky = 0; ky < s.pool_h; ++ky) {
+          const int64_t yy = oy * s.stride_h - s.pad_h + ky;
+          if (yy < 0 || yy >= s.h) continue;
+          for (int64_t kx = 0; kx < s.pool_w; ++kx) {
+            const int64_t xx = ox * s.stride_w - s.pad_w + kx;
+            if (xx < 0 || xx >= s.w) continue;
+            const float v = x[((b * s.h + yy) * s.w + xx) * s.c + ch];
+            if (best_y < 0 || v > best) {
+              best_y = yy;
+              best_x = xx;
+              best = v;
+            }
+          }
+        }
+        if (best_y == iy && best_x == ix) {
+          acc += dy[((b * s.oh + oy) * s.ow + ox) * s.c + ch];
+        }
+      }
+    }
+    dx[i] = acc;
+  }
+}
+
+__global__ void AvgPoolGradKernel(const float* dy, float* dx, PoolShape s) {
+  SEQUENT_GRID_LOOP(i, s.n * s.h * s.w * s.c) {
+    const int64_t ch = i % s.c;
+    int64_t r = i / s.c;
+    const int64_t ix = r % s.w;
+    r /= s.w;
+    const int64_t iy = r % s.h;
+    const int64_t b = r / s.h;
+    int64_t oy_lo, oy_hi, ox_lo, ox_hi;
+    WindowsContaining(iy, s.pad_h, s.pool_h, s.stride_h, s.oh, &oy_lo, &oy_hi);
+    WindowsContaining(ix, s.pad_w, s.pool_w, s.stride_w, s.ow, &ox_lo, &ox_hi);
+    float acc = 0.f;
+    for (int64_t oy = oy_lo; oy <= oy_hi; ++oy) {
+      const int64_t y0 = oy * s.stride_h - s.pad_h;
+      const int64_t rows = min(y0 + s.pool_h, s.h) - max(y0, int64_t{0});
+      for (int64_t ox = ox_lo; ox <= ox_hi; ++ox) {
+        const int64_t x0 = ox * s.stride_w - s.pad_w;
+        const int64_t cols = min(x0 + s.pool_w, s.w) - max(x0, int64_t{0});
+        acc += dy[((b * s.oh + oy) * s.ow + ox) * s.c + ch] /
+               static_cast<float>(rows * cols);
+      }
+    }
+    dx[i] = acc;
+  }
+}
+
+__global__ void GlobalAvgPoolGradKernel(const float* dy, float* dx, int64_t n,
+                                        int64_t hw, int64_t c) {
+  SEQUENT_GRID_LOOP(i, n * hw * c) {
+    const int64_t ch = i % c;
+    const int64_t b = i / (hw * c);
+    dx[i] = dy[b * c + ch] / static_cast<float>(hw);
+  }
+}
+
+__global__ void BatchNormMovingStatsKernel(
+    const float* moving_mean, const float* moving_var, const float* saved_mean,
+    const float* saved_inv_std, int64_t c, double momentum, double epsilon,
+    float* new_mean, float* new_var) {
+  SEQUENT_GRID_LOOP(ch, c) {
+    const double inv = saved_inv_std[ch];
+    double var = 1.0 / (inv * inv) - epsilon;
+    if (var < 0) var = 0;
+    new_mean[ch] = float(double(moving_mean[ch]) * momentum +
+                         double(saved_mean[ch]) * (1 - momentum));
+    new_var[ch] = float(double(moving_var[ch]) * momentum + var * (1 - momentum));
+  }
+}
+
+__global__ void BatchNormInferenceKernel(BatchNormInferenceArgs a) {
+  SEQUENT_GRID_LOOP(i, a.rows * a.c) {
+    const int64_t ch = i % a.c;
+    const double mean = a.moving_mean[ch];
+    const double inv_std = 1.0 / sqrt(double(a.moving_var[ch]) + a.epsilon);
+    a.y[i] = float(double(a.gamma[ch]) * ((double(a.x[i]) - mean) * inv_std) +
+                   double(a.beta[ch]));
+    if (i < a.c) {
+      a.new_mean[i] = a.moving_mean[i];
+      a.new_var[i] = a.moving_var[i];
+      a.saved_mean[i] = a.moving_mean[i];
+      a.saved_inv_std[i] = float(inv_std);
+    }
+  }
+}
+
+// dgamma[col] = sum_r dy xhat, dbeta[col] = sum_r dy over [rows, c]: 32
+// columns per block, 32 row lanes each, summed in double. The statistics are
+// per column (batch_norm) or per row (layer_norm).
+__global__ void __launch_bounds__(kReduceThreads) NormParamGradKernel(NormGradArgs a, bool per_row_stats) {
+  __shared__ double partial_g[32][33];
+  __shared__ double partial_b[32][33];
+  const int64_t col = blockIdx.x * int64_t{32} + threadIdx.x;
+  double sum_g = 0, sum_b = 0;
+  if (col < a.c) {
+    for (int64_t r = threadIdx.y; r < a.rows; r += 32) {
+      const int64_t stat = per_row_stats ? r : col;
+      const int64_t e = r * a.c + col;
+      const double xhat =
+          (double(a.x[e]) - double(a.mean[stat])) * double(a.inv_std[stat]);
+      sum_g += double(a.dy[e]) * xhat;
+      sum_b += a.dy[e];
+    }
+  }
+  partial_g[threadIdx.y][threadIdx.x] = sum_g;
+  partial_b[threadIdx.y][threadIdx.x] = sum_b;
+  __syncthreads();
+  if (threadIdx.y == 0 && col < a.c) {
+    double g = 0, b = 0;
+    for (int k = 0; k < 32; ++k) {
+      g += partial_g[k][threadIdx.x];
+      b += partial_b[k][threadIdx.x];
+    }
+    a.dgamma[col] = float(g);
+    a.dbeta[col] = float(b);
+  }
+}
+
+__global__ void BatchNormGradInferenceDxKernel(NormGradArgs a) {
+  SEQUENT_GRID_LOOP(i, a.rows * a.c) {
+    const int64_t ch = i % a.c;
+    a.dx[i] = float(double(a.gamma[ch]) * double(a.inv_std[ch]) * double(a.dy[i]));
+  }
+}
+
+constexpr int kRowThreads = 256;
+
+// One block per row (grid-stride over rows).
+__global__ void __launch_bounds__(kRowThreads) LayerNormKernel(LayerNormArgs a) {
+  for (int64_t r = blockIdx.x; r < a.rows; r += gridDim.x) {
+    const float* x = a.x + r * a.c;
+    double sum = 0;
+    for (int64_t i = threadIdx.x; i < a.c; i += blockDim.x) sum += x[i];
+    const double mean = BlockSum(sum) / double(a.c);
+    double sq = 0;
+    for (int64_t i = threadIdx.x; i < a.c; i += blockDim.x) {
+      const double d = double(x[i]) - mean;
+      sq += d * d;
+    }
+    const double inv_std = 1.0 / sqrt(BlockSum(sq) / double(a.c) + a.epsilon);
+    if (threadIdx.x == 0) {
+      a.mean[r] = float(mean);
+      a.inv_std[r] = float(inv_std);
+    }
+    for (int64_t i = threadIdx.x; i < a.c; i += blockDim.x) {
+      a.y[r * a.c + i] = float(double(a.gamma[i]) *
+                                   ((double(x[i]) - mean) * inv_std) +
+                               double(a.beta[i]));
+    }
+  }
+}
+
+// dx per row: with g = dy gamma, dx = inv_std (g - mean(g) - xhat
+// mean(g xhat)), the statistics as saved (f32), as the reference.
+__global__ void __launch_bounds__(kRowThreads) LayerNormGradDxKernel(NormGradArgs a) {
+  for (int64_t r = blockIdx.x; r < a.rows; r += gridDim.x) {
+    const double mean = a.mean[r], inv_std = a.inv_std[r];
+    double s1 = 0, s2 = 0;
+    for (int64_t i = threadIdx.x; i < a.c; i += blockDim.x) {
+      const int64_t e = r * a.c + i;
+      const double xhat = (double(a.x[e]) - mean) * inv_std;
+      const double g = double(a.dy[e]) * double(a.gamma[i]);
+      s1 += g;
+      s2 += g * xhat;
+    }
+    s1 = BlockSum(s1);
+    s2 = BlockSum(s2);
+    const double m = double(a.c);
+    for (int64_t i = threadIdx.x; i < a.c; i += blockDim.x) {
+      const int64_t e = r * a.c + i;
+      const double xhat = (double(a.x[e]) - mean) * inv_std;
+      const double g = double(a.dy[e]) * double(a.gamma[i]);
+      a.dx[e] = float(inv_std * (g - s1 / m - xhat * s2 / m));
+    }
+  }
 }
 
 }  // namespace
@@ -607,5 +1132,161 @@ cudaError_t LaunchClipByNorm(const float* x, float* y, int64_t n,
                                                           norm);
   return cudaGetLastError();
 }
+
+cudaError_t LaunchCategoricalCe(const CategoricalCeArgs& args, float* loss,
+                                cudaStream_t stream) {
+  CategoricalCeKernel<<<1, kReduceThreads, 0, stream>>>(args, loss);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchCategoricalCeGrad(const CategoricalCeArgs& args,
+                                    const float* dloss, float* grad,
+                                    cudaStream_t stream) {
+  CategoricalCeGradKernel<<<BlocksFor(args.rows), kThreads, 0, stream>>>(
+      args, dloss, grad);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchBinaryAccuracy(const float* y_true, const float* pred,
+                                 int64_t n, double threshold, float* out,
+                                 cudaStream_t stream) {
+  BinaryAccuracyKernel<<<1, kReduceThreads, 0, stream>>>(y_true, pred, n,
+                                                         threshold, out);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchStridedCopy(const void* src, void* dst, int elem_bytes,
+                              const StridedCopy& copy, int64_t n,
+                              cudaStream_t stream) {
+  if (n == 0) return cudaSuccess;
+  switch (elem_bytes) {
+    case 2:
+      StridedCopyKernel<<<BlocksFor(n), kThreads, 0, stream>>>(
+          static_cast<const uint16_t*>(src), static_cast<uint16_t*>(dst), copy,
+          n);
+      break;
+    case 4:
+      StridedCopyKernel<<<BlocksFor(n), kThreads, 0, stream>>>(
+          static_cast<const uint32_t*>(src), static_cast<uint32_t*>(dst), copy,
+          n);
+      break;
+    case 8:
+      StridedCopyKernel<<<BlocksFor(n), kThreads, 0, stream>>>(
+          static_cast<const uint64_t*>(src), static_cast<uint64_t*>(dst), copy,
+          n);
+      break;
+    default:
+      return cudaErrorInvalidValue;
+  }
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchCast(CastType from, CastType to, const void* x, void* y,
+                       int64_t n, cudaStream_t stream) {
+  if (n == 0) return cudaSuccess;
+  CastKernel<<<BlocksFor(n), kThreads, 0, stream>>>(from, to, x, y, n);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchMaximumGrad(const float* x, const float* y,
+                              const float* dout, float* dx, float* dy,
+                              const BroadcastShape& shape, int64_t n,
+                              cudaStream_t stream) {
+  MaximumGradKernel<<<BlocksFor(n), kThreads, 0, stream>>>(x, y, dout, dx, dy,
+                                                           shape, n);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchReduceMaxGrad(const float* x, const float* y,
+                                const float* dy, float* dx, float* ties,
+                                const ReduceShape& groups, int64_t groups_n,
+                                const BroadcastShape& to_group, int64_t n,
+                                cudaStream_t stream) {
+  CountTiesKernel<<<BlocksFor(groups_n), kThreads, 0, stream>>>(x, y, ties,
+                                                                groups, groups_n);
+  if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
+  ReduceMaxGradKernel<<<BlocksFor(n), kThreads, 0, stream>>>(x, y, dy, ties, dx,
+                                                             to_group, n);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchPool(bool max, const float* x, float* y, const PoolShape& s,
+                       cudaStream_t stream) {
+  PoolKernel<<<BlocksFor(s.n * s.oh * s.ow * s.c), kThreads, 0, stream>>>(
+      max, x, y, s);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchMaxPoolGrad(const float* x, const float* dy, float* dx,
+                              const PoolShape& s, cudaStream_t stream) {
+  MaxPoolGradKernel<<<BlocksFor(s.n * s.h * s.w * s.c), kThreads, 0, stream>>>(
+      x, dy, dx, s);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchAvgPoolGrad(const float* dy, float* dx, const PoolShape& s,
+                              cudaStream_t stream) {
+  AvgPoolGradKernel<<<BlocksFor(s.n * s.h * s.w * s.c), kThreads, 0, stream>>>(
+      dy, dx, s);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchGlobalAvgPoolGrad(const float* dy, float* dx, int64_t n,
+                                    int64_t hw, int64_t c, cudaStream_t stream) {
+  GlobalAvgPoolGradKernel<<<BlocksFor(n * hw * c), kThreads, 0, stream>>>(
+      dy, dx, n, hw, c);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchBatchNormMovingStats(const float* moving_mean,
+                                       const float* moving_var,
+                                       const float* saved_mean,
+                                       const float* saved_inv_std, int64_t c,
+                                       float momentum, float epsilon,
+                                       float* new_mean, float* new_var,
+                                       cudaStream_t stream) {
+  BatchNormMovingStatsKernel<<<BlocksFor(c), kThreads, 0, stream>>>(
+      moving_mean, moving_var, saved_mean, saved_inv_std, c, momentum, epsilon,
+      new_mean, new_var);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchBatchNormInference(const BatchNormInferenceArgs& args,
+                                     cudaStream_t stream) {
+  BatchNormInferenceKernel<<<BlocksFor(args.rows * args.c), kThreads, 0,
+                             stream>>>(args);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchBatchNormGradInference(const NormGradArgs& args,
+                                         cudaStream_t stream) {
+  const int blocks = static_cast<int>((args.c + 31) / 32);
+  NormParamGradKernel<<<blocks > 0 ? blocks : 1, dim3(32, 32), 0, stream>>>(
+      args, /*per_row_stats=*/false);
+  if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
+  BatchNormGradInferenceDxKernel<<<BlocksFor(args.rows * args.c), kThreads, 0,
+                                   stream>>>(args);
+  return cudaGetLastError();
+}
+
+int RowBlocks(int64_t rows) {
+  if (rows < 1) return 1;
+  return static_cast<int>(rows < 65535 * 16 ? rows : 65535 * 16);
+}
+
+cudaError_t LaunchLayerNorm(const LayerNormArgs& args, cudaStream_t stream) {
+  LayerNormKernel<<<RowBlocks(args.rows), kRowThreads, 0, stream>>>(args);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchLayerNormGrad(const NormGradArgs& args, cudaStream_t stream) {
+  LayerNormGradDxKernel<<<RowBlocks(args.rows), kRowThreads, 0, stream>>>(args);
+  if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
+  const int blocks = static_cast<int>((args.c + 31) / 32);
+  NormParamGradKernel<<<blocks > 0 ? blocks : 1, dim3(32, 32), 0, stream>>>(
+      args, /*per_row_stats=*/true);
+  return cudaGetLastError();
+}
+
 
 }  // namespace sequent::cuda
