@@ -633,7 +633,22 @@ class Lowering {
  public:
   Lowering(CudaExecutableImpl& exe) : exe_(exe), g_(exe.graph) {}
 
-  const TensorType& type(ValueId v) const { return g_.type(v); }
+  // Reshapes are read through (their uses point at their input), so an input
+  // of the current node may be stored with another shape: its type here is
+  // the one the node was built with (same elements, same memory).
+  const TensorType& type(ValueId v) const {
+    if (shapes_ != nullptr && current_ != kNoNode) {
+      const Node& now = g_.node(current_);
+      const Node& built = shapes_->node(current_);
+      for (size_t i = 0; i < now.inputs.size() && i < built.inputs.size();
+           ++i) {
+        if (now.inputs[i] == v) return shapes_->type(built.inputs[i]);
+      }
+    }
+    return g_.type(v);
+  }
+  // The batch-bound graph before reshapes were read through.
+  void set_shapes(const Graph* shapes) { shapes_ = shapes; }
   int64_t Numel(ValueId v) const { return type(v).shape.NumElements(); }
 
   void Add(std::function<absl::Status(const Ctx&)> launch,
@@ -692,6 +707,7 @@ class Lowering {
 
   CudaExecutableImpl& exe_;
   const Graph& g_;
+  const Graph* shapes_ = nullptr;
   std::string label_;
   NodeId current_ = kNoNode;
 };
@@ -2057,7 +2073,9 @@ absl::StatusOr<std::unique_ptr<Executable>> CudaBackend::Compile(
       it->second->last = id;
   }
 
+  const Graph built_shapes = BindBatch(graph, batch_size);
   cuda::Lowering lowering(*exe);
+  lowering.set_shapes(&built_shapes);
   lowering.update_groups = group_of;
   {
     absl::flat_hash_map<NodeId, int> pos;

@@ -696,9 +696,11 @@ Sequential Mlp(int64_t in, std::vector<int64_t> hidden, int64_t classes,
   return Sequential(std::move(layers));
 }
 
-void CompareTrainSteps(Sequential model, const Optimizer& optimizer, int64_t in,
-                       int64_t batch, double tol, const std::string& what,
-                       bool prefetch = false, bool use_graph = true) {
+// `in` is one sample's shape.
+void CompareTrainSteps(Sequential model, const Optimizer& optimizer,
+                       std::vector<int64_t> in, int64_t batch, double tol,
+                       const std::string& what, bool prefetch = false,
+                       bool use_graph = true) {
   SKIP_WITHOUT_GPU();
   model.compile(optimizer, SparseCategoricalCrossentropy{.from_logits = true},
                 {"accuracy"}, Device::CPU());
@@ -720,7 +722,9 @@ void CompareTrainSteps(Sequential model, const Optimizer& optimizer, int64_t in,
   };
   std::vector<Batch> batches(3);
   for (Batch& b : batches) {
-    b.x = RandomTensor(F32({batch, in}), rng);
+    std::vector<int64_t> x_dims = {batch};
+    x_dims.insert(x_dims.end(), in.begin(), in.end());
+    b.x = RandomTensor(F32(x_dims), rng);
     b.y = RandomTensor(Labels(DType::kI32, {batch}, 10), rng);
     b.w = RandomTensor(F32({batch}, Fill::kPositive), rng);
     b.lr = Tensor::Scalar<float>(0.01f);
@@ -783,24 +787,151 @@ TEST(CudaBackendTest, MlpTrainGraphsLowerWithoutAGpu) {
   check(Mlp(20, {16}, 10, "gelu"), SGD{}, "sgd gelu");
 }
 
+// tools/gpu/cuda_bench.cc's CNN: conv32-pool-conv64-pool-dense128-dense10.
+Sequential Cnn() {
+  Conv2DOptions relu;
+  relu.activation = "relu";
+  return Sequential({Input({28, 28, 1}), Conv2D(32, {3, 3}, relu),
+                     MaxPooling2D({2, 2}), Conv2D(64, {3, 3}, relu),
+                     MaxPooling2D({2, 2}), Flatten(), Dense(128, "relu"),
+                     Dense(10)});
+}
+
+// Every new lowering inside whole graphs: "same" convolutions (one strided:
+// asymmetric padding), batch norm in training and inference, average and
+// global pooling, layer norm, dropout.
+Sequential NormCnn() {
+  Conv2DOptions same;
+  same.padding = "same";
+  Conv2DOptions strided = same;
+  strided.strides = {2, 2};
+  return Sequential({Input({10, 10, 3}), Conv2D(8, {3, 3}, same),
+                     BatchNormalization({.momentum = 0.9}), Activation("relu"),
+                     AveragePooling2D({2, 2}), Conv2D(6, {3, 3}, strided),
+                     GlobalAveragePooling2D(), LayerNormalization(),
+                     Dropout(0.2, 3), Dense(10)});
+}
+
+TEST(CudaBackendTest, CnnTrainGraphsLowerWithoutAGpu) {
+  if (CudaBackend::DeviceStatus().ok()) GTEST_SKIP() << "a GPU is visible";
+  const auto check = [](Sequential model, const Optimizer& optimizer,
+                        const std::string& what) {
+    model.compile(optimizer, SparseCategoricalCrossentropy{.from_logits = true},
+                  {"accuracy"}, Device::CPU());
+    CudaBackend cuda;
+    for (GraphStage stage :
+         {GraphStage::kTrain, GraphStage::kEval, GraphStage::kPredict}) {
+      auto store = cuda.CreateVariableStore();
+      auto exe = cuda.Compile(model.graph(stage), 8, store.get());
+      ASSERT_FALSE(exe.ok());
+      EXPECT_EQ(exe.status().code(), absl::StatusCode::kFailedPrecondition)
+          << what << ": " << exe.status();
+    }
+  };
+  check(Cnn(), Adam{}, "cnn adam");
+  check(NormCnn(), RMSprop{}, "norm cnn rmsprop");
+  check(NormCnn(), Adagrad{}, "norm cnn adagrad");
+}
+
+TEST(CudaTrainTest, CnnAdamMatchesReference) {
+  CompareTrainSteps(Cnn(), Adam{}, {28, 28, 1}, 8, 2e-3, "cnn");
+}
+
+TEST(CudaTrainTest, NormCnnRmspropMatchesReference) {
+  CompareTrainSteps(NormCnn(), RMSprop{}, {10, 10, 3}, 6, 2e-3, "norm cnn");
+}
+
+TEST(CudaTrainTest, NormCnnAdagradWithoutCudaGraphMatchesReference) {
+  CompareTrainSteps(NormCnn(), Adagrad{}, {10, 10, 3}, 6, 2e-3,
+                    "norm cnn no graph", /*prefetch=*/false,
+                    /*use_graph=*/false);
+}
+
+// Ops whose inputs must be consistent: batch_norm_grad in training (cuDNN's
+// backward from the forward's saved statistics), reduce_max_grad and
+// max_pool2d_grad with ties (small integers).
+TEST(CudaTrainTest, ForwardAndBackwardPairsMatchReference) {
+  SKIP_WITHOUT_GPU();
+  {
+    Graph graph("bn");
+    GraphBuilder b(&graph, &ops::DefaultRegistry());
+    const ValueId x = b.Input("x", {DType::kF32, Shape{N, 4, 3, 5}});
+    const ValueId dy = b.Input("dy", {DType::kF32, Shape{N, 4, 3, 5}});
+    const ValueId gamma = b.Input("gamma", {DType::kF32, Shape{5}});
+    const ValueId beta = b.Input("beta", {DType::kF32, Shape{5}});
+    const ValueId mean = b.Input("mean", {DType::kF32, Shape{5}});
+    const ValueId var = b.Input("var", {DType::kF32, Shape{5}});
+    std::vector<ValueId> f = b.OpMulti(
+        "batch_norm", {x, gamma, beta, mean, var}, {{"training", true}});
+    ASSERT_TRUE(b.ok()) << b.status();
+    std::vector<ValueId> g = b.OpMulti(
+        "batch_norm_grad", {dy, x, gamma, f[3], f[4]}, {{"training", true}});
+    ASSERT_TRUE(b.ok()) << b.status();
+    for (int i = 0; i < 5; ++i) graph.AddOutput(absl::StrCat("f", i), f[i]);
+    for (int i = 0; i < 3; ++i) graph.AddOutput(absl::StrCat("g", i), g[i]);
+    std::mt19937 rng(5);
+    Tensor tx = RandomTensor(F32({4, 4, 3, 5}), rng),
+           tdy = RandomTensor(F32({4, 4, 3, 5}), rng),
+           tg = RandomTensor(F32({5}), rng), tb = RandomTensor(F32({5}), rng),
+           tm = RandomTensor(F32({5}), rng),
+           tv = RandomTensor(F32({5}, Fill::kPositive), rng);
+    CompareBackends(graph, 4,
+                    {{"x", &tx},
+                     {"dy", &tdy},
+                     {"gamma", &tg},
+                     {"beta", &tb},
+                     {"mean", &tm},
+                     {"var", &tv}},
+                    1e-4, "batch_norm training + grad");
+  }
+  {
+    Graph graph("max");
+    GraphBuilder b(&graph, &ops::DefaultRegistry());
+    const ValueId x = b.Input("x", {DType::kF32, Shape{N, 4, 6}});
+    const ValueId dy = b.Input("dy", {DType::kF32, Shape{N, 6}});
+    const ValueId px = b.Input("px", {DType::kF32, Shape{N, 6, 6, 2}});
+    const Attributes axes = {{"axes", std::vector<int64_t>{1}}};
+    const ValueId y = b.Op("reduce_max", {x}, axes);
+    const ValueId dx = b.Op("reduce_max_grad", {x, y, dy}, axes);
+    const Attributes pool = {{"pool_size", std::vector<int64_t>{3, 3}},
+                             {"strides", std::vector<int64_t>{2, 2}},
+                             {"padding", std::string("same")}};
+    const ValueId py = b.Op("max_pool2d", {px}, pool);
+    const ValueId pdx = b.Op("max_pool2d_grad", {px, py, py}, pool);
+    ASSERT_TRUE(b.ok()) << b.status();
+    graph.AddOutput("y", y);
+    graph.AddOutput("dx", dx);
+    graph.AddOutput("py", py);
+    graph.AddOutput("pdx", pdx);
+    std::mt19937 rng(9);
+    Tensor tx = RandomTensor(F32({5, 4, 6}, Fill::kSmallInts), rng),
+           tdy = RandomTensor(F32({5, 6}), rng),
+           tpx = RandomTensor(F32({5, 6, 6, 2}, Fill::kSmallInts), rng);
+    CompareBackends(graph, 5, {{"x", &tx}, {"dy", &tdy}, {"px", &tpx}}, 1e-5,
+                    "max grads with ties");
+  }
+}
+
 TEST(CudaTrainTest, MlpAdamMatchesReference) {
-  CompareTrainSteps(Mlp(20, {16, 12}, 10, "relu"), Adam{}, 20, 6, 1e-4, "adam");
+  CompareTrainSteps(Mlp(20, {16, 12}, 10, "relu"), Adam{}, {20}, 6, 1e-4,
+                    "adam");
 }
 
 TEST(CudaTrainTest, MlpTanhSgdMomentumClipnormMatchesReference) {
   CompareTrainSteps(
       Mlp(20, {16}, 10, "tanh"),
-      SGD{.learning_rate = 0.01, .momentum = 0.9, .clipnorm = 0.5}, 20, 6, 1e-4,
-      "sgd");
+      SGD{.learning_rate = 0.01, .momentum = 0.9, .clipnorm = 0.5}, {20}, 6,
+      1e-4, "sgd");
 }
 
 TEST(CudaTrainTest, MlpGeluAdamWithoutCudaGraphMatchesReference) {
-  CompareTrainSteps(Mlp(20, {16}, 10, "gelu"), Adam{}, 20, 6, 1e-4, "no graph",
+  CompareTrainSteps(Mlp(20, {16}, 10, "gelu"), Adam{}, {20}, 6, 1e-4,
+                    "no graph",
                     /*prefetch=*/false, /*use_graph=*/false);
 }
 
 TEST(CudaTrainTest, Mlp784x512x512x10PrefetchedMatchesReference) {
-  CompareTrainSteps(Mlp(784, {512, 512}, 10, "relu"), Adam{}, 784, 128, 2e-3,
+  CompareTrainSteps(Mlp(784, {512, 512}, 10, "relu"), Adam{}, {784}, 128, 2e-3,
                     "mlp784 prefetch", /*prefetch=*/true);
 }
 
