@@ -1,7 +1,9 @@
 // The CUDA backend's MLP 784-512-512-10 (ReLU) train step, sparse categorical
 // crossentropy from logits, Adam, at batch 128 and 8192, against the floor of
 // the same step's eight GEMMs alone (cuBLASLt, algorithms chosen once, the
-// forward ones with their bias/ReLU epilogue, replayed as one CUDA graph).
+// forward ones with their bias/ReLU epilogue, replayed as one CUDA graph);
+// and the CNN conv32-pool-conv64-pool-dense128-dense10 (28x28x1 input, 3x3
+// ReLU convolutions on cuDNN, 2x2 max pooling) train step at batch 256.
 // Each sequent step is Prefetch(next batch) + Run (feeds uploaded from pinned
 // memory while the previous step runs). Prints one line per measurement:
 //   bench <name> batch <B> ms_per_step <t> samples_per_s <s>
@@ -44,7 +46,8 @@ absl::Status Check(absl::Status s) {
   return s;
 }
 
-absl::Status BenchSequent(const Graph& train, int64_t batch, int steps) {
+absl::Status BenchSequent(const char* name, const Graph& train, int64_t batch,
+                          int steps) {
   CudaBackend backend;
   auto store = backend.CreateVariableStore();
   auto compiled = backend.Compile(train, batch, store.get());
@@ -94,7 +97,7 @@ absl::Status BenchSequent(const Graph& train, int64_t batch, int steps) {
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
           .count();
-  Report("sequent_cuda_train_step", batch, seconds / steps);
+  Report(name, batch, seconds / steps);
   std::vector<Tensor> drain;
   return exe->Run({}, drain);  // The last prefetched batch.
 }
@@ -199,9 +202,22 @@ int Main() {
   const Graph& train = model.graph(GraphStage::kTrain);
   int failures = 0;
   for (auto [batch, steps] : {std::pair<int64_t, int>{128, 500}, {8192, 100}}) {
-    failures += !Check(BenchSequent(train, batch, steps)).ok();
+    failures +=
+        !Check(BenchSequent("sequent_cuda_train_step", train, batch, steps))
+             .ok();
     failures += !Check(BenchGemmFloor(batch, steps)).ok();
   }
+  Conv2DOptions relu;
+  relu.activation = "relu";
+  Sequential cnn({Input({28, 28, 1}), Conv2D(32, {3, 3}, relu),
+                  MaxPooling2D({2, 2}), Conv2D(64, {3, 3}, relu),
+                  MaxPooling2D({2, 2}), Flatten(), Dense(128, "relu"),
+                  Dense(10)});
+  cnn.compile(Adam{}, SparseCategoricalCrossentropy{.from_logits = true}, {},
+              Device::CPU());
+  failures += !Check(BenchSequent("sequent_cuda_cnn_train_step",
+                                  cnn.graph(GraphStage::kTrain), 256, 200))
+                   .ok();
   return failures == 0 ? 0 : 1;
 }
 

@@ -57,6 +57,12 @@ tail -n 3 "$LOGS/bench.log"
 while read -r _ name _ batch _ ms _ sps; do
   rows+=("$(printf '%-34s batch %-6s ms/step %-10s samples/s %s' "$name" "$batch" "$ms" "$sps")")
 done < <(grep '^bench ' "$LOGS/bench.log")
+# Issue 8's acceptance: the CNN train step at batch 256 >= 1.5x PyTorch eager.
+cnn_speedup="$(awk '$1 == "bench" && $4 == 256 {
+    if ($2 == "sequent_cuda_cnn_train_step") s = $6
+    if ($2 == "torch_eager_cnn_train_step") t = $6 }
+  END { if (s > 0 && t > 0) printf "%.2fx (torch ms / sequent ms)", t / s }' "$LOGS/bench.log")"
+[ -n "$cnn_speedup" ] && rows+=("$(printf '%-34s batch %-6s %s' cnn_speedup_vs_torch 256 "$cnn_speedup")")
 
 echo
 echo "== summary (logs: $LOGS)"

@@ -4,8 +4,12 @@ The same MLP 784-512-512-10 (ReLU), cross-entropy from logits, Adam(lr=1e-3,
 eps=1e-7), one train step per iteration at batch 128 and 8192, f32 (TF32 off,
 as sequent's cuBLASLt calls compute in plain f32). The batch is already on the
 GPU (no host-to-device copy, unlike sequent's step, which uploads its feeds).
+Also the CNN conv32-pool-conv64-pool-dense128-dense10 of cuda_bench (28x28x1
+input, 3x3 ReLU convolutions, 2x2 max pooling; PyTorch's NCHW layout, cuDNN
+autotuning on, TF32 off) at batch 256.
 Prints lines in cuda_bench's format:
   bench torch_eager_train_step batch <B> ms_per_step <t> samples_per_s <s>
+  bench torch_eager_cnn_train_step batch 256 ms_per_step <t> samples_per_s <s>
 """
 
 import sys
@@ -13,16 +17,29 @@ import sys
 import torch
 
 
-def bench(batch: int, steps: int) -> None:
-    dev = torch.device("cuda")
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(
+def mlp() -> torch.nn.Module:
+    return torch.nn.Sequential(
         torch.nn.Linear(784, 512), torch.nn.ReLU(),
         torch.nn.Linear(512, 512), torch.nn.ReLU(),
-        torch.nn.Linear(512, 10)).to(dev)
+        torch.nn.Linear(512, 10))
+
+
+def cnn() -> torch.nn.Module:
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(1, 32, 3), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(32, 64, 3), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(), torch.nn.Linear(64 * 5 * 5, 128), torch.nn.ReLU(),
+        torch.nn.Linear(128, 10))
+
+
+def bench(batch: int, steps: int, name: str = "torch_eager_train_step",
+          make=mlp, sample_shape=(784,)) -> None:
+    dev = torch.device("cuda")
+    torch.manual_seed(0)
+    model = make().to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
     loss_fn = torch.nn.CrossEntropyLoss()
-    xs = [torch.rand(batch, 784, device=dev) for _ in range(2)]
+    xs = [torch.rand(batch, *sample_shape, device=dev) for _ in range(2)]
     ys = [torch.randint(0, 10, (batch,), device=dev) for _ in range(2)]
 
     def step(i: int) -> None:
@@ -43,7 +60,7 @@ def bench(batch: int, steps: int) -> None:
     stop.record()
     torch.cuda.synchronize()
     ms = start.elapsed_time(stop) / steps
-    print(f"bench torch_eager_train_step batch {batch} ms_per_step {ms:.4f} "
+    print(f"bench {name} batch {batch} ms_per_step {ms:.4f} "
           f"samples_per_s {batch / (ms / 1e3):.0f}", flush=True)
 
 
@@ -57,6 +74,8 @@ def main() -> int:
           flush=True)
     bench(128, 500)
     bench(8192, 100)
+    torch.backends.cudnn.benchmark = True
+    bench(256, 200, "torch_eager_cnn_train_step", cnn, (1, 28, 28))
     return 0
 
 
