@@ -58,8 +58,11 @@ namespace sequent {
 // under 16 (predict at batch 1, a 10-class output layer) stays f32: there the
 // conversions and oneDNN's bf16 kernels cost more than they save.
 //
-// Later: `format_tag::any` (blocked) layouts for weights and convolution
-// activations with reorders at the store boundary.
+// Convolution kernels are handed to oneDNN in the blocked layout its
+// primitive picks (a small reorder per run; activations stay NHWC).
+//
+// Later: blocked layouts for dense weights (with reorders at the store
+// boundary) and convolution activations.
 class CpuBackend : public Backend {
  public:
   // Threads for oneDNN and our loops: SEQUENT_NUM_THREADS when set and
