@@ -56,6 +56,14 @@ std::string Device::ToString() const {
   return type_ == "cuda" ? absl::StrCat(type_, ":", index_) : type_;
 }
 
+bool CudaBuilt() {
+#ifdef SEQUENT_WITH_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+
 bool CudaAvailable() {
 #ifdef SEQUENT_WITH_CUDA
   return CudaBackend::DeviceStatus().ok();

@@ -41,6 +41,10 @@ class Device {
   int index_ = 0;
 };
 
+// True when this build has the CUDA backend (built with --config=cuda), GPU
+// or not.
+bool CudaBuilt();
+
 // True when this build has the CUDA backend and a GPU is visible.
 bool CudaAvailable();
 

@@ -174,7 +174,7 @@ std::vector<BadInput> BadInputs() {
     CompileSmall(*model);
     return model;
   };
-  return {
+  std::vector<BadInput> inputs = {
       {"wrong_x_shape",
        [=] {
          compiled()->fit(Tensor(DType::kF32, Shape{16, 5}), y, {.verbose = 0});
@@ -242,9 +242,6 @@ std::vector<BadInput> BadInputs() {
        },
        "Dense expects a 2-D input (batch, features), got f32[N,28,28]; add a "
        "Flatten() layer"},
-      {"cuda_without_backend",
-       [] { SmallClassifier().compile("adam", "mse", {}, Device::CUDA()); },
-       "has no CUDA backend"},
       {"nothing_to_train",
        [=] {
          Sequential head({Input({4}), Activation("softmax")});
@@ -261,6 +258,16 @@ std::vector<BadInput> BadInputs() {
        "sparse_categorical_crossentropy wants integer labels of shape "
        "(samples,)"},
   };
+  // A CUDA request fails unless a GPU is usable: in a plain build there is no
+  // CUDA backend; a --config=cuda build needs a visible GPU.
+  if (!CudaAvailable()) {
+    inputs.push_back(
+        {"cuda_unavailable",
+         [] { SmallClassifier().compile("adam", "mse", {}, Device::CUDA()); },
+         CudaBuilt() ? "CUDA requested but no GPU is visible: "
+                     : "has no CUDA backend"});
+  }
+  return inputs;
 }
 
 class BadInputTest : public ::testing::TestWithParam<BadInput> {};
@@ -275,7 +282,9 @@ INSTANTIATE_TEST_SUITE_P(Table, BadInputTest, ::testing::ValuesIn(BadInputs()),
                          });
 
 TEST(DeviceTest, ScopedDeviceAndAuto) {
-  EXPECT_EQ(Device::Auto().type(), "cpu");  // No CUDA backend in this build.
+  // CUDA when this build has the CUDA backend and a GPU is visible.
+  EXPECT_EQ(Device::Auto().type(), CudaAvailable() ? "cuda" : "cpu");
+  if (!CudaBuilt()) EXPECT_FALSE(CudaAvailable());
   {
     WithDevice scope("reference");
     EXPECT_EQ(WithDevice::Current().type(), "reference");
