@@ -792,9 +792,16 @@ absl::Status Lowering::LowerReduce(const Node& node, Reduce op,
   const int64_t out_n = Numel(out);
   if (op == Reduce::kSum && leading && out_n > 1) {
     const int64_t rows = s.reduced_count;
+    const int64_t chunks = ColumnSumChunks(rows, out_n);
+    const int scratch = chunks > 1 ? NewExtra(chunks * out_n * 4) : -1;
     Add([=](const Ctx& c) {
-      return Launched(LaunchColumnSum(c.F(x), c.F(out), rows, out_n, c.stream),
-                      "column sum kernel");
+      return Launched(
+          LaunchColumnSumChunked(
+              c.F(x), c.F(out), rows, out_n,
+              scratch < 0 ? nullptr
+                          : reinterpret_cast<float*>(c.extra[scratch]),
+              chunks, c.stream),
+          "column sum kernel");
     });
     return absl::OkStatus();
   }
@@ -1813,15 +1820,22 @@ absl::Status Lowering::LowerNode(const Node& node, const Attributes& attrs) {
             ? node.outputs[1]
             : kNoValue;
     const int64_t cols = db == kNoValue ? 0 : Numel(db);
+    const int64_t rows = cols == 0 ? 0 : n / cols;
+    const int64_t chunks = db == kNoValue ? 1 : ColumnSumChunks(rows, cols);
+    const int scratch = chunks > 1 ? NewExtra(chunks * cols * 4) : -1;
     Add([=](const Ctx& c) -> absl::Status {
       SEQUENT_RETURN_IF_ERROR(
           Launched(LaunchActivationGrad(fn, alpha, from_output, c.F(dy), c.F(v),
                                         c.F(dx), n, c.stream),
                    "activation gradient kernel"));
       if (db == kNoValue) return absl::OkStatus();
-      return Launched(LaunchColumnSum(c.F(dx), c.F(db),
-                                      cols == 0 ? 0 : n / cols, cols, c.stream),
-                      "bias gradient kernel");
+      return Launched(
+          LaunchColumnSumChunked(
+              c.F(dx), c.F(db), rows, cols,
+              scratch < 0 ? nullptr
+                          : reinterpret_cast<float*>(c.extra[scratch]),
+              chunks, c.stream),
+          "bias gradient kernel");
     });
     return absl::OkStatus();
   }

@@ -142,6 +142,28 @@ __global__ void __launch_bounds__(kReduceThreads) ColumnSumKernel(const float* x
   }
 }
 
+// ColumnSumKernel over rows [blockIdx.y * rows_per_chunk, ...), into row
+// blockIdx.y of the partial sums.
+__global__ void __launch_bounds__(kReduceThreads) ChunkedColumnSumKernel(const float* x, float* partial, int64_t rows,
+                                       int64_t cols, int64_t rows_per_chunk) {
+  __shared__ float sums[32][33];
+  const int64_t col = blockIdx.x * int64_t{32} + threadIdx.x;
+  const int64_t begin = blockIdx.y * rows_per_chunk;
+  int64_t end = begin + rows_per_chunk;
+  if (end > rows) end = rows;
+  float sum = 0.f;
+  if (col < cols) {
+    for (int64_t r = begin + threadIdx.y; r < end; r += 32) sum += x[r * cols + col];
+  }
+  sums[threadIdx.y][threadIdx.x] = sum;
+  __syncthreads();
+  if (threadIdx.y == 0 && col < cols) {
+    float total = 0.f;
+    for (int k = 0; k < 32; ++k) total += sums[k][threadIdx.x];
+    partial[blockIdx.y * cols + col] = total;
+  }
+}
+
 __device__ float BinaryOp(Binary op, float a, float b) {
   switch (op) {
     case Binary::kAdd: return a + b;
@@ -1019,6 +1041,30 @@ cudaError_t LaunchColumnSum(const float* x, float* out, int64_t rows,
   ColumnSumKernel<<<blocks > 0 ? blocks : 1, dim3(32, 32), 0, stream>>>(
       x, out, rows, cols);
   return cudaGetLastError();
+}
+
+int64_t ColumnSumChunks(int64_t rows, int64_t cols) {
+  const int64_t col_blocks = (cols + 31) / 32;
+  // A few blocks per SM in all; chunks of at least 1024 rows.
+  constexpr int64_t kTargetBlocks = 512;
+  if (col_blocks >= kTargetBlocks / 4 || rows < 4096) return 1;
+  int64_t chunks = (rows + 1023) / 1024;
+  const int64_t cap = kTargetBlocks / col_blocks;
+  if (chunks > cap) chunks = cap;
+  return chunks < 1 ? 1 : chunks;
+}
+
+cudaError_t LaunchColumnSumChunked(const float* x, float* out, int64_t rows,
+                                   int64_t cols, float* scratch, int64_t chunks,
+                                   cudaStream_t stream) {
+  if (chunks <= 1) return LaunchColumnSum(x, out, rows, cols, stream);
+  const int64_t rows_per_chunk = (rows + chunks - 1) / chunks;
+  const unsigned col_blocks = static_cast<unsigned>((cols + 31) / 32);
+  ChunkedColumnSumKernel<<<dim3(col_blocks, static_cast<unsigned>(chunks)),
+                           dim3(32, 32), 0, stream>>>(x, scratch, rows, cols,
+                                                      rows_per_chunk);
+  if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
+  return LaunchColumnSum(scratch, out, chunks, cols, stream);
 }
 
 cudaError_t LaunchBinary(Binary op, const float* x, const float* y, float* out,

@@ -45,6 +45,15 @@ cudaError_t LaunchActivationGrad(Pointwise fn, float alpha, bool from_output,
 cudaError_t LaunchColumnSum(const float* x, float* out, int64_t rows,
                             int64_t cols, cudaStream_t stream);
 
+// The same for tall inputs (many rows, few columns: a conv's bias gradient
+// over N*H*W): `chunks` row ranges in parallel write partial sums to
+// `scratch` [chunks, cols], then one column sum adds them (deterministic).
+// ColumnSumChunks gives the chunk count worth using (1: LaunchColumnSum).
+int64_t ColumnSumChunks(int64_t rows, int64_t cols);
+cudaError_t LaunchColumnSumChunked(const float* x, float* out, int64_t rows,
+                                   int64_t cols, float* scratch, int64_t chunks,
+                                   cudaStream_t stream);
+
 inline constexpr int kMaxRank = 6;
 
 // out = x (op) y with numpy broadcasting; strides are 0 on broadcast axes.

@@ -263,6 +263,12 @@ std::vector<OpCase> Cases() {
        "reduce_to_shape",
        {F32({N, 4, 3})},
        {{"shape", std::vector<int64_t>{4, 1}}}});
+  // A conv's bias gradient: many rows, few columns (rows split over blocks).
+  add({"reduce_to_shape_tall",
+       "reduce_to_shape",
+       {F32({N, 40, 40, 3})},
+       {{"shape", std::vector<int64_t>{3}}},
+       1e-4});
   add({"broadcast_to",
        "broadcast_to",
        {F32({4, 1})},
