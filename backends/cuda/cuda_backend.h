@@ -24,9 +24,10 @@ class CudaExecutable : public Executable {
 };
 
 // The CUDA backend ("cuda"): cuBLASLt matmuls with bias/activation epilogues
-// (algorithm chosen once at Compile), our own kernels for everything else,
-// a fused multi-tensor optimizer update. f32 only; conv2d, pooling and
-// normalization ops are not lowered (Compile says so, naming the op).
+// and cuDNN convolutions and training batch norms (algorithms chosen once at
+// Compile), our own kernels for everything else, a fused multi-tensor
+// optimizer update. f32 math only (casts also move bf16/i32/i64); what it
+// cannot run fails at Compile, naming the op.
 class CudaBackend : public Backend {
  public:
   struct Options {
