@@ -176,6 +176,10 @@ struct Step {
   // Device-side setup once pointers are bound (matmul algorithms, tables).
   std::function<absl::Status(Ctx&)> prepare;
   std::function<absl::Status(const Ctx&)> launch;
+  // Runs once at Compile after every prepare, eagerly, writing only the
+  // step's own scratch and intermediates: library calls that set themselves
+  // up on first use (cuDNN) do so before the CUDA graph is captured.
+  std::function<absl::Status(const Ctx&)> warmup;
 };
 
 struct Location {
@@ -433,6 +437,14 @@ absl::Status CudaExecutableImpl::Setup() {
         DeviceAlloc(static_cast<int64_t>(ctx.dnn_workspace_bytes)));
     ctx.dnn_workspace = dnn_workspace_.get();
   }
+  for (const Step& step : steps) {
+    if (!step.warmup) continue;
+    absl::Status s = step.warmup(ctx);
+    if (!s.ok()) {
+      return absl::Status(s.code(),
+                          absl::StrCat(step.label, ": ", s.message()));
+    }
+  }
   SEQUENT_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
   return absl::OkStatus();
 }
@@ -654,6 +666,9 @@ class Lowering {
   void Add(std::function<absl::Status(const Ctx&)> launch,
            std::function<absl::Status(Ctx&)> prepare = nullptr) {
     exe_.steps.push_back({label_, std::move(prepare), std::move(launch)});
+  }
+  void SetWarmup(std::function<absl::Status(const Ctx&)> warmup) {
+    exe_.steps.back().warmup = std::move(warmup);
   }
   int NewExtra(int64_t bytes) {
     exe_.extra_bytes.push_back(bytes);
@@ -1218,6 +1233,26 @@ absl::Status Lowering::LowerConv(const Node& node, const Attributes& attrs) {
             std::max(ctx.dnn_workspace_bytes, (*plan)->workspace_bytes());
         return absl::OkStatus();
       });
+  // The cuDNN call alone on this step's buffers (whatever they hold): its
+  // outputs are the node's intermediate or the filter scratch.
+  SetWarmup([=](const Ctx& ctx) -> absl::Status {
+    float* ft = reinterpret_cast<float*>(ctx.extra[filter_t]);
+    float* xp =
+        padded >= 0 ? reinterpret_cast<float*>(ctx.extra[padded]) : nullptr;
+    switch (direction) {
+      case ConvDirection::kForward:
+        return (*plan)->Forward(ctx.dnn, xp != nullptr ? xp : ctx.F(in0), ft,
+                                ctx.F(out), ctx.dnn_workspace);
+      case ConvDirection::kBackwardData:
+        return (*plan)->BackwardData(ctx.dnn, ctx.F(in0), ft,
+                                     xp != nullptr ? xp : ctx.F(out),
+                                     ctx.dnn_workspace);
+      case ConvDirection::kBackwardFilter:
+        return (*plan)->BackwardFilter(ctx.dnn, xp != nullptr ? xp : ctx.F(in0),
+                                       ctx.F(in1), ft, ctx.dnn_workspace);
+    }
+    return absl::OkStatus();
+  });
   return absl::OkStatus();
 }
 
@@ -1393,6 +1428,14 @@ absl::Status Lowering::LowerNorm(const Node& node, const Attributes& attrs) {
               "batch norm moving statistics kernel");
         },
         prepare);
+    // Writes y, the saved statistics and the scratch only (not the moving
+    // statistics, which may live in the variables).
+    SetWarmup([=](const Ctx& ctx) {
+      return (*plan)->ForwardTraining(
+          ctx.dnn, ctx.F(in[0]), ctx.F(in[1]), ctx.F(in[2]), ctx.F(out[0]),
+          reinterpret_cast<float*>(ctx.extra[scratch]), ctx.F(out[3]),
+          ctx.F(out[4]));
+    });
   } else {
     Add(
         [=](const Ctx& ctx) -> absl::Status {
@@ -1401,6 +1444,11 @@ absl::Status Lowering::LowerNorm(const Node& node, const Attributes& attrs) {
                                    a.inv_std, a.dx, a.dgamma, a.dbeta);
         },
         prepare);
+    SetWarmup([=](const Ctx& ctx) {
+      const NormGradArgs a = bind_grad(ctx);
+      return (*plan)->Backward(ctx.dnn, a.x, a.dy, a.gamma, a.mean, a.inv_std,
+                               a.dx, a.dgamma, a.dbeta);
+    });
   }
   return absl::OkStatus();
 }
