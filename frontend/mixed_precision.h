@@ -15,8 +15,11 @@ namespace sequent::mixed_precision {
 //                     and f32 accumulation and outputs; weights (the master
 //                     copy), optimizer state, activations, losses and
 //                     everything else stay f32 (see CpuBackend).
-// Other backends ignore mixed_bfloat16 and run f32: the reference backend is
-// the f32 oracle, the CUDA backend has no bf16 path yet.
+// On the cuda backend the GEMMs (dense, matmul and their input and weight
+// gradients) read bf16 copies of their operands and accumulate and write f32
+// in cuBLASLt; the rest as on the cpu backend (see CudaBackend). The
+// reference backend ignores mixed_bfloat16 and runs f32: it is the f32
+// oracle.
 // Anything else throws sequent::Error naming the accepted values.
 void set_global_policy(const std::string& policy);
 // keras.mixed_precision.global_policy().name: "float32" or "mixed_bfloat16".

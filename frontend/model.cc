@@ -19,6 +19,9 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "backends/cpu/cpu_backend.h"
+#ifdef SEQUENT_WITH_CUDA
+#include "backends/cuda/cuda_backend.h"
+#endif
 #include "core/graph_builder.h"
 #include "core/memory_planner.h"
 #include "core/passes/backward_fusion.h"
@@ -343,6 +346,13 @@ void Sequential::compile(Optimizer optimizer, Loss loss,
       ThrowIfError(cpu->SetComputeDType(DType::kBF16));
     }
   }
+#ifdef SEQUENT_WITH_CUDA
+  if (auto* cuda = dynamic_cast<CudaBackend*>(backend_.get())) {
+    if (dtype_policy_ == "mixed_bfloat16" && dtype_ == DType::kF32) {
+      ThrowIfError(cuda->SetComputeDType(DType::kBF16));
+    }
+  }
+#endif
   FusionPolicy policy{[backend = backend_.get()](absl::string_view activation) {
     return backend->SupportsFusedDense(activation) &&
            GradientFromOutput(activation);

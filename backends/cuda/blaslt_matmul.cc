@@ -126,9 +126,12 @@ absl::StatusOr<std::unique_ptr<LtMatmul>> LtMatmul::Create(
     cublasLtHandle_t handle, const LtMatmulShape& s, size_t workspace_bytes) {
   std::unique_ptr<LtMatmul> mm(new LtMatmul());
   mm->workspace_bytes_ = workspace_bytes;
-  mm->description_ = absl::StrCat(
-      "cublasLt ", s.m, "x", s.n, "x", s.k, s.transpose_a ? " Ta" : "",
-      s.transpose_b ? " Tb" : "", EpilogueName(s.epilogue));
+  mm->description_ =
+      absl::StrCat("cublasLt ", s.m, "x", s.n, "x", s.k,
+                   s.transpose_a ? " Ta" : "", s.transpose_b ? " Tb" : "",
+                   EpilogueName(s.epilogue), s.bf16_inputs ? " bf16" : "");
+  mm->bf16_inputs_ = s.bf16_inputs;
+  mm->epilogue_ = s.epilogue;
   // Row-major C[m,n] = op(A) op(B) is column-major C^T[n,m] = op(B)^T op(A)^T:
   // cuBLASLt's first operand is b's buffer, its second a's.
   SEQUENT_CUBLAS_RETURN_IF_ERROR(
@@ -151,10 +154,16 @@ absl::StatusOr<std::unique_ptr<LtMatmul>> LtMatmul::Create(
   const int64_t b_cols = s.transpose_b ? s.n : s.k;
   const int64_t a_rows = s.transpose_a ? s.m : s.k;
   const int64_t a_cols = s.transpose_a ? s.k : s.m;
+  // bf16 A/B with f32 C/D, f32 scale and CUBLAS_COMPUTE_32F is one of
+  // cublasLtMatmul's documented type combinations; the bias (and BGRADA's
+  // bias gradient) then takes D's type, f32
+  // (CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE left at its default). Leading
+  // dimensions count elements, not bytes.
+  const cudaDataType_t in_type = s.bf16_inputs ? CUDA_R_16BF : CUDA_R_32F;
   SEQUENT_CUBLAS_RETURN_IF_ERROR(
-      cublasLtMatrixLayoutCreate(&mm->b_, CUDA_R_32F, b_rows, b_cols, b_rows));
+      cublasLtMatrixLayoutCreate(&mm->b_, in_type, b_rows, b_cols, b_rows));
   SEQUENT_CUBLAS_RETURN_IF_ERROR(
-      cublasLtMatrixLayoutCreate(&mm->a_, CUDA_R_32F, a_rows, a_cols, a_rows));
+      cublasLtMatrixLayoutCreate(&mm->a_, in_type, a_rows, a_cols, a_rows));
   SEQUENT_CUBLAS_RETURN_IF_ERROR(
       cublasLtMatrixLayoutCreate(&mm->c_, CUDA_R_32F, s.n, s.m, s.n));
 
@@ -184,8 +193,8 @@ LtMatmul::~LtMatmul() {
   if (op_ != nullptr) cublasLtMatmulDescDestroy(op_);
 }
 
-absl::Status LtMatmul::Run(cublasLtHandle_t handle, const float* a,
-                           const float* b, const float* bias, float* c,
+absl::Status LtMatmul::Run(cublasLtHandle_t handle, const void* a,
+                           const void* b, const float* bias, float* c,
                            void* workspace, cudaStream_t stream) const {
   if (has_bias_) {
     // The bias pointer is part of the descriptor; set at capture time.

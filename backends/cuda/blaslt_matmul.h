@@ -41,6 +41,9 @@ struct LtMatmulShape {
   bool transpose_a = false;  // a is stored [k, m]
   bool transpose_b = false;  // b is stored [n, k]
   Epilogue epilogue = Epilogue::kNone;
+  // a and b in bf16 (CUDA_R_16BF); c, the bias / bias gradient, the scale
+  // and the accumulation stay f32 (CUBLAS_COMPUTE_32F): mixed precision.
+  bool bf16_inputs = false;
 };
 
 class LtMatmul {
@@ -52,10 +55,14 @@ class LtMatmul {
   LtMatmul(const LtMatmul&) = delete;
   LtMatmul& operator=(const LtMatmul&) = delete;
 
-  absl::Status Run(cublasLtHandle_t handle, const float* a, const float* b,
+  // a and b are float, or uint16_t bf16 bits when the shape has bf16_inputs.
+  absl::Status Run(cublasLtHandle_t handle, const void* a, const void* b,
                    const float* bias, float* c, void* workspace,
                    cudaStream_t stream) const;
-  // "cublasLt m x n x k RELU_BIAS", for profiles and errors.
+  bool bf16_inputs() const { return bf16_inputs_; }
+  Epilogue epilogue() const { return epilogue_; }
+  // "cublasLt m x n x k RELU_BIAS" (" bf16" when the inputs are), for
+  // profiles and errors.
   const std::string& description() const { return description_; }
 
  private:
@@ -65,6 +72,8 @@ class LtMatmul {
   cublasLtMatmulAlgo_t algo_{};
   size_t workspace_bytes_ = 0;
   bool has_bias_ = false;
+  bool bf16_inputs_ = false;
+  Epilogue epilogue_ = Epilogue::kNone;
   std::string description_;
 };
 

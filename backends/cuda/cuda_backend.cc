@@ -180,6 +180,9 @@ struct Step {
   // step's own scratch and intermediates: library calls that set themselves
   // up on first use (cuDNN) do so before the CUDA graph is captured.
   std::function<absl::Status(const Ctx&)> warmup;
+  // What the step runs, once prepared (the chosen cuBLASLt call); may be
+  // empty.
+  std::function<std::string()> describe;
 };
 
 struct Location {
@@ -277,6 +280,15 @@ class CudaExecutableImpl : public CudaExecutable {
   absl::Status Run(absl::Span<const Feed> feeds,
                    std::vector<Tensor>& outputs) override;
   absl::Status Prefetch(absl::Span<const Feed> feeds) override;
+  std::vector<std::string> StepImplementations() const override {
+    std::vector<std::string> lines;
+    for (const Step& step : steps) {
+      const std::string what = step.describe ? step.describe() : "";
+      lines.push_back(what.empty() ? step.label
+                                   : absl::StrCat(step.label, ": ", what));
+    }
+    return lines;
+  }
   const std::vector<std::string>& output_names() const override {
     return output_names_;
   }
@@ -287,6 +299,8 @@ class CudaExecutableImpl : public CudaExecutable {
   // Filled by Compile.
   bool use_graph = true;
   bool needs_cudnn = false;
+  bool bf16 = false;  // CudaBackend::SetComputeDType(kBF16) at Compile.
+  std::vector<NodeId> new_variables;  // Initialized at the device phase.
   int64_t batch_size_ = 0;
   Graph graph;  // Batch-bound, reshapes read through.
   MemoryPlan plan;
@@ -677,6 +691,23 @@ class Lowering {
   void set_label(std::string label) { label_ = std::move(label); }
   void set_node(NodeId id) { current_ = id; }
 
+  // The bf16 copy of the f32 value `v` that bf16 GEMMs read: one buffer
+  // (allocated at Compile) and one conversion step per value, placed before
+  // the first GEMM that reads it and shared by every later one (values are
+  // immutable: an in-place update of a variable comes after the last reader
+  // of its old value, and the copy keeps that old value). The conversion
+  // runs only when a GEMM reading it got a bf16 algorithm at Compile (`used`,
+  // set by the GEMMs' prepare, which all run before any launch).
+  struct Bf16Copy {
+    int extra = -1;
+    std::shared_ptr<bool> used;
+  };
+  Bf16Copy Bf16CopyOf(ValueId v);
+  // The label of a GEMM step: " [bf16]" when it asks for bf16 operands.
+  std::string GemmLabel() const {
+    return exe_.bf16 ? absl::StrCat(label_, " [bf16]") : label_;
+  }
+
   absl::Status ExpectF32(const Node& node, ValueId v) const {
     if (type(v).dtype == DType::kF32) return absl::OkStatus();
     return Unsupported(node, absl::StrCat("runs f32 only (no f64/bf16/f16 or "
@@ -725,7 +756,48 @@ class Lowering {
   const Graph* shapes_ = nullptr;
   std::string label_;
   NodeId current_ = kNoNode;
+  absl::flat_hash_map<ValueId, Bf16Copy> bf16_copies_;
 };
+
+Lowering::Bf16Copy Lowering::Bf16CopyOf(ValueId v) {
+  if (auto it = bf16_copies_.find(v); it != bf16_copies_.end())
+    return it->second;
+  const int64_t n = Numel(v);
+  const Bf16Copy copy{NewExtra(n * 2), std::make_shared<bool>(false)};
+  exe_.steps.push_back(
+      {absl::StrCat("to bf16 for ", label_), nullptr,
+       [v, n, copy](const Ctx& c) -> absl::Status {
+         if (!*copy.used) return absl::OkStatus();
+         return Launched(LaunchCast(CastType::kF32, CastType::kBF16, c.ptr[v],
+                                    c.extra[copy.extra], n, c.stream),
+                         "bf16 conversion kernel");
+       }});
+  bf16_copies_.emplace(v, copy);
+  return copy;
+}
+
+// The first of `shape` (its epilogue), `plain` (a simpler epilogue, when it
+// differs) for which cuBLASLt has an algorithm: with bf16 inputs first when
+// `bf16`, then in f32.
+absl::StatusOr<std::unique_ptr<LtMatmul>> ChooseMatmul(cublasLtHandle_t lt,
+                                                       LtMatmulShape shape,
+                                                       LtMatmulShape plain,
+                                                       bool bf16) {
+  std::vector<LtMatmulShape> candidates;
+  for (bool in_bf16 : {true, false}) {
+    if (in_bf16 && !bf16) continue;
+    shape.bf16_inputs = plain.bf16_inputs = in_bf16;
+    candidates.push_back(shape);
+    if (plain.epilogue != shape.epilogue) candidates.push_back(plain);
+  }
+  absl::Status last;
+  for (const LtMatmulShape& s : candidates) {
+    auto mm = LtMatmul::Create(lt, s, kWorkspaceBytes);
+    if (mm.ok()) return mm;
+    last = mm.status();
+  }
+  return last;
+}
 
 absl::StatusOr<BroadcastShape> MakeBroadcast(const Shape& out, const Shape& x,
                                              const Shape& y) {
@@ -866,11 +938,19 @@ absl::Status Lowering::LowerDense(const Node& node, const Attributes& attrs) {
   const Pointwise fused_fn = ToPointwise(act);
   const float alpha = static_cast<float>(act.alpha);
   const int64_t n = Numel(y);
+  const bool bf16 = exe_.bf16;
+  const Bf16Copy xc = bf16 ? Bf16CopyOf(x) : Bf16Copy{};
+  const Bf16Copy wc = bf16 ? Bf16CopyOf(w) : Bf16Copy{};
+  LtMatmulShape plain = shape;
+  plain.epilogue = bias ? Epilogue::kBias : Epilogue::kNone;
+  const std::string label = GemmLabel();
   Add(
       [=](const Ctx& c) -> absl::Status {
-        SEQUENT_RETURN_IF_ERROR(
-            plan->matmul->Run(c.lt, c.F(x), c.F(w), bias ? c.F(b) : nullptr,
-                              c.F(y), c.workspace, c.stream));
+        const bool in_bf16 = plan->matmul->bf16_inputs();
+        SEQUENT_RETURN_IF_ERROR(plan->matmul->Run(
+            c.lt, in_bf16 ? c.extra[xc.extra] : c.ptr[x],
+            in_bf16 ? c.extra[wc.extra] : c.ptr[w], bias ? c.F(b) : nullptr,
+            c.F(y), c.workspace, c.stream));
         if (plan->after) {
           return Launched(
               LaunchPointwise(*plan->after, alpha, c.F(y), c.F(y), n, c.stream),
@@ -879,18 +959,18 @@ absl::Status Lowering::LowerDense(const Node& node, const Attributes& attrs) {
         return absl::OkStatus();
       },
       [=](Ctx& c) -> absl::Status {
-        auto fused = LtMatmul::Create(c.lt, shape, kWorkspaceBytes);
-        if (fused.ok() || plan->after) {
-          SEQUENT_ASSIGN_OR_RETURN(plan->matmul, std::move(fused));
-          return absl::OkStatus();
-        }
-        LtMatmulShape plain = shape;
-        plain.epilogue = bias ? Epilogue::kBias : Epilogue::kNone;
-        SEQUENT_ASSIGN_OR_RETURN(
-            plan->matmul, LtMatmul::Create(c.lt, plain, kWorkspaceBytes));
-        plan->after = fused_fn;
+        // With the activation in the epilogue, `plain` (bias only) + our
+        // kernel is the fallback; otherwise plain is the shape itself.
+        SEQUENT_ASSIGN_OR_RETURN(plan->matmul,
+                                 ChooseMatmul(c.lt, shape, plain, bf16));
+        if (plan->matmul->epilogue() != shape.epilogue) plan->after = fused_fn;
+        if (plan->matmul->bf16_inputs()) *xc.used = *wc.used = true;
         return absl::OkStatus();
       });
+  exe_.steps.back().label = label;
+  exe_.steps.back().describe = [plan] {
+    return plan->matmul ? plan->matmul->description() : std::string();
+  };
   return absl::OkStatus();
 }
 
@@ -922,10 +1002,18 @@ absl::Status Lowering::LowerMatmul(const Node& node, const Attributes& attrs) {
     bool column_sum = false;  // BGRADA unavailable: our kernel instead.
   };
   auto plan = std::make_shared<MatmulPlan>();
+  const bool bf16 = exe_.bf16;
+  const Bf16Copy ac = bf16 ? Bf16CopyOf(a) : Bf16Copy{};
+  const Bf16Copy bc = bf16 ? Bf16CopyOf(b) : Bf16Copy{};
+  LtMatmulShape plain = shape;
+  plain.epilogue = Epilogue::kNone;
+  const std::string label = GemmLabel();
   Add(
       [=](const Ctx& c) -> absl::Status {
+        const bool in_bf16 = plan->matmul->bf16_inputs();
         SEQUENT_RETURN_IF_ERROR(plan->matmul->Run(
-            c.lt, c.F(a), c.F(b),
+            c.lt, in_bf16 ? c.extra[ac.extra] : c.ptr[a],
+            in_bf16 ? c.extra[bc.extra] : c.ptr[b],
             db != kNoValue && !plan->column_sum ? c.F(db) : nullptr, c.F(out),
             c.workspace, c.stream));
         if (!plan->column_sum) return absl::OkStatus();
@@ -934,18 +1022,18 @@ absl::Status Lowering::LowerMatmul(const Node& node, const Attributes& attrs) {
             "bias gradient kernel");
       },
       [=](Ctx& c) -> absl::Status {
-        auto fused = LtMatmul::Create(c.lt, shape, kWorkspaceBytes);
-        if (fused.ok() || db == kNoValue) {
-          SEQUENT_ASSIGN_OR_RETURN(plan->matmul, std::move(fused));
-          return absl::OkStatus();
-        }
-        LtMatmulShape plain = shape;
-        plain.epilogue = Epilogue::kNone;
-        SEQUENT_ASSIGN_OR_RETURN(
-            plan->matmul, LtMatmul::Create(c.lt, plain, kWorkspaceBytes));
-        plan->column_sum = true;
+        SEQUENT_ASSIGN_OR_RETURN(plan->matmul,
+                                 ChooseMatmul(c.lt, shape, plain, bf16));
+        // No BGRADA algorithm: the bias gradient from the f32 dz by our
+        // column sum.
+        plan->column_sum = plan->matmul->epilogue() != shape.epilogue;
+        if (plan->matmul->bf16_inputs()) *ac.used = *bc.used = true;
         return absl::OkStatus();
       });
+  exe_.steps.back().label = label;
+  exe_.steps.back().describe = [plan] {
+    return plan->matmul ? plan->matmul->description() : std::string();
+  };
   return absl::OkStatus();
 }
 
@@ -2032,8 +2120,22 @@ std::unique_ptr<VariableStore> CudaBackend::CreateVariableStore() const {
   return std::make_unique<cuda::CudaVariableStore>();
 }
 
-absl::StatusOr<std::unique_ptr<Executable>> CudaBackend::Compile(
-    const Graph& graph, int64_t batch_size, VariableStore* store) const {
+absl::Status CudaBackend::SetComputeDType(DType dtype) {
+  if (dtype != DType::kF32 && dtype != DType::kBF16) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the cuda backend computes in f32 or bf16, not ", DTypeName(dtype)));
+  }
+  compute_dtype_ = dtype;
+  return absl::OkStatus();
+}
+
+namespace {
+
+// Compile's host half: validates, plans memory and lowers every node (no
+// CUDA call, so it fails the same with or without a GPU).
+absl::StatusOr<std::unique_ptr<cuda::CudaExecutableImpl>> LowerOnHost(
+    const Graph& graph, int64_t batch_size, VariableStore* store,
+    const OpRegistry& registry, bool use_cuda_graph, bool bf16) {
   using cuda::CheckValue;
   using cuda::WithLayer;
   if (batch_size <= 0) {
@@ -2046,7 +2148,6 @@ absl::StatusOr<std::unique_ptr<Executable>> CudaBackend::Compile(
         "the cuda backend needs a variable store from its own "
         "CreateVariableStore()");
   }
-  const OpRegistry& registry = *registry_;
   SEQUENT_ASSIGN_OR_RETURN(std::vector<NodeId> order, graph.TopologicalOrder());
   for (NodeId id : order) {
     const Node& node = graph.node(id);
@@ -2066,7 +2167,8 @@ absl::StatusOr<std::unique_ptr<Executable>> CudaBackend::Compile(
   }
 
   auto exe = std::make_unique<cuda::CudaExecutableImpl>();
-  exe->use_graph = options_.use_cuda_graph;
+  exe->use_graph = use_cuda_graph;
+  exe->bf16 = bf16;
   exe->batch_size_ = batch_size;
   exe->store = cstore;
   exe->graph = BindBatch(graph, batch_size);
@@ -2189,7 +2291,7 @@ absl::StatusOr<std::unique_ptr<Executable>> CudaBackend::Compile(
   }
   exe->locations.resize(g.num_values());
   absl::flat_hash_map<std::string, TensorType> variable_types;
-  std::vector<NodeId> new_variables;
+  std::vector<NodeId>& new_variables = exe->new_variables;
   std::vector<std::string> input_names;
   for (NodeId id : exe->plan.schedule) {
     const Node& node = g.node(id);
@@ -2342,12 +2444,36 @@ absl::StatusOr<std::unique_ptr<Executable>> CudaBackend::Compile(
                             exe->plan.buffers[u.value].bytes});
   }
 
+  return exe;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<std::string>> CudaBackend::LoweredSteps(
+    const Graph& graph, int64_t batch_size, VariableStore* store) const {
+  SEQUENT_ASSIGN_OR_RETURN(
+      std::unique_ptr<cuda::CudaExecutableImpl> exe,
+      LowerOnHost(graph, batch_size, store, *registry_, options_.use_cuda_graph,
+                  compute_dtype_ == DType::kBF16));
+  std::vector<std::string> labels;
+  for (const auto& step : exe->steps) labels.push_back(step.label);
+  return labels;
+}
+
+absl::StatusOr<std::unique_ptr<Executable>> CudaBackend::Compile(
+    const Graph& graph, int64_t batch_size, VariableStore* store) const {
+  SEQUENT_ASSIGN_OR_RETURN(
+      std::unique_ptr<cuda::CudaExecutableImpl> exe,
+      LowerOnHost(graph, batch_size, store, *registry_, options_.use_cuda_graph,
+                  compute_dtype_ == DType::kBF16));
   // Device phase: everything above fails the same without a GPU.
   SEQUENT_RETURN_IF_ERROR(cuda::CheckDevice());
-  for (NodeId id : new_variables) {
+  const Graph& g = exe->graph;
+  cuda::CudaVariableStore* cstore = exe->store;
+  for (NodeId id : exe->new_variables) {
     const Node& node = g.node(id);
     auto value = InitializeVariable(node.attrs, g.type(node.outputs[0]));
-    if (!value.ok()) return WithLayer(node, value.status());
+    if (!value.ok()) return cuda::WithLayer(node, value.status());
     SEQUENT_RETURN_IF_ERROR(
         cstore->Write(StringAttrOr(node.attrs, "name", ""), *value));
   }

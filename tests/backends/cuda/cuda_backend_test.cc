@@ -6,8 +6,10 @@
 
 #include "backends/cuda/cuda_backend.h"
 
+#include <algorithm>
 #include <cmath>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -129,25 +131,69 @@ std::vector<Tensor> Allocated(const Graph& graph, int64_t batch) {
   return out;
 }
 
+// |got - ref| <= tol * max|ref| over the tensor: bf16 GEMM errors scale with
+// the output's magnitude, not each element's.
+void ExpectCloseToScale(const Tensor& got, const Tensor& ref, double tol,
+                        const std::string& what) {
+  ASSERT_EQ(got.type(), ref.type()) << what;
+  double scale = 0;
+  for (int64_t i = 0; i < ref.num_elements(); ++i)
+    scale = std::max(scale, std::abs(ref.GetAsDouble(i)));
+  int misses = 0;
+  for (int64_t i = 0; i < ref.num_elements(); ++i) {
+    const double c = got.GetAsDouble(i), r = ref.GetAsDouble(i);
+    if (!(std::abs(c - r) <= tol * scale) && misses++ < 5) {
+      ADD_FAILURE() << what << " element " << i << ": " << c << " vs " << r
+                    << " (scale " << scale << ")";
+    }
+  }
+}
+
+// The GEMM lines of a compiled executable's StepImplementations.
+std::vector<std::string> GemmImplementations(const Executable& exe) {
+  std::vector<std::string> gemms;
+  for (const std::string& line :
+       dynamic_cast<const CudaExecutable&>(exe).StepImplementations()) {
+    if (absl::StrContains(line, "cublasLt")) gemms.push_back(line);
+  }
+  return gemms;
+}
+
+// With `compute` bf16, every GEMM must have got a bf16 algorithm (so the
+// comparison cannot pass on an f32 fallback) and outputs are compared
+// relative to their largest magnitude.
 void CompareBackends(const Graph& graph, int64_t batch,
                      const std::vector<Feed>& feeds, double tol,
-                     const std::string& what) {
+                     const std::string& what, DType compute = DType::kF32) {
   ReferenceBackend reference;
   CudaBackend cuda;
+  ASSERT_TRUE(cuda.SetComputeDType(compute).ok());
   auto ref_store = reference.CreateVariableStore();
   auto cuda_store = cuda.CreateVariableStore();
   auto ref_exe = reference.Compile(graph, batch, ref_store.get());
   ASSERT_TRUE(ref_exe.ok()) << what << ": " << ref_exe.status();
   auto cuda_exe = cuda.Compile(graph, batch, cuda_store.get());
   ASSERT_TRUE(cuda_exe.ok()) << what << ": " << cuda_exe.status();
+  if (compute == DType::kBF16) {
+    const std::vector<std::string> gemms = GemmImplementations(**cuda_exe);
+    EXPECT_FALSE(gemms.empty()) << what;
+    for (const std::string& line : gemms) {
+      EXPECT_TRUE(absl::EndsWith(line, " bf16")) << what << ": " << line;
+    }
+  }
   std::vector<Tensor> ref_out = Allocated(graph, batch), cuda_out;
   ASSERT_TRUE((*ref_exe)->Run(feeds, ref_out).ok());
   absl::Status run = (*cuda_exe)->Run(feeds, cuda_out);
   ASSERT_TRUE(run.ok()) << what << ": " << run;
   ASSERT_EQ(cuda_out.size(), ref_out.size());
   for (size_t i = 0; i < ref_out.size(); ++i) {
-    ExpectClose(cuda_out[i], ref_out[i], tol,
-                absl::StrCat(what, " output ", (*cuda_exe)->output_names()[i]));
+    const std::string name =
+        absl::StrCat(what, " output ", (*cuda_exe)->output_names()[i]);
+    if (compute == DType::kBF16) {
+      ExpectCloseToScale(cuda_out[i], ref_out[i], tol, name);
+    } else {
+      ExpectClose(cuda_out[i], ref_out[i], tol, name);
+    }
   }
   // The second run replays the captured CUDA graph.
   std::vector<Tensor> again;
@@ -1002,6 +1048,191 @@ TEST(CudaTrainTest, VariableStoreRoundTrips) {
   ASSERT_TRUE(back.ok());
   EXPECT_EQ(back->ToVector<float>(), t.ToVector<float>());
   EXPECT_FALSE(store->Write("w", Tensor(DType::kF32, Shape{2})).ok());
+}
+
+// ---- Mixed precision (bf16 GEMM operands, f32 accumulation and outputs).
+
+TEST(CudaBf16Test, SetComputeDTypeTakesF32OrBf16) {
+  CudaBackend cuda;
+  EXPECT_EQ(cuda.compute_dtype(), DType::kF32);
+  EXPECT_TRUE(cuda.SetComputeDType(DType::kBF16).ok());
+  EXPECT_EQ(cuda.compute_dtype(), DType::kBF16);
+  absl::Status s = cuda.SetComputeDType(DType::kF16);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StrContains(s.message(), "f16")) << s;
+  EXPECT_EQ(cuda.compute_dtype(), DType::kBF16);
+}
+
+// Host-side lowering (runs without a GPU): in bf16 mode every GEMM of an MLP
+// train step asks for bf16 operands and reads one conversion per distinct
+// operand value (shared: the forward's weight and input copies serve the
+// backward GEMMs too); in f32 mode there is none.
+TEST(CudaBf16Test, Bf16ModeConvertsEachGemmOperandOnce) {
+  Sequential model = Mlp(20, {16}, 10, "relu");
+  model.compile(SGD{}, SparseCategoricalCrossentropy{.from_logits = true},
+                {"accuracy"}, Device::CPU());
+  const Graph& train = model.graph(GraphStage::kTrain);
+  int gemms = 0;
+  std::set<ValueId> operands;
+  auto order = train.TopologicalOrder();
+  ASSERT_TRUE(order.ok()) << order.status();
+  for (NodeId id : *order) {
+    const Node& node = train.node(id);
+    if (node.op != "dense" && node.op != "matmul") continue;
+    ++gemms;
+    operands.insert(node.inputs[0]);
+    operands.insert(node.inputs[1]);
+  }
+  // 2 forward, 1 input gradient, 2 weight gradients.
+  ASSERT_EQ(gemms, 5);
+  ASSERT_LT(operands.size(), 2u * gemms);
+
+  const auto lowered = [&](DType compute) {
+    CudaBackend cuda;
+    EXPECT_TRUE(cuda.SetComputeDType(compute).ok());
+    auto store = cuda.CreateVariableStore();
+    auto steps = cuda.LoweredSteps(train, 8, store.get());
+    EXPECT_TRUE(steps.ok()) << steps.status();
+    return steps.ok() ? *steps : std::vector<std::string>{};
+  };
+  const std::vector<std::string> f32 = lowered(DType::kF32);
+  const std::vector<std::string> bf16 = lowered(DType::kBF16);
+  for (const std::string& step : f32) {
+    EXPECT_FALSE(absl::StrContains(step, "bf16")) << step;
+  }
+  int conversions = 0, bf16_gemms = 0;
+  std::vector<std::string> without_conversions;
+  for (const std::string& step : bf16) {
+    if (absl::StartsWith(step, "to bf16 for ")) {
+      ++conversions;
+      continue;
+    }
+    if (absl::EndsWith(step, " [bf16]")) {
+      ++bf16_gemms;
+      without_conversions.push_back(step.substr(0, step.size() - 7));
+    } else {
+      without_conversions.push_back(step);
+    }
+  }
+  EXPECT_EQ(bf16_gemms, gemms);
+  EXPECT_EQ(conversions, static_cast<int>(operands.size()));
+  // Otherwise the same steps in the same order.
+  EXPECT_EQ(without_conversions, f32);
+}
+
+TEST(CudaBf16Test, DenseAndMatmulMatchReference) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 rng(21);
+  constexpr int64_t kBatch = 32;
+  for (const char* act : {"linear", "relu", "gelu", "tanh"}) {
+    bool ok = false;
+    Graph graph = SingleOpGraph({"dense_bf16",
+                                 "dense",
+                                 {F32({N, 64}), F32({64, 48}), F32({48})},
+                                 {{"activation", std::string(act)}}},
+                                &ok);
+    ASSERT_TRUE(ok);
+    Tensor x = RandomTensor(F32({kBatch, 64}), rng),
+           w = RandomTensor(F32({64, 48}), rng),
+           b = RandomTensor(F32({48}), rng);
+    CompareBackends(graph, kBatch, {{"in0", &x}, {"in1", &w}, {"in2", &b}},
+                    1e-2, absl::StrCat("bf16 dense ", act), DType::kBF16);
+  }
+  for (const auto& [ta, tb] : std::vector<std::pair<bool, bool>>{
+           {false, false}, {true, false}, {false, true}}) {
+    bool ok = false;
+    Graph graph = SingleOpGraph(
+        {"matmul_bf16",
+         "matmul",
+         {F32(ta ? std::vector<int64_t>{64, 40} : std::vector<int64_t>{40, 64}),
+          F32(tb ? std::vector<int64_t>{24, 64}
+                 : std::vector<int64_t>{64, 24})},
+         {{"transpose_a", ta}, {"transpose_b", tb}}},
+        &ok);
+    ASSERT_TRUE(ok);
+    Tensor a = RandomTensor(F32(ta ? std::vector<int64_t>{64, 40}
+                                   : std::vector<int64_t>{40, 64}),
+                            rng),
+           b = RandomTensor(F32(tb ? std::vector<int64_t>{24, 64}
+                                   : std::vector<int64_t>{64, 24}),
+                            rng);
+    CompareBackends(graph, 1, {{"in0", &a}, {"in1", &b}}, 1e-2,
+                    absl::StrCat("bf16 matmul ta=", ta, " tb=", tb),
+                    DType::kBF16);
+  }
+}
+
+// The weight gradient beside its bias gradient (BGRADA, or the column-sum
+// fallback) with bf16 operands.
+TEST(CudaBf16Test, WeightAndBiasGradientsMatchReference) {
+  SKIP_WITHOUT_GPU();
+  Graph graph("wgrad_bf16");
+  GraphBuilder b(&graph, &ops::DefaultRegistry());
+  const ValueId x = b.Input("x", {DType::kF32, Shape{N, 64}});
+  const ValueId dy = b.Input("dy", {DType::kF32, Shape{N, 32}});
+  const ValueId dw = b.Op("matmul", {x, dy}, {{"transpose_a", true}});
+  const ValueId db =
+      b.Op("reduce_sum", {dy}, {{"axes", std::vector<int64_t>{0}}});
+  ASSERT_TRUE(b.ok()) << b.status();
+  graph.AddOutput("dw", dw);
+  graph.AddOutput("db", db);
+  std::mt19937 rng(4);
+  Tensor tx = RandomTensor(F32({48, 64}), rng),
+         tdy = RandomTensor(F32({48, 32}), rng);
+  CompareBackends(graph, 48, {{"x", &tx}, {"dy", &tdy}}, 1e-2, "bf16 wgrad",
+                  DType::kBF16);
+}
+
+// Three SGD steps of an MLP in bf16 against the same steps in f32 on the GPU:
+// the losses and every variable stay close.
+TEST(CudaBf16Test, MlpTrainStepTracksF32) {
+  SKIP_WITHOUT_GPU();
+  Sequential model = Mlp(64, {64, 32}, 10, "relu");
+  model.compile(SGD{.learning_rate = 0.05},
+                SparseCategoricalCrossentropy{.from_logits = true},
+                {"accuracy"}, Device::CPU());
+  const Graph& train = model.graph(GraphStage::kTrain);
+  constexpr int64_t kBatch = 64;
+  CudaBackend f32, bf16;
+  ASSERT_TRUE(bf16.SetComputeDType(DType::kBF16).ok());
+  auto f32_store = f32.CreateVariableStore();
+  auto bf16_store = bf16.CreateVariableStore();
+  auto f32_exe = f32.Compile(train, kBatch, f32_store.get());
+  ASSERT_TRUE(f32_exe.ok()) << f32_exe.status();
+  auto bf16_exe = bf16.Compile(train, kBatch, bf16_store.get());
+  ASSERT_TRUE(bf16_exe.ok()) << bf16_exe.status();
+  int bf16_gemms = 0;
+  for (const std::string& line : GemmImplementations(**bf16_exe)) {
+    bf16_gemms += absl::EndsWith(line, " bf16");
+  }
+  EXPECT_GE(bf16_gemms, 3) << "the hidden layers' GEMMs should run bf16";
+  std::mt19937 rng(13);
+  for (int step = 0; step < 3; ++step) {
+    Tensor x = RandomTensor(F32({kBatch, 64}), rng);
+    Tensor y = RandomTensor(Labels(DType::kI32, {kBatch}, 10), rng);
+    Tensor w = RandomTensor(F32({kBatch}, Fill::kPositive), rng);
+    Tensor lr = Tensor::Scalar<float>(0.05f);
+    const std::vector<Feed> feeds = {{kFeatureFeed, &x},
+                                     {kLabelFeed, &y},
+                                     {kSampleWeightFeed, &w},
+                                     {kLearningRateFeed, &lr}};
+    std::vector<Tensor> f32_out, bf16_out;
+    ASSERT_TRUE((*f32_exe)->Run(feeds, f32_out).ok());
+    absl::Status s = (*bf16_exe)->Run(feeds, bf16_out);
+    ASSERT_TRUE(s.ok()) << s;
+    ASSERT_EQ(bf16_out.size(), f32_out.size());
+    for (size_t i = 0; i < f32_out.size(); ++i) {
+      ExpectCloseToScale(bf16_out[i], f32_out[i], 3e-2,
+                         absl::StrCat("step ", step, " output ",
+                                      (*f32_exe)->output_names()[i]));
+    }
+  }
+  for (const std::string& name : f32_store->Names()) {
+    auto r = f32_store->Read(name);
+    auto c = bf16_store->Read(name);
+    ASSERT_TRUE(r.ok() && c.ok()) << name;
+    ExpectCloseToScale(*c, *r, 3e-2, absl::StrCat("variable ", name));
+  }
 }
 
 }  // namespace
