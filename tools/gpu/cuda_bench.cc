@@ -4,6 +4,8 @@
 // forward ones with their bias/ReLU epilogue, replayed as one CUDA graph);
 // and the CNN conv32-pool-conv64-pool-dense128-dense10 (28x28x1 input, 3x3
 // ReLU convolutions on cuDNN, 2x2 max pooling) train step at batch 256.
+// The MLP step and its GEMM floor also run in mixed precision (bf16 GEMM
+// operands, f32 accumulation; CudaBackend::SetComputeDType): the "_bf16" rows.
 // Each sequent step is Prefetch(next batch) + Run (feeds uploaded from pinned
 // memory while the previous step runs). Prints one line per measurement:
 //   bench <name> batch <B> ms_per_step <t> samples_per_s <s>
@@ -47,8 +49,9 @@ absl::Status Check(absl::Status s) {
 }
 
 absl::Status BenchSequent(const char* name, const Graph& train, int64_t batch,
-                          int steps) {
+                          int steps, DType compute = DType::kF32) {
   CudaBackend backend;
+  if (absl::Status s = backend.SetComputeDType(compute); !s.ok()) return s;
   auto store = backend.CreateVariableStore();
   auto compiled = backend.Compile(train, batch, store.get());
   if (!compiled.ok()) return compiled.status();
@@ -102,7 +105,9 @@ absl::Status BenchSequent(const char* name, const Graph& train, int64_t batch,
   return exe->Run({}, drain);  // The last prefetched batch.
 }
 
-absl::Status BenchGemmFloor(int64_t batch, int steps) {
+// With `bf16`, the same GEMMs read bf16 operands (the buffers are zeros in
+// either type) and write f32: the mixed-precision floor.
+absl::Status BenchGemmFloor(int64_t batch, int steps, bool bf16 = false) {
   using cuda::Epilogue;
   using cuda::LtMatmul;
   using cuda::LtMatmulShape;
@@ -152,7 +157,8 @@ absl::Status BenchGemmFloor(int64_t batch, int steps) {
       {S(784, 512, B, true, false, Epilogue::kNone), x, d1, nullptr, g1},
   };
   std::vector<std::unique_ptr<LtMatmul>> plans;
-  for (const Gemm& g : gemms) {
+  for (Gemm& g : gemms) {
+    g.shape.bf16_inputs = bf16;
     auto plan = LtMatmul::Create(lt, g.shape, workspace_bytes);
     if (!plan.ok()) return plan.status();
     plans.push_back(*std::move(plan));
@@ -182,7 +188,8 @@ absl::Status BenchGemmFloor(int64_t batch, int steps) {
   SEQUENT_CUDA_RETURN_IF_ERROR(cudaEventSynchronize(stop));
   float ms = 0;
   cudaEventElapsedTime(&ms, start, stop);
-  Report("cublaslt_gemm_floor", batch, ms / 1e3 / steps);
+  Report(bf16 ? "cublaslt_gemm_floor_bf16" : "cublaslt_gemm_floor", batch,
+         ms / 1e3 / steps);
   cudaGraphExecDestroy(exec);
   cudaGraphDestroy(graph);
   plans.clear();
@@ -206,6 +213,10 @@ int Main() {
         !Check(BenchSequent("sequent_cuda_train_step", train, batch, steps))
              .ok();
     failures += !Check(BenchGemmFloor(batch, steps)).ok();
+    failures += !Check(BenchSequent("sequent_cuda_bf16_train_step", train,
+                                    batch, steps, DType::kBF16))
+                     .ok();
+    failures += !Check(BenchGemmFloor(batch, steps, /*bf16=*/true)).ok();
   }
   Conv2DOptions relu;
   relu.activation = "relu";

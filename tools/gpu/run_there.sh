@@ -63,6 +63,14 @@ cnn_speedup="$(awk '$1 == "bench" && $4 == 256 {
     if ($2 == "torch_eager_cnn_train_step") t = $6 }
   END { if (s > 0 && t > 0) printf "%.2fx (torch ms / sequent ms)", t / s }' "$LOGS/bench.log")"
 [ -n "$cnn_speedup" ] && rows+=("$(printf '%-34s batch %-6s %s' cnn_speedup_vs_torch 256 "$cnn_speedup")")
+# Mixed precision: the MLP train step in bf16 against f32, per batch.
+for b in 128 8192; do
+  bf16_speedup="$(awk -v b="$b" '$1 == "bench" && $4 == b {
+      if ($2 == "sequent_cuda_train_step") f = $6
+      if ($2 == "sequent_cuda_bf16_train_step") h = $6 }
+    END { if (f > 0 && h > 0) printf "%.2fx (f32 ms / bf16 ms)", f / h }' "$LOGS/bench.log")"
+  [ -n "$bf16_speedup" ] && rows+=("$(printf '%-34s batch %-6s %s' mlp_bf16_speedup_vs_f32 "$b" "$bf16_speedup")")
+done
 
 echo
 echo "== summary (logs: $LOGS)"
