@@ -9,12 +9,12 @@ namespace sequent::mixed_precision {
 // afterwards (Sequential::compile reads it; Sequential::dtype_policy() says
 // which one a model got).
 //   "float32"         everything in f32 (the default);
-//   "mixed_bfloat16"  on the cpu backend, the GEMM-heavy ops (dense, matmul
-//                     and their gradients, conv2d and its input gradient)
-//                     compute with bf16 operands
+//   "mixed_bfloat16"  on the cpu backend, the GEMM-heavy ops (dense, matmul,
+//                     conv2d and their gradients) compute with bf16 operands
 //                     and f32 accumulation and outputs; weights (the master
 //                     copy), optimizer state, activations, losses and
-//                     everything else stay f32 (see CpuBackend).
+//                     everything else stay f32 (see CpuBackend). f64 models
+//                     (set_floatx) ignore it.
 // On the cuda backend the GEMMs (dense, matmul and their input and weight
 // gradients) read bf16 copies of their operands and accumulate and write f32
 // in cuBLASLt; the rest as on the cpu backend (see CudaBackend). The

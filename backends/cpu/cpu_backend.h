@@ -44,7 +44,7 @@ namespace sequent {
 //
 // Mixed precision (SetComputeDType(DType::kBF16), Keras's "mixed_bfloat16"):
 // the GEMM-heavy primitives (dense and matmul forward, a dense layer's input
-// and weight gradients, conv2d and its input gradient) read bf16 copies of
+// and weight gradients, conv2d and its two gradients) read bf16 copies of
 // their f32 operands (sources, weights, output gradients) and accumulate and
 // write f32. Everything else, the memory plan and the variables stay f32. An
 // activation's or gradient's copy is one reorder scheduled before the first
