@@ -91,6 +91,10 @@ class CudaVariableStore : public VariableStore {
   struct Var {
     TensorType type;
     DeviceBuffer data;
+    // Bumped by every write (Write, and each Run of an executable that
+    // updates the variable): bf16 copies held by executables record the
+    // version they were made from.
+    uint64_t version = 1;
   };
 
   bool Contains(absl::string_view name) const override {
@@ -128,12 +132,16 @@ class CudaVariableStore : public VariableStore {
                        value.type().ToString()));
     }
     SEQUENT_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize());
+    ++it->second.version;
     if (value.num_bytes() > 0) {
       SEQUENT_CUDA_RETURN_IF_ERROR(
           cudaMemcpy(it->second.data.get(), value.raw_data(), value.num_bytes(),
                      cudaMemcpyHostToDevice));
     }
     return absl::OkStatus();
+  }
+  void MarkWritten(absl::string_view name) {
+    if (auto it = vars_.find(name); it != vars_.end()) ++it->second.version;
   }
   std::vector<std::string> Names() const override {
     std::vector<std::string> names;
@@ -282,6 +290,7 @@ class CudaExecutableImpl : public CudaExecutable {
   absl::Status Prefetch(absl::Span<const Feed> feeds) override;
   std::vector<std::string> StepImplementations() const override {
     std::vector<std::string> lines;
+    for (const WeightCopy& w : weight_copies) lines.push_back(w.label);
     for (const Step& step : steps) {
       const std::string what = step.describe ? step.describe() : "";
       lines.push_back(what.empty() ? step.label
@@ -300,6 +309,22 @@ class CudaExecutableImpl : public CudaExecutable {
   bool use_graph = true;
   bool needs_cudnn = false;
   bool bf16 = false;  // CudaBackend::SetComputeDType(kBF16) at Compile.
+  // The bf16 copies of variables that GEMMs read. Not converted inside the
+  // step: Run converts one before launching the step only when the variable
+  // changed since the copy was made (a Write, another executable's update,
+  // an update of this one that did not rewrite the copy); the fused
+  // optimizer rewrites the copy of each weight it updates in place.
+  struct WeightCopy {
+    std::string variable;
+    std::string label;  // "to bf16 when changed: variable 'w' (for ...)"
+    int extra = -1;
+    int64_t n = 0;
+    std::shared_ptr<bool> used;     // Some GEMM reads it (set at Compile).
+    bool optimizer_writes = false;  // Set at Compile.
+    uint64_t version = 0;           // Of the variable it holds; 0: none yet.
+  };
+  std::vector<WeightCopy> weight_copies;
+  absl::flat_hash_map<ValueId, int> weight_copy_of;  // Value -> index.
   std::vector<NodeId> new_variables;  // Initialized at the device phase.
   int64_t batch_size_ = 0;
   Graph graph;  // Batch-bound, reshapes read through.
@@ -602,6 +627,21 @@ absl::Status CudaExecutableImpl::Run(absl::Span<const Feed> feeds,
     SEQUENT_ASSIGN_OR_RETURN(slot, Stage(fed));
   }
   SEQUENT_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(stream_, copied_[slot], 0));
+  // Stale weight copies first, on the step's stream (outside the captured
+  // graph, which reads them). Until the step has finished every copy counts
+  // as stale, and the variables it updates count as written already, so a
+  // failure leaves nothing that looks current.
+  for (WeightCopy& w : weight_copies) {
+    const CudaVariableStore::Var* var = store->Find(w.variable);
+    if (*w.used && var != nullptr && w.version != var->version) {
+      SEQUENT_RETURN_IF_ERROR(
+          FromCuda(LaunchCast(CastType::kF32, CastType::kBF16, var->data.get(),
+                              ctx.extra[w.extra], w.n, stream_),
+                   "bf16 conversion kernel"));
+    }
+    w.version = 0;
+  }
+  for (const Update& u : updates) store->MarkWritten(u.variable);
   if (use_graph) {
     if (graph_exec_[slot] == nullptr) {
       SEQUENT_CUDA_RETURN_IF_ERROR(
@@ -622,6 +662,13 @@ absl::Status CudaExecutableImpl::Run(absl::Span<const Feed> feeds,
   }
   SEQUENT_CUDA_RETURN_IF_ERROR(cudaEventRecord(consumed_[slot], stream_));
   SEQUENT_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+  for (WeightCopy& w : weight_copies) {
+    bool updated = false;
+    for (const Update& u : updates) updated |= u.variable == w.variable;
+    const CudaVariableStore::Var* var = store->Find(w.variable);
+    if (var != nullptr && (!updated || w.optimizer_writes))
+      w.version = var->version;
+  }
 
   const auto* out_host = static_cast<const std::byte*>(outputs_host_.get());
   int flag = 0;
@@ -764,6 +811,18 @@ Lowering::Bf16Copy Lowering::Bf16CopyOf(ValueId v) {
     return it->second;
   const int64_t n = Numel(v);
   const Bf16Copy copy{NewExtra(n * 2), std::make_shared<bool>(false)};
+  bf16_copies_.emplace(v, copy);
+  if (g_.producer(v).op == kVariableOp &&
+      exe_.locations[v].kind == Location::Kind::kVariable) {
+    const std::string& name = exe_.locations[v].variable;
+    exe_.weight_copy_of[v] = static_cast<int>(exe_.weight_copies.size());
+    exe_.weight_copies.push_back(
+        {name,
+         absl::StrCat("to bf16 when changed: variable '", name, "' (for ",
+                      label_, ")"),
+         copy.extra, n, copy.used});
+    return copy;
+  }
   exe_.steps.push_back(
       {absl::StrCat("to bf16 for ", label_), nullptr,
        [v, n, copy](const Ctx& c) -> absl::Status {
@@ -772,7 +831,6 @@ Lowering::Bf16Copy Lowering::Bf16CopyOf(ValueId v) {
                                     c.extra[copy.extra], n, c.stream),
                          "bf16 conversion kernel");
        }});
-  bf16_copies_.emplace(v, copy);
   return copy;
 }
 
@@ -1649,6 +1707,7 @@ std::optional<CastType> ToCastType(DType d) {
 }
 
 void Lowering::AddUpdateGroup(std::shared_ptr<UpdateGroup> group) {
+  CudaExecutableImpl* exe = &exe_;
   Add(
       [group](const Ctx& c) {
         return Launched(
@@ -1660,7 +1719,7 @@ void Lowering::AddUpdateGroup(std::shared_ptr<UpdateGroup> group) {
                 c.stream),
             "fused optimizer update kernel");
       },
-      [group](Ctx& c) -> absl::Status {
+      [group, exe](Ctx& c) -> absl::Status {
         std::vector<UpdateTensor> tensors;
         std::vector<UpdateChunk> chunks;
         for (const UpdateGroup::Member& m : group->members) {
@@ -1677,6 +1736,16 @@ void Lowering::AddUpdateGroup(std::shared_ptr<UpdateGroup> group) {
             t.slot1_out = c.F(m.slot1_out);
           }
           t.n = m.n;
+          // A weight whose bf16 copy GEMMs read, updated in place (so after
+          // its last reader: the planner's rule): refresh the copy here.
+          if (auto it = exe->weight_copy_of.find(m.var);
+              it != exe->weight_copy_of.end() && t.var_out == t.var) {
+            CudaExecutableImpl::WeightCopy& w = exe->weight_copies[it->second];
+            if (*w.used) {
+              t.var_bf16_out = reinterpret_cast<uint16_t*>(c.extra[w.extra]);
+              w.optimizer_writes = true;
+            }
+          }
           for (int64_t start = 0; start < m.n; start += kUpdateChunk) {
             chunks.push_back({static_cast<int32_t>(tensors.size()), start});
           }
@@ -2456,6 +2525,7 @@ absl::StatusOr<std::vector<std::string>> CudaBackend::LoweredSteps(
       LowerOnHost(graph, batch_size, store, *registry_, options_.use_cuda_graph,
                   compute_dtype_ == DType::kBF16));
   std::vector<std::string> labels;
+  for (const auto& w : exe->weight_copies) labels.push_back(w.label);
   for (const auto& step : exe->steps) labels.push_back(step.label);
   return labels;
 }

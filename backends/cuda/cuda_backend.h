@@ -38,9 +38,11 @@ class CudaExecutable : public Executable {
 // read bf16 copies of their operands and accumulate and write f32
 // (CUBLAS_COMPUTE_32F, f32 bias); each copy is made by a conversion kernel
 // once per step, into a buffer allocated at Compile, and shared by every GEMM
-// that reads the value. Weights (the master copy), optimizer state and every
-// other op stay f32. A GEMM for which cuBLASLt offers no bf16 algorithm runs
-// f32 (decided at Compile).
+// that reads the value. A weight's copy is kept across steps: the fused
+// optimizer rewrites it with the weight, and Run converts it again only after
+// the variable changed otherwise (store versions). Weights (the master copy),
+// optimizer state and every other op stay f32. A GEMM for which cuBLASLt offers
+// no bf16 algorithm runs f32 (decided at Compile).
 class CudaBackend : public Backend {
  public:
   struct Options {

@@ -565,6 +565,14 @@ __global__ void DropoutKernel(DropoutArgs a) {
   }
 }
 
+// core/dtype.cc FloatToBF16: round to nearest even, NaN stays NaN.
+__device__ uint16_t DeviceFloatToBF16(float value) {
+  const uint32_t bits = __float_as_uint(value);
+  if (value != value) return static_cast<uint16_t>((bits >> 16) | 0x40);
+  const uint32_t rounding = 0x7FFF + ((bits >> 16) & 1);
+  return static_cast<uint16_t>((bits + rounding) >> 16);
+}
+
 // One chunk of one tensor per block; the Adam scalars (lr, t) are read on the
 // device so the captured graph needs no host values.
 __global__ void FusedUpdateKernel(UpdateKind kind, UpdateHyper h,
@@ -622,6 +630,8 @@ __global__ void FusedUpdateKernel(UpdateKind kind, UpdateHyper h,
         break;
       }
     }
+    if (t.var_bf16_out != nullptr)
+      t.var_bf16_out[i] = DeviceFloatToBF16(t.var_out[i]);
   }
 }
 
@@ -677,13 +687,6 @@ __device__ double LoadAsDouble(CastType t, const void* p, int64_t i) {
   return 0;
 }
 
-// core/dtype.cc FloatToBF16: round to nearest even, NaN stays NaN.
-__device__ uint16_t DeviceFloatToBF16(float value) {
-  const uint32_t bits = __float_as_uint(value);
-  if (value != value) return static_cast<uint16_t>((bits >> 16) | 0x40);
-  const uint32_t rounding = 0x7FFF + ((bits >> 16) & 1);
-  return static_cast<uint16_t>((bits + rounding) >> 16);
-}
 
 __global__ void CastKernel(CastType from, CastType to, const void* x, void* y,
                            int64_t n) {

@@ -209,6 +209,9 @@ struct UpdateTensor {
   float* var_out = nullptr;
   float* slot0_out = nullptr;
   float* slot1_out = nullptr;
+  // Mixed precision: also write var_out rounded to bf16 here (the copy the
+  // next step's GEMMs read), in the same pass.
+  uint16_t* var_bf16_out = nullptr;
   int64_t n = 0;
 };
 struct UpdateChunk {

@@ -1067,26 +1067,32 @@ TEST(CudaBf16Test, SetComputeDTypeTakesF32OrBf16) {
 // Host-side lowering (runs without a GPU): in bf16 mode every GEMM of an MLP
 // train step asks for bf16 operands and reads one conversion per distinct
 // operand value (shared: the forward's weight and input copies serve the
-// backward GEMMs too); in f32 mode there is none.
+// backward GEMMs too): activations and gradients inside the step, weights
+// before it (only when changed; the optimizer rewrites their copies); in f32
+// mode there is none.
 TEST(CudaBf16Test, Bf16ModeConvertsEachGemmOperandOnce) {
   Sequential model = Mlp(20, {16}, 10, "relu");
   model.compile(SGD{}, SparseCategoricalCrossentropy{.from_logits = true},
                 {"accuracy"}, Device::CPU());
   const Graph& train = model.graph(GraphStage::kTrain);
   int gemms = 0;
-  std::set<ValueId> operands;
+  std::set<ValueId> operands, weights;
   auto order = train.TopologicalOrder();
   ASSERT_TRUE(order.ok()) << order.status();
   for (NodeId id : *order) {
     const Node& node = train.node(id);
     if (node.op != "dense" && node.op != "matmul") continue;
     ++gemms;
-    operands.insert(node.inputs[0]);
-    operands.insert(node.inputs[1]);
+    for (int i : {0, 1}) {
+      operands.insert(node.inputs[i]);
+      if (train.producer(node.inputs[i]).op == kVariableOp)
+        weights.insert(node.inputs[i]);
+    }
   }
   // 2 forward, 1 input gradient, 2 weight gradients.
   ASSERT_EQ(gemms, 5);
   ASSERT_LT(operands.size(), 2u * gemms);
+  ASSERT_EQ(weights.size(), 2u);
 
   const auto lowered = [&](DType compute) {
     CudaBackend cuda;
@@ -1101,11 +1107,15 @@ TEST(CudaBf16Test, Bf16ModeConvertsEachGemmOperandOnce) {
   for (const std::string& step : f32) {
     EXPECT_FALSE(absl::StrContains(step, "bf16")) << step;
   }
-  int conversions = 0, bf16_gemms = 0;
+  int conversions = 0, weight_conversions = 0, bf16_gemms = 0;
   std::vector<std::string> without_conversions;
   for (const std::string& step : bf16) {
     if (absl::StartsWith(step, "to bf16 for ")) {
       ++conversions;
+      continue;
+    }
+    if (absl::StartsWith(step, "to bf16 when changed: variable ")) {
+      ++weight_conversions;
       continue;
     }
     if (absl::EndsWith(step, " [bf16]")) {
@@ -1116,7 +1126,8 @@ TEST(CudaBf16Test, Bf16ModeConvertsEachGemmOperandOnce) {
     }
   }
   EXPECT_EQ(bf16_gemms, gemms);
-  EXPECT_EQ(conversions, static_cast<int>(operands.size()));
+  EXPECT_EQ(weight_conversions, static_cast<int>(weights.size()));
+  EXPECT_EQ(conversions, static_cast<int>(operands.size() - weights.size()));
   // Otherwise the same steps in the same order.
   EXPECT_EQ(without_conversions, f32);
 }
@@ -1238,6 +1249,98 @@ TEST(CudaBf16Test, MlpTrainStepTracksF32) {
     auto c = bf16_store->Read(name);
     ASSERT_TRUE(r.ok() && c.ok()) << name;
     ExpectCloseToScale(*c, *r, 5e-2, absl::StrCat("variable ", name));
+  }
+}
+
+// Weight copies kept across steps (rewritten by the fused optimizer, made
+// again only after a change) against fresh ones: an executable that has run
+// two steps and one compiled on a copy of its variables (converting every
+// weight afresh) take the next step bit for bit alike; so after an outside
+// write to a weight, and for a second executable (predict) on the store.
+TEST(CudaBf16Test, WeightCopiesFollowEveryWrite) {
+  SKIP_WITHOUT_GPU();
+  Sequential model = Mlp(64, {64}, 16, "relu");
+  model.compile(Adam{}, SparseCategoricalCrossentropy{.from_logits = true}, {},
+                Device::CPU());
+  const Graph& train = model.graph(GraphStage::kTrain);
+  constexpr int64_t kBatch = 32;
+  CudaBackend cuda;
+  ASSERT_TRUE(cuda.SetComputeDType(DType::kBF16).ok());
+  std::mt19937 rng(23);
+  struct Batch {
+    Tensor x, y, w, lr;
+    std::vector<Feed> feeds;
+  };
+  std::vector<Batch> batches(4);
+  for (Batch& b : batches) {
+    b.x = RandomTensor(F32({kBatch, 64}), rng);
+    b.y = RandomTensor(Labels(DType::kI32, {kBatch}, 16), rng);
+    b.w = RandomTensor(F32({kBatch}, Fill::kPositive), rng);
+    b.lr = Tensor::Scalar<float>(0.01f);
+    b.feeds = {{kFeatureFeed, &b.x},
+               {kLabelFeed, &b.y},
+               {kSampleWeightFeed, &b.w},
+               {kLearningRateFeed, &b.lr}};
+  }
+  auto store_a = cuda.CreateVariableStore();
+  auto exe_a = cuda.Compile(train, kBatch, store_a.get());
+  ASSERT_TRUE(exe_a.ok()) << exe_a.status();
+  std::vector<Tensor> out_a, out_b;
+  for (int step = 0; step < 2; ++step) {
+    ASSERT_TRUE((*exe_a)->Run(batches[step].feeds, out_a).ok());
+  }
+  auto store_b = cuda.CreateVariableStore();
+  for (const std::string& name : store_a->Names()) {
+    auto value = store_a->Read(name);
+    ASSERT_TRUE(value.ok()) << name;
+    ASSERT_TRUE(store_b->Write(name, *value).ok()) << name;
+  }
+  auto exe_b = cuda.Compile(train, kBatch, store_b.get());
+  ASSERT_TRUE(exe_b.ok()) << exe_b.status();
+  const auto same_step = [&](const Batch& batch, const std::string& what) {
+    ASSERT_TRUE((*exe_a)->Run(batch.feeds, out_a).ok()) << what;
+    ASSERT_TRUE((*exe_b)->Run(batch.feeds, out_b).ok()) << what;
+    ASSERT_EQ(out_a.size(), out_b.size());
+    for (size_t i = 0; i < out_a.size(); ++i) {
+      ExpectClose(out_a[i], out_b[i], 0, absl::StrCat(what, " output ", i));
+    }
+    for (const std::string& name : store_a->Names()) {
+      auto a = store_a->Read(name);
+      auto b = store_b->Read(name);
+      ASSERT_TRUE(a.ok() && b.ok()) << name;
+      ExpectClose(*a, *b, 0, absl::StrCat(what, " variable ", name));
+    }
+  };
+  same_step(batches[2], "kept copies vs fresh");
+  // An outside write (set_weights) to every kernel.
+  for (const std::string& name : store_a->Names()) {
+    if (!absl::EndsWith(name, "/kernel")) continue;
+    auto value = store_a->Read(name);
+    ASSERT_TRUE(value.ok());
+    Tensor halved = *value;
+    for (int64_t i = 0; i < halved.num_elements(); ++i)
+      halved.SetFromDouble(i, 0.5 * halved.GetAsDouble(i));
+    ASSERT_TRUE(store_a->Write(name, halved).ok());
+    ASSERT_TRUE(store_b->Write(name, halved).ok());
+  }
+  same_step(batches[3], "after an outside write");
+  // A predict executable on each store: A's copies were made by its train
+  // executable's optimizer, the predict one converts its own.
+  const Graph& predict = model.graph(GraphStage::kPredict);
+  auto predict_a = cuda.Compile(predict, kBatch, store_a.get());
+  auto predict_b = cuda.Compile(predict, kBatch, store_b.get());
+  ASSERT_TRUE(predict_a.ok() && predict_b.ok());
+  for (int round = 0; round < 2; ++round) {
+    ASSERT_TRUE((*predict_a)->Run({{kFeatureFeed, &batches[0].x}}, out_a).ok());
+    ASSERT_TRUE((*predict_b)->Run({{kFeatureFeed, &batches[0].x}}, out_b).ok());
+    ASSERT_EQ(out_a.size(), out_b.size());
+    for (size_t i = 0; i < out_a.size(); ++i) {
+      ExpectClose(out_a[i], out_b[i], 0,
+                  absl::StrCat("predict round ", round, " output ", i));
+    }
+    // The train executable moves the weights on: predict must follow.
+    ASSERT_TRUE((*exe_a)->Run(batches[0].feeds, out_a).ok());
+    ASSERT_TRUE((*exe_b)->Run(batches[0].feeds, out_b).ok());
   }
 }
 
