@@ -17,7 +17,8 @@ namespace sequent::mixed_precision {
 //                     (set_floatx) ignore it.
 // On the cuda backend the GEMMs (dense, matmul and their input and weight
 // gradients) read bf16 copies of their operands and accumulate and write f32
-// in cuBLASLt; the rest as on the cpu backend (see CudaBackend). The
+// in cuBLASLt; conv2d (cuDNN) and everything else stay f32 (see
+// CudaBackend). The
 // reference backend ignores mixed_bfloat16 and runs f32: it is the f32
 // oracle.
 // Anything else throws sequent::Error naming the accepted values.
