@@ -10,6 +10,7 @@
 #include <dnnl.hpp>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <unordered_map>
 #include <utility>
@@ -85,6 +86,22 @@ struct Location {
 
 constexpr int64_t kAlign = 64;
 int64_t AlignUp(int64_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+
+// A formulation chosen by timing, remembered for the process by `key` (the
+// GEMM's role, shape, types and thread count): compiling the same model
+// twice (two fit runs, an executable per batch size) picks the same kernels,
+// so results repeat run to run, and each shape is timed once.
+int RememberedChoice(const std::string& key, const std::function<int()>& time) {
+  static std::mutex mutex;
+  static auto* choices = new absl::flat_hash_map<std::string, int>();
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (auto it = choices->find(key); it != choices->end()) return it->second;
+  }
+  const int choice = time();
+  std::lock_guard<std::mutex> lock(mutex);
+  return choices->try_emplace(key, choice).first->second;
+}
 
 struct AlignedFree {
   void operator()(std::byte* p) const { std::free(p); }
@@ -740,10 +757,17 @@ absl::Status Lowering::LowerDense(const Node& node, const Attributes& attrs) {
         for (const auto& [arg, value, desc] : list) out.push_back({arg, desc});
         return out;
       };
-      dnnl::inner_product_forward ip_primitive(pd);
-      use_matmul =
-          TimePrimitive(mm_primitive, descs(mm_args), mm.scratchpad_desc()) <
-          TimePrimitive(ip_primitive, descs(args), pd.scratchpad_desc());
+      const std::string key = absl::StrCat(
+          "dense ", m, "x", k, "x", p, " bias ", has_bias, " ",
+          StringAttrOr(attrs, "activation", "linear"), " ", act.alpha, " ",
+          static_cast<int>(in), " threads ", exe_.num_threads);
+      use_matmul = RememberedChoice(key, [&] {
+                     dnnl::inner_product_forward ip_primitive(pd);
+                     return TimePrimitive(mm_primitive, descs(mm_args),
+                                          mm.scratchpad_desc()) <
+                            TimePrimitive(ip_primitive, descs(args),
+                                          pd.scratchpad_desc());
+                   }) == 1;
     }
     if (use_matmul) {
       AddPrimitive(mm, std::move(mm_primitive), std::move(mm_args));
@@ -796,16 +820,21 @@ absl::Status Lowering::LowerMatmul(const Node& node, const Attributes& attrs) {
     dnnl::inner_product_backward_data ip_primitive(pd);
     bool use_ip = true;
     if (choice == GemmChoice::kAuto) {
-      use_ip = TimePrimitive(ip_primitive,
-                             {{DNNL_ARG_DIFF_DST, diff_dst},
-                              {DNNL_ARG_WEIGHTS, weights},
-                              {DNNL_ARG_DIFF_SRC, diff_src}},
-                             pd.scratchpad_desc()) <=
-               TimePrimitive(dnnl::matmul(mm),
-                             {{DNNL_ARG_SRC, mm_src},
-                              {DNNL_ARG_WEIGHTS, mm_weights},
-                              {DNNL_ARG_DST, mm_dst}},
-                             mm.scratchpad_desc());
+      const std::string key =
+          absl::StrCat("dense input gradient ", m, "x", k, "x", p, " ",
+                       static_cast<int>(in), " threads ", exe_.num_threads);
+      use_ip = RememberedChoice(key, [&] {
+                 return TimePrimitive(ip_primitive,
+                                      {{DNNL_ARG_DIFF_DST, diff_dst},
+                                       {DNNL_ARG_WEIGHTS, weights},
+                                       {DNNL_ARG_DIFF_SRC, diff_src}},
+                                      pd.scratchpad_desc()) <=
+                        TimePrimitive(dnnl::matmul(mm),
+                                      {{DNNL_ARG_SRC, mm_src},
+                                       {DNNL_ARG_WEIGHTS, mm_weights},
+                                       {DNNL_ARG_DST, mm_dst}},
+                                      mm.scratchpad_desc());
+               }) == 1;
     }
     if (use_ip) {
       AddPrimitive(pd, std::move(ip_primitive),
@@ -2125,32 +2154,37 @@ absl::Status Lowering::LowerDenseBackwardWeights(const Node& node) {
       kTransposed
     } pick = choice == GemmChoice::kTransposedMatmul ? kTransposed : kDirect;
     if (choice == GemmChoice::kAuto) {
-      const double column_sums = TimeColumnSums(m, p, sums);
-      const double ip_time = TimePrimitive(ip_primitive,
-                                           {{DNNL_ARG_SRC, src},
-                                            {DNNL_ARG_DIFF_DST, dst},
-                                            {DNNL_ARG_DIFF_WEIGHTS, weights},
-                                            {DNNL_ARG_DIFF_BIAS, bias}},
-                                           pd.scratchpad_desc());
-      const double direct_time = TimePrimitive(dnnl::matmul(direct),
-                                               {{DNNL_ARG_SRC, x_t},
-                                                {DNNL_ARG_WEIGHTS, dst},
-                                                {DNNL_ARG_DST, dw}},
-                                               direct.scratchpad_desc()) +
-                                 column_sums;
-      const double transposed_time =
-          TimePrimitive(dnnl::matmul(transposed),
-                        {{DNNL_ARG_SRC, dz_t},
-                         {DNNL_ARG_WEIGHTS, src},
-                         {DNNL_ARG_DST, dw_t}},
-                        transposed.scratchpad_desc()) +
-          TimePrimitive(dnnl::reorder(transpose),
-                        {{DNNL_ARG_FROM, dw_t}, {DNNL_ARG_TO, dw_as_t}},
-                        transpose.scratchpad_desc()) +
-          column_sums;
-      pick = ip_time <= std::min(direct_time, transposed_time) ? kIp
-             : direct_time <= transposed_time                  ? kDirect
-                                                               : kTransposed;
+      const std::string key =
+          absl::StrCat("dense weight gradient ", m, "x", k, "x", p, " ",
+                       static_cast<int>(in), " threads ", exe_.num_threads);
+      pick = static_cast<decltype(pick)>(RememberedChoice(key, [&]() -> int {
+        const double column_sums = TimeColumnSums(m, p, sums);
+        const double ip_time = TimePrimitive(ip_primitive,
+                                             {{DNNL_ARG_SRC, src},
+                                              {DNNL_ARG_DIFF_DST, dst},
+                                              {DNNL_ARG_DIFF_WEIGHTS, weights},
+                                              {DNNL_ARG_DIFF_BIAS, bias}},
+                                             pd.scratchpad_desc());
+        const double direct_time = TimePrimitive(dnnl::matmul(direct),
+                                                 {{DNNL_ARG_SRC, x_t},
+                                                  {DNNL_ARG_WEIGHTS, dst},
+                                                  {DNNL_ARG_DST, dw}},
+                                                 direct.scratchpad_desc()) +
+                                   column_sums;
+        const double transposed_time =
+            TimePrimitive(dnnl::matmul(transposed),
+                          {{DNNL_ARG_SRC, dz_t},
+                           {DNNL_ARG_WEIGHTS, src},
+                           {DNNL_ARG_DST, dw_t}},
+                          transposed.scratchpad_desc()) +
+            TimePrimitive(dnnl::reorder(transpose),
+                          {{DNNL_ARG_FROM, dw_t}, {DNNL_ARG_TO, dw_as_t}},
+                          transpose.scratchpad_desc()) +
+            column_sums;
+        return ip_time <= std::min(direct_time, transposed_time) ? kIp
+               : direct_time <= transposed_time                  ? kDirect
+                                                                 : kTransposed;
+      }));
     }
     if (pick != kIp) {
       if (pick == kDirect) {

@@ -284,7 +284,9 @@ INSTANTIATE_TEST_SUITE_P(Table, BadInputTest, ::testing::ValuesIn(BadInputs()),
 TEST(DeviceTest, ScopedDeviceAndAuto) {
   // CUDA when this build has the CUDA backend and a GPU is visible.
   EXPECT_EQ(Device::Auto().type(), CudaAvailable() ? "cuda" : "cpu");
-  if (!CudaBuilt()) EXPECT_FALSE(CudaAvailable());
+  if (!CudaBuilt()) {
+    EXPECT_FALSE(CudaAvailable());
+  }
   {
     WithDevice scope("reference");
     EXPECT_EQ(WithDevice::Current().type(), "reference");

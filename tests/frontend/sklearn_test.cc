@@ -247,7 +247,9 @@ TEST(MLPClassifierTest, EarlyStoppingRestoresTheBestWeights) {
   for (size_t l = 0; l < a.size(); ++l)
     for (int64_t i = 0; i < a[l].num_elements(); ++i)
       EXPECT_NEAR(a[l].GetAsDouble(i), c[l].GetAsDouble(i), 1e-6);
-  if (clf.n_iter_ < 40) EXPECT_EQ(clf.n_iter_, static_cast<int>(best) + 1 + 5);
+  if (clf.n_iter_ < 40) {
+    EXPECT_EQ(clf.n_iter_, static_cast<int>(best) + 1 + 5);
+  }
 }
 
 TEST(MLPClassifierTest, ReportedLossIsScikitLearnsLogLossPlusPenalty) {

@@ -786,7 +786,9 @@ void CompareTrainSteps(Sequential model, const Optimizer& optimizer,
                {kSampleWeightFeed, &b.w},
                {kLearningRateFeed, &b.lr}};
   }
-  if (prefetch) ASSERT_TRUE(cexe->Prefetch(batches[0].feeds).ok());
+  if (prefetch) {
+    ASSERT_TRUE(cexe->Prefetch(batches[0].feeds).ok());
+  }
   for (size_t step = 0; step < batches.size(); ++step) {
     std::vector<Tensor> ref_out = Allocated(train, batch), cuda_out;
     ASSERT_TRUE((*ref_exe)->Run(batches[step].feeds, ref_out).ok());
