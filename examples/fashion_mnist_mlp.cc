@@ -4,11 +4,16 @@
 //   ./bazelw run //examples:fashion_mnist_mlp -- --mixed_bfloat16
 // --mixed_bfloat16 trains under keras.mixed_precision's "mixed_bfloat16"
 // policy (bf16 GEMMs, f32 weights; frontend/mixed_precision.h); --seed=N
-// initializes and shuffles from N (keras.utils.set_random_seed).
+// initializes and shuffles from N (keras.utils.set_random_seed); --device=D
+// trains on D ("cpu", "cuda"; default: CUDA when there is a GPU, else CPU);
+// --data=DIR reads the four IDX files from DIR instead of Debian's
+// /usr/share/datasets/fashion-mnist (the GPU bundle carries its own copy).
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
+#include <string>
 
 #include "examples/models.h"
 #include "frontend/sequent.h"
@@ -18,18 +23,26 @@ using namespace sequent;
 int main(int argc, char** argv) {
   const auto start = std::chrono::steady_clock::now();
   try {
+    std::string data_dir = kFashionMnistDir;
+    std::optional<Device> device;
     for (int i = 1; i < argc; ++i) {
       if (std::strcmp(argv[i], "--mixed_bfloat16") == 0) {
         mixed_precision::set_global_policy("mixed_bfloat16");
       } else if (std::strncmp(argv[i], "--seed=", 7) == 0) {
         SetRandomSeed(std::strtoull(argv[i] + 7, nullptr, 10));
+      } else if (std::strncmp(argv[i], "--device=", 9) == 0) {
+        device = Device(std::string(argv[i] + 9));
+      } else if (std::strncmp(argv[i], "--data=", 7) == 0) {
+        data_dir = argv[i] + 7;
       } else {
-        std::fprintf(stderr, "usage: %s [--mixed_bfloat16] [--seed=N]\n",
+        std::fprintf(stderr,
+                     "usage: %s [--mixed_bfloat16] [--seed=N] [--device=D] "
+                     "[--data=DIR]\n",
                      argv[0]);
         return 2;
       }
     }
-    auto [train, test] = load_fashion_mnist();
+    auto [train, test] = load_fashion_mnist(data_dir);
     std::printf("Fashion-MNIST: %lld training and %lld test images\n",
                 static_cast<long long>(train.x.shape()[0]),
                 static_cast<long long>(test.x.shape()[0]));
@@ -40,7 +53,7 @@ int main(int argc, char** argv) {
     model.summary();
     model.compile(Adam{.learning_rate = 1e-3},
                   SparseCategoricalCrossentropy{.from_logits = true},
-                  {"accuracy"});
+                  {"accuracy"}, device);
     std::printf("device: %s, dtype policy: %s\n",
                 model.device().ToString().c_str(),
                 model.dtype_policy().c_str());

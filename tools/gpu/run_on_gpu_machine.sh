@@ -4,12 +4,14 @@
 #
 #   tools/gpu/run_on_gpu_machine.sh [FOLDER]     # default: bazel-gpu-bundle
 #
-# FOLDER holds bin/ (cuda_smoke_test, cuda_backend_test, cuda_bench), lib/
-# (every library ldd resolves outside /usr/local/cuda and glibc/libstdc++:
-# the build's own solibs, oneDNN, Abseil, fmt, gtest, libgomp, ...),
-# lib/cuda-fallback/ (libcudart, libcudnn's loader: used only when the machine
-# has neither), torch_mlp_bench.py and run_there.sh. On the GPU machine, from
-# the repository root:
+# FOLDER holds bin/ (cuda_smoke_test, cuda_backend_test, cuda_bench,
+# fashion_mnist_mlp), lib.tar.gz (lib/: every library ldd resolves outside
+# /usr/local/cuda and glibc/libstdc++ — the build's own solibs, oneDNN, Abseil,
+# fmt, gtest, libgomp, ... — and lib/cuda-fallback/ with libcudart and
+# libcudnn's loader, used only when the machine has neither; packed because
+# oneDNN alone is 38 MB and the carry limit is 64 MiB), data/fashion-mnist/
+# (Debian's four IDX files, for the 5-epoch accuracy check), torch_mlp_bench.py
+# and run_there.sh. On the GPU machine, from the repository root:
 #
 #   bash bazel-gpu-bundle/run_there.sh
 #
@@ -21,9 +23,9 @@ set -euo pipefail
 cd "$(git rev-parse --show-toplevel)"
 OUT="${1:-bazel-gpu-bundle}"
 TARGETS=(//tests/backends/cuda:cuda_smoke_test //tests/backends/cuda:cuda_backend_test
-         //tools/gpu:cuda_bench)
+         //tools/gpu:cuda_bench //examples:fashion_mnist_mlp)
 BINARIES=(tests/backends/cuda/cuda_smoke_test tests/backends/cuda/cuda_backend_test
-          tools/gpu/cuda_bench)
+          tools/gpu/cuda_bench examples/fashion_mnist_mlp)
 
 bazel build --config=cuda "${TARGETS[@]}"
 BIN="$(bazel info --config=cuda bazel-bin 2>/dev/null)"
@@ -51,6 +53,10 @@ done
 for f in libcudart.so.13 libcudnn.so.9; do
   cp -L "/usr/local/cuda/lib64/$f" "$OUT/lib/cuda-fallback/$f"
 done
+tar -C "$OUT" -czf "$OUT/lib.tar.gz" lib
+rm -rf "$OUT/lib"
+mkdir -p "$OUT/data/fashion-mnist"
+cp /usr/share/datasets/fashion-mnist/*-ubyte.gz "$OUT/data/fashion-mnist/"
 cp tools/gpu/run_there.sh tools/gpu/torch_mlp_bench.py "$OUT/"
 chmod +x "$OUT/run_there.sh"
 
