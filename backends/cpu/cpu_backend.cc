@@ -91,6 +91,21 @@ int64_t AlignUp(int64_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 // GEMM's role, shape, types and thread count): compiling the same model
 // twice (two fit runs, an executable per batch size) picks the same kernels,
 // so results repeat run to run, and each shape is timed once.
+// Best-of-5 seconds of `run`, after two warm-up runs, for choosing between
+// equivalent formulations at Compile.
+double BestSeconds(const std::function<void()>& run) {
+  double best = 1e30;
+  for (int r = 0; r < 7; ++r) {
+    const auto start = std::chrono::steady_clock::now();
+    run();
+    const double t =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+            .count();
+    if (r >= 2) best = std::min(best, t);
+  }
+  return best;
+}
+
 int RememberedChoice(const std::string& key, const std::function<int()>& time) {
   static std::mutex mutex;
   static auto* choices = new absl::flat_hash_map<std::string, int>();
@@ -450,6 +465,87 @@ class Lowering {
     return absl::OkStatus();
   }
 
+  // dst = softmax (or log_softmax) of src over `axis`, one oneDNN primitive.
+  void AddSoftmax(ValueId src, ValueId dst, const memory::desc& desc, int axis,
+                  bool log) {
+    if (log) {
+      dnnl::logsoftmax_forward::primitive_desc pd(
+          dnnl::logsoftmax_forward::desc(dnnl::prop_kind::forward_inference,
+                                         desc, axis),
+          Attr(), engine());
+      AddPrimitive(pd, dnnl::logsoftmax_forward(pd),
+                   {{DNNL_ARG_SRC, src, desc}, {DNNL_ARG_DST, dst, desc}});
+    } else {
+      dnnl::softmax_forward::primitive_desc pd(
+          dnnl::softmax_forward::desc(dnnl::prop_kind::forward_inference, desc,
+                                      axis),
+          Attr(), engine());
+      AddPrimitive(pd, dnnl::softmax_forward(pd),
+                   {{DNNL_ARG_SRC, src, desc}, {DNNL_ARG_DST, dst, desc}});
+    }
+  }
+
+  // What a loss node and its gradient node both read: y_true (input 0),
+  // y_pred (input 1), the optional sample weight at `weight_input`, and the
+  // Keras row layout.
+  struct LossOperands {
+    LossParams params;
+    int64_t row_len = 0;
+    int64_t batch = 0;
+    int rank = 0;
+    ValueId t = kNoValue, p = kNoValue, w = kNoValue;
+    DType t_dtype = DType::kF32, p_dtype = DType::kF32, w_dtype = DType::kF32;
+    int64_t t_size = 0, p_size = 0, w_size = 0;
+
+    ConstView Labels(const Pointers& ptr) const {
+      return {ptr[t], t_dtype, t_size};
+    }
+    ConstView Predictions(const Pointers& ptr) const {
+      return {ptr[p], p_dtype, p_size};
+    }
+    ConstView Weights(const Pointers& ptr) const {
+      return {w != kNoValue ? ptr[w] : nullptr, w_dtype, w_size};
+    }
+    // Sparse crossentropy from f32 [batch, classes] logits: the softmax can
+    // come from oneDNN.
+    bool SoftmaxOfLogits() const {
+      return params.kind == LossKind::kSparseCategoricalCrossentropy &&
+             params.from_logits && p_dtype == DType::kF32 && rank == 2;
+    }
+  };
+  LossOperands LossOperandsOf(const Node& node, const Attributes& attrs,
+                              LossKind kind, size_t weight_input) const {
+    LossOperands o;
+    o.params.kind = kind;
+    o.params.delta = FloatAttrOr(attrs, "delta", 1.0);
+    o.params.from_logits = BoolAttrOr(attrs, "from_logits", false);
+    o.params.label_smoothing = FloatAttrOr(attrs, "label_smoothing", 0.0);
+    const TensorType& y_true = type(node.inputs[0]);
+    const TensorType& y_pred = type(node.inputs[1]);
+    o.rank = y_pred.shape.rank();
+    // The elementwise losses average over the last axis when there is one
+    // beside the batch; the crossentropies over classes always take the last
+    // axis.
+    const bool elementwise = kind == LossKind::kMse || kind == LossKind::kMae ||
+                             kind == LossKind::kHuber ||
+                             kind == LossKind::kBinaryCrossentropy;
+    o.row_len = elementwise ? (o.rank >= 2 ? y_pred.shape[o.rank - 1] : 1)
+                            : y_pred.shape[o.rank - 1];
+    o.batch = y_pred.shape[0];
+    o.t = node.inputs[0];
+    o.p = node.inputs[1];
+    o.t_dtype = y_true.dtype;
+    o.p_dtype = y_pred.dtype;
+    o.t_size = y_true.shape.NumElements();
+    o.p_size = y_pred.shape.NumElements();
+    if (node.inputs.size() > weight_input) {
+      o.w = node.inputs[weight_input];
+      o.w_dtype = type(o.w).dtype;
+      o.w_size = type(o.w).shape.NumElements();
+    }
+    return o;
+  }
+
   absl::Status LowerNode(const Node& node, const Attributes& attrs);
 
   void set_label(std::string label, std::string layer) {
@@ -568,17 +664,10 @@ class Lowering {
     };
     for (const auto& [arg, desc] : args) bind(arg, desc);
     if (scratchpad.get_size() > 0) bind(DNNL_ARG_SCRATCHPAD, scratchpad);
-    double best = 1e30;
-    for (int r = 0; r < 7; ++r) {
-      const auto start = std::chrono::steady_clock::now();
+    return BestSeconds([&] {
       primitive.execute(exe_.stream, map);
       exe_.stream.wait();
-      const double t = std::chrono::duration<double>(
-                           std::chrono::steady_clock::now() - start)
-                           .count();
-      if (r >= 2) best = std::min(best, t);  // The first runs warm up.
-    }
-    return best;
+    });
   }
   // Best-of-5 seconds of our column sums over a [rows, c] f32 scratch.
   double TimeColumnSums(int64_t rows, int64_t c, double* scratch) {
@@ -586,16 +675,9 @@ class Lowering {
                   out = AllocateAligned(c * 4);
     float* f = reinterpret_cast<float*>(in.get());
     std::fill(f, f + rows * c, 0.01f);
-    double best = 1e30;
-    for (int r = 0; r < 7; ++r) {
-      const auto start = std::chrono::steady_clock::now();
+    return BestSeconds([&] {
       ColumnSums(DType::kF32, in.get(), out.get(), rows, c, 1.0, scratch);
-      const double t = std::chrono::duration<double>(
-                           std::chrono::steady_clock::now() - start)
-                           .count();
-      if (r >= 2) best = std::min(best, t);
-    }
-    return best;
+    });
   }
 
   // How a dense GEMM is formulated: SEQUENT_CPU_GEMM=ip or =matmul forces
@@ -947,23 +1029,7 @@ absl::Status Lowering::LowerSoftmax(const Node& node, const Attributes& attrs,
   SEQUENT_ASSIGN_OR_RETURN(
       int axis, NormalizeAxis(IntAttrOr(attrs, "axis", -1), x.shape.rank()));
   SEQUENT_ASSIGN_OR_RETURN(memory::desc desc, Desc(node.inputs[0]));
-  if (log) {
-    dnnl::logsoftmax_forward::primitive_desc pd(
-        dnnl::logsoftmax_forward::desc(dnnl::prop_kind::forward_inference, desc,
-                                       axis),
-        Attr(), engine());
-    AddPrimitive(pd, dnnl::logsoftmax_forward(pd),
-                 {{DNNL_ARG_SRC, node.inputs[0], desc},
-                  {DNNL_ARG_DST, node.outputs[0], desc}});
-  } else {
-    dnnl::softmax_forward::primitive_desc pd(
-        dnnl::softmax_forward::desc(dnnl::prop_kind::forward_inference, desc,
-                                    axis),
-        Attr(), engine());
-    AddPrimitive(pd, dnnl::softmax_forward(pd),
-                 {{DNNL_ARG_SRC, node.inputs[0], desc},
-                  {DNNL_ARG_DST, node.outputs[0], desc}});
-  }
+  AddSoftmax(node.inputs[0], node.outputs[0], desc, axis, log);
   return absl::OkStatus();
 }
 
@@ -1365,59 +1431,30 @@ absl::Status Lowering::LowerLayerNorm(const Node& node,
 
 absl::Status Lowering::LowerLoss(const Node& node, const Attributes& attrs,
                                  LossKind kind) {
-  const TensorType& y_true = type(node.inputs[0]);
   const TensorType& y_pred = type(node.inputs[1]);
   if (y_pred.dtype != DType::kF32 && y_pred.dtype != DType::kF64) {
     return Unsupported(
         node, absl::StrCat("has no ", DTypeName(y_pred.dtype), " version"));
   }
-  LossParams params;
-  params.kind = kind;
-  params.delta = FloatAttrOr(attrs, "delta", 1.0);
-  params.from_logits = BoolAttrOr(attrs, "from_logits", false);
-  params.label_smoothing = FloatAttrOr(attrs, "label_smoothing", 0.0);
-  const int rank = y_pred.shape.rank();
-  // The elementwise losses average over the last axis when there is one beside
-  // the batch; the crossentropies over classes always take the last axis.
-  const bool elementwise = kind == LossKind::kMse || kind == LossKind::kMae ||
-                           kind == LossKind::kHuber ||
-                           kind == LossKind::kBinaryCrossentropy;
-  const int64_t row_len = elementwise ? (rank >= 2 ? y_pred.shape[rank - 1] : 1)
-                                      : y_pred.shape[rank - 1];
-  const int64_t batch = y_pred.shape[0];
-  const ValueId t = node.inputs[0], p = node.inputs[1], out = node.outputs[0];
-  const ValueId w = node.inputs.size() > 2 ? node.inputs[2] : kNoValue;
-  const DType t_dtype = y_true.dtype, p_dtype = y_pred.dtype;
-  const int64_t t_size = y_true.shape.NumElements(),
-                p_size = y_pred.shape.NumElements();
-  const DType w_dtype = w != kNoValue ? type(w).dtype : DType::kF32;
-  const int64_t w_size = w != kNoValue ? type(w).shape.NumElements() : 0;
-  if (kind == LossKind::kSparseCategoricalCrossentropy && params.from_logits &&
-      p_dtype == DType::kF32 && rank == 2) {
+  const LossOperands o = LossOperandsOf(node, attrs, kind, /*weight_input=*/2);
+  const ValueId out = node.outputs[0];
+  if (o.SoftmaxOfLogits()) {
     // oneDNN's vectorized softmax, then one logarithm per row: the per-row
     // exponentials in double were most of a small model's loss time.
-    SEQUENT_ASSIGN_OR_RETURN(memory::desc desc, Desc(p));
+    SEQUENT_ASSIGN_OR_RETURN(memory::desc desc, Desc(o.p));
     std::byte* probs = nullptr;
-    const ValueId probs_id = NewExtra(desc.get_size(), &probs);
-    dnnl::softmax_forward::primitive_desc pd(
-        dnnl::softmax_forward::desc(dnnl::prop_kind::forward_inference, desc,
-                                    1),
-        Attr(), engine());
-    AddPrimitive(pd, dnnl::softmax_forward(pd),
-                 {{DNNL_ARG_SRC, p, desc}, {DNNL_ARG_DST, probs_id, desc}});
+    AddSoftmax(o.p, NewExtra(desc.get_size(), &probs), desc, 1, /*log=*/false);
     AddLoop([=](const Pointers& ptr) {
       return SparseCrossentropyFromProbs(
-          {ptr[t], t_dtype, t_size}, reinterpret_cast<const float*>(probs),
-          reinterpret_cast<const float*>(ptr[p]),
-          {w != kNoValue ? ptr[w] : nullptr, w_dtype, w_size}, batch, row_len,
-          batch, reinterpret_cast<float*>(ptr[out]));
+          o.Labels(ptr), reinterpret_cast<const float*>(probs),
+          reinterpret_cast<const float*>(ptr[o.p]), o.Weights(ptr), o.batch,
+          o.row_len, o.batch, reinterpret_cast<float*>(ptr[out]));
     });
     return absl::OkStatus();
   }
   AddLoop([=](const Pointers& ptr) {
-    return Loss(params, {ptr[t], t_dtype, t_size}, {ptr[p], p_dtype, p_size},
-                {w != kNoValue ? ptr[w] : nullptr, w_dtype, w_size}, row_len,
-                batch, ptr[out]);
+    return Loss(o.params, o.Labels(ptr), o.Predictions(ptr), o.Weights(ptr),
+                o.row_len, o.batch, ptr[out]);
   });
   return absl::OkStatus();
 }
@@ -1953,59 +1990,31 @@ absl::Status Lowering::LowerNormGrad(const Node& node, const Attributes& attrs,
 
 absl::Status Lowering::LowerLossGrad(const Node& node, const Attributes& attrs,
                                      LossKind kind) {
-  const TensorType& y_true = type(node.inputs[0]);
-  const TensorType& y_pred = type(node.inputs[1]);
-  SEQUENT_RETURN_IF_ERROR(ExpectFloat(node, y_pred));
-  LossParams params;
-  params.kind = kind;
-  params.delta = FloatAttrOr(attrs, "delta", 1.0);
-  params.from_logits = BoolAttrOr(attrs, "from_logits", false);
-  params.label_smoothing = FloatAttrOr(attrs, "label_smoothing", 0.0);
-  const int rank = y_pred.shape.rank();
-  const bool elementwise = kind == LossKind::kMse || kind == LossKind::kMae ||
-                           kind == LossKind::kHuber ||
-                           kind == LossKind::kBinaryCrossentropy;
-  const int64_t row_len = elementwise ? (rank >= 2 ? y_pred.shape[rank - 1] : 1)
-                                      : y_pred.shape[rank - 1];
-  const int64_t batch = y_pred.shape[0];
-  const ValueId t = node.inputs[0], p = node.inputs[1], dl = node.inputs[2],
-                out = node.outputs[0];
-  const ValueId w = node.inputs.size() > 3 ? node.inputs[3] : kNoValue;
-  const DType t_dtype = y_true.dtype, p_dtype = y_pred.dtype;
-  const int64_t t_size = y_true.shape.NumElements(),
-                p_size = y_pred.shape.NumElements();
-  const DType w_dtype = w != kNoValue ? type(w).dtype : DType::kF32;
-  const int64_t w_size = w != kNoValue ? type(w).shape.NumElements() : 0;
+  SEQUENT_RETURN_IF_ERROR(ExpectFloat(node, type(node.inputs[1])));
+  const LossOperands o = LossOperandsOf(node, attrs, kind, /*weight_input=*/3);
+  const ValueId dl = node.inputs[2], out = node.outputs[0];
   const std::string op = node.op;
-  if (kind == LossKind::kSparseCategoricalCrossentropy && params.from_logits &&
-      p_dtype == DType::kF32 && rank == 2) {
+  if (o.SoftmaxOfLogits()) {
     // oneDNN's softmax straight into the gradient, then the label and scale
     // fixed in place.
-    SEQUENT_ASSIGN_OR_RETURN(memory::desc desc, Desc(p));
-    dnnl::softmax_forward::primitive_desc pd(
-        dnnl::softmax_forward::desc(dnnl::prop_kind::forward_inference, desc,
-                                    1),
-        Attr(), engine());
-    AddPrimitive(pd, dnnl::softmax_forward(pd),
-                 {{DNNL_ARG_SRC, p, desc}, {DNNL_ARG_DST, out, desc}});
+    SEQUENT_ASSIGN_OR_RETURN(memory::desc desc, Desc(o.p));
+    AddSoftmax(o.p, out, desc, 1, /*log=*/false);
     AddLoop([=](const Pointers& ptr) {
       return SparseCrossentropyGradFromProbs(
-          {ptr[t], t_dtype, t_size}, {ptr[dl], p_dtype, 1},
-          {w != kNoValue ? ptr[w] : nullptr, w_dtype, w_size}, batch, row_len,
-          batch, reinterpret_cast<float*>(ptr[out]));
+          o.Labels(ptr), {ptr[dl], o.p_dtype, 1}, o.Weights(ptr), o.batch,
+          o.row_len, o.batch, reinterpret_cast<float*>(ptr[out]));
     });
     return absl::OkStatus();
   }
   std::byte* scratch = nullptr;
-  NewExtra(3 * row_len * std::max(1, exe_.num_threads) *
+  NewExtra(3 * o.row_len * std::max(1, exe_.num_threads) *
                static_cast<int64_t>(sizeof(double)),
            &scratch);
   AddLoop([=](const Pointers& ptr) -> absl::Status {
     absl::Status s =
-        LossGrad(params, {ptr[t], t_dtype, t_size}, {ptr[p], p_dtype, p_size},
-                 {ptr[dl], p_dtype, 1},
-                 {w != kNoValue ? ptr[w] : nullptr, w_dtype, w_size}, row_len,
-                 batch, ptr[out], reinterpret_cast<double*>(scratch));
+        LossGrad(o.params, o.Labels(ptr), o.Predictions(ptr),
+                 {ptr[dl], o.p_dtype, 1}, o.Weights(ptr), o.row_len, o.batch,
+                 ptr[out], reinterpret_cast<double*>(scratch));
     if (s.ok() || absl::StartsWith(s.message(), "[")) return s;
     return absl::Status(s.code(), absl::StrCat("[", op, "] ", s.message()));
   });
