@@ -616,36 +616,32 @@ Tensor BaseMultilayerPerceptron::Forward(const Tensor& x) const {
   const Graph& graph = model_->graph(GraphStage::kPredict);
   const TensorType x_type = FeedType(graph, kFeatureFeed);
   Tensor result(DType::kF64, Shape{n, n_outputs_});
-  // Up to kWhole rows run as one batch reading x in place (validation sets);
-  // larger inputs go in chunks copied out of x.
+  // Up to kWhole rows in the feed's type run as one batch reading x in place
+  // (validation sets); other inputs go in chunks copied out of x.
   constexpr int64_t kWhole = 16384, kChunk = 4096;
-  if (n <= kWhole && x.dtype() == x_type.dtype &&
-      x.shape() == x_type.shape.WithBatch(n)) {
-    auto [it, inserted] = staging_->predict.try_emplace(n);
-    Staging::Step& step = it->second;
-    if (inserted)
-      step.executable = &model_->executable(GraphStage::kPredict, n);
-    const std::vector<Feed> feeds = {{kFeatureFeed, &x}};
-    ThrowIfError(step.executable->Run(feeds, step.outputs));
-    const Tensor& out = step.outputs[0];
-    auto dst = result.data<double>();
-    for (int64_t i = 0; i < out.num_elements(); ++i)
-      dst[i] = out.GetAsDouble(i);
-    return result;
+  const bool in_place = n <= kWhole && x.dtype() == x_type.dtype &&
+                        x.shape() == x_type.shape.WithBatch(n);
+  const int64_t chunk = in_place ? n : kChunk;
+  std::vector<int64_t> rows;
+  if (!in_place) {
+    rows.resize(static_cast<size_t>(n));
+    std::iota(rows.begin(), rows.end(), 0);
   }
-  std::vector<int64_t> rows(static_cast<size_t>(n));
-  std::iota(rows.begin(), rows.end(), 0);
-  for (int64_t begin = 0; begin < n; begin += kChunk) {
-    const int64_t count = std::min(kChunk, n - begin);
+  for (int64_t begin = 0; begin < n; begin += chunk) {
+    const int64_t count = std::min(chunk, n - begin);
     auto [it, inserted] = staging_->predict.try_emplace(count);
     Staging::Step& step = it->second;
-    if (inserted) {
+    if (inserted)
       step.executable = &model_->executable(GraphStage::kPredict, count);
-      step.x = Tensor(x_type.dtype, x_type.shape.WithBatch(count));
-      step.feeds = {{kFeatureFeed, &step.x}};
+    const Tensor* batch = &x;
+    if (!in_place) {
+      const Shape shape = x_type.shape.WithBatch(count);
+      if (step.x.dtype() != x_type.dtype || step.x.shape() != shape)
+        step.x = Tensor(x_type.dtype, shape);
+      GatherRows(x, rows.data() + begin, count, step.x);
+      batch = &step.x;
     }
-    GatherRows(x, rows.data() + begin, count, step.x);
-    ThrowIfError(step.executable->Run(step.feeds, step.outputs));
+    ThrowIfError(step.executable->Run({{kFeatureFeed, batch}}, step.outputs));
     const Tensor& out = step.outputs[0];
     auto dst = result.data<double>();
     const int64_t offset = begin * n_outputs_;
