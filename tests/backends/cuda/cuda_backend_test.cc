@@ -818,28 +818,32 @@ void CompareTrainSteps(Sequential model, const Optimizer& optimizer,
 }
 
 // Without a GPU, Compile still lowers every node before it needs the device:
-// a FailedPrecondition (not Unimplemented) means the whole train graph lowers.
+// a FailedPrecondition (not Unimplemented) means the whole graph lowers. Checks
+// the model's train, eval and predict graphs.
+void ExpectGraphsLowerWithoutAGpu(Sequential model, const Optimizer& optimizer,
+                                  const std::string& what) {
+  model.compile(optimizer, SparseCategoricalCrossentropy{.from_logits = true},
+                {"accuracy"}, Device::CPU());
+  CudaBackend cuda;
+  for (GraphStage stage :
+       {GraphStage::kTrain, GraphStage::kEval, GraphStage::kPredict}) {
+    auto store = cuda.CreateVariableStore();
+    auto exe = cuda.Compile(model.graph(stage), 8, store.get());
+    ASSERT_FALSE(exe.ok()) << what;
+    EXPECT_EQ(exe.status().code(), absl::StatusCode::kFailedPrecondition)
+        << what << ": " << exe.status();
+  }
+}
+
 TEST(CudaBackendTest, MlpTrainGraphsLowerWithoutAGpu) {
   if (CudaBackend::DeviceStatus().ok()) GTEST_SKIP() << "a GPU is visible";
-  const auto check = [](Sequential model, const Optimizer& optimizer,
-                        const std::string& what) {
-    model.compile(optimizer, SparseCategoricalCrossentropy{.from_logits = true},
-                  {"accuracy"}, Device::CPU());
-    CudaBackend cuda;
-    for (GraphStage stage :
-         {GraphStage::kTrain, GraphStage::kEval, GraphStage::kPredict}) {
-      auto store = cuda.CreateVariableStore();
-      auto exe = cuda.Compile(model.graph(stage), 8, store.get());
-      ASSERT_FALSE(exe.ok());
-      EXPECT_EQ(exe.status().code(), absl::StatusCode::kFailedPrecondition)
-          << what << ": " << exe.status();
-    }
-  };
-  check(Mlp(784, {512, 512}, 10, "relu"), Adam{}, "adam relu");
-  check(Mlp(20, {16}, 10, "tanh"),
-        SGD{.learning_rate = 0.01, .momentum = 0.9, .clipnorm = 0.5},
-        "sgd tanh clipnorm");
-  check(Mlp(20, {16}, 10, "gelu"), SGD{}, "sgd gelu");
+  ExpectGraphsLowerWithoutAGpu(Mlp(784, {512, 512}, 10, "relu"), Adam{},
+                               "adam relu");
+  ExpectGraphsLowerWithoutAGpu(
+      Mlp(20, {16}, 10, "tanh"),
+      SGD{.learning_rate = 0.01, .momentum = 0.9, .clipnorm = 0.5},
+      "sgd tanh clipnorm");
+  ExpectGraphsLowerWithoutAGpu(Mlp(20, {16}, 10, "gelu"), SGD{}, "sgd gelu");
 }
 
 // tools/gpu/cuda_bench.cc's CNN: conv32-pool-conv64-pool-dense128-dense10.
@@ -869,23 +873,9 @@ Sequential NormCnn() {
 
 TEST(CudaBackendTest, CnnTrainGraphsLowerWithoutAGpu) {
   if (CudaBackend::DeviceStatus().ok()) GTEST_SKIP() << "a GPU is visible";
-  const auto check = [](Sequential model, const Optimizer& optimizer,
-                        const std::string& what) {
-    model.compile(optimizer, SparseCategoricalCrossentropy{.from_logits = true},
-                  {"accuracy"}, Device::CPU());
-    CudaBackend cuda;
-    for (GraphStage stage :
-         {GraphStage::kTrain, GraphStage::kEval, GraphStage::kPredict}) {
-      auto store = cuda.CreateVariableStore();
-      auto exe = cuda.Compile(model.graph(stage), 8, store.get());
-      ASSERT_FALSE(exe.ok());
-      EXPECT_EQ(exe.status().code(), absl::StatusCode::kFailedPrecondition)
-          << what << ": " << exe.status();
-    }
-  };
-  check(Cnn(), Adam{}, "cnn adam");
-  check(NormCnn(), RMSprop{}, "norm cnn rmsprop");
-  check(NormCnn(), Adagrad{}, "norm cnn adagrad");
+  ExpectGraphsLowerWithoutAGpu(Cnn(), Adam{}, "cnn adam");
+  ExpectGraphsLowerWithoutAGpu(NormCnn(), RMSprop{}, "norm cnn rmsprop");
+  ExpectGraphsLowerWithoutAGpu(NormCnn(), Adagrad{}, "norm cnn adagrad");
 }
 
 TEST(CudaTrainTest, CnnAdamMatchesReference) {
