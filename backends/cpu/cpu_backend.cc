@@ -24,6 +24,7 @@
 #include "backends/cpu/kernels.h"
 #include "backends/cpu/onednn_util.h"
 #include "backends/cpu/train_kernels.h"
+#include "backends/feeds.h"
 #include "backends/host_variable_store.h"
 #include "core/initializers.h"
 #include "core/memory_planner.h"
@@ -261,40 +262,11 @@ absl::Status CpuExecutable::Run(absl::Span<const Feed> feeds,
                                 std::vector<Tensor>& outputs) {
   // Feeds are validated like the reference backend's, with the same messages.
   // Nothing here allocates unless there is an error to report.
-  const std::string& expected = expected_inputs;
   std::vector<const Tensor*>& fed = fed_scratch;
-  std::fill(fed.begin(), fed.end(), nullptr);
-  for (const Feed& feed : feeds) {
-    size_t i = 0;
-    while (i < inputs.size() && inputs[i].name != feed.name) ++i;
-    if (i == inputs.size()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("unknown feed '", feed.name,
-                       "'; the graph's inputs are: ", expected));
-    }
-    if (feed.tensor == nullptr) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("feed '", feed.name, "' has no tensor"));
-    }
-    if (fed[i] != nullptr) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("feed '", feed.name, "' is given twice"));
-    }
-    const TensorType& want = types[inputs[i].value];
-    if (feed.tensor->type() != want) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "feed '", feed.name, "' has type ", feed.tensor->type().ToString(),
-          ", the graph expects ", want.ToString()));
-    }
-    fed[i] = feed.tensor;
-  }
-  for (size_t i = 0; i < inputs.size(); ++i) {
-    if (fed[i] == nullptr) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("missing feed '", inputs[i].name,
-                       "'; the graph's inputs are: ", expected));
-    }
-  }
+  SEQUENT_RETURN_IF_ERROR(MatchFeeds(
+      feeds, [&](size_t i) -> const std::string& { return inputs[i].name; },
+      [&](size_t i) -> const TensorType& { return types[inputs[i].value]; },
+      expected_inputs, absl::MakeSpan(fed)));
 
   if (num_threads > 0 && omp_get_max_threads() != num_threads)
     omp_set_num_threads(num_threads);

@@ -21,6 +21,7 @@
 #include "backends/cuda/cuda_status.h"
 #include "backends/cuda/cudnn_ops.h"
 #include "backends/cuda/kernels.h"
+#include "backends/feeds.h"
 #include "core/initializers.h"
 #include "core/memory_planner.h"
 #include "core/status_macros.h"
@@ -491,37 +492,12 @@ absl::Status CudaExecutableImpl::Setup() {
 absl::StatusOr<std::vector<const Tensor*>> CudaExecutableImpl::BindFeeds(
     absl::Span<const Feed> feeds) const {
   std::vector<const Tensor*> fed(inputs.size(), nullptr);
-  for (const Feed& feed : feeds) {
-    size_t i = 0;
-    while (i < inputs.size() && inputs[i].name != feed.name) ++i;
-    if (i == inputs.size()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("unknown feed '", feed.name,
-                       "'; the graph's inputs are: ", expected_inputs));
-    }
-    if (feed.tensor == nullptr) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("feed '", feed.name, "' has no tensor"));
-    }
-    if (fed[i] != nullptr) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("feed '", feed.name, "' is given twice"));
-    }
-    const TensorType& want = graph.type(inputs[i].value);
-    if (feed.tensor->type() != want) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "feed '", feed.name, "' has type ", feed.tensor->type().ToString(),
-          ", the graph expects ", want.ToString()));
-    }
-    fed[i] = feed.tensor;
-  }
-  for (size_t i = 0; i < inputs.size(); ++i) {
-    if (fed[i] == nullptr) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("missing feed '", inputs[i].name,
-                       "'; the graph's inputs are: ", expected_inputs));
-    }
-  }
+  SEQUENT_RETURN_IF_ERROR(MatchFeeds(
+      feeds, [&](size_t i) -> const std::string& { return inputs[i].name; },
+      [&](size_t i) -> const TensorType& {
+        return graph.type(inputs[i].value);
+      },
+      expected_inputs, absl::MakeSpan(fed)));
   return fed;
 }
 

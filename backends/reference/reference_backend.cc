@@ -6,6 +6,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "backends/feeds.h"
 #include "backends/host_variable_store.h"
 #include "core/initializers.h"
 #include "core/status_macros.h"
@@ -78,37 +79,19 @@ class ReferenceExecutable : public Executable {
 
 absl::StatusOr<absl::flat_hash_map<std::string, const Tensor*>>
 ReferenceExecutable::BindFeeds(absl::Span<const Feed> feeds) const {
-  absl::flat_hash_map<std::string, const Tensor*> fed;
   const std::string expected =
       input_names_.empty() ? "none" : absl::StrJoin(input_names_, ", ");
-  for (const Feed& feed : feeds) {
-    const NodeId input = graph_.FindInput(feed.name);
-    if (input == kNoNode) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("unknown feed '", feed.name,
-                       "'; the graph's inputs are: ", expected));
-    }
-    if (feed.tensor == nullptr) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("feed '", feed.name, "' has no tensor"));
-    }
-    if (!fed.emplace(feed.name, feed.tensor).second) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("feed '", feed.name, "' is given twice"));
-    }
-    const TensorType& want = graph_.type(graph_.node(input).outputs[0]);
-    if (feed.tensor->type() != want) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "feed '", feed.name, "' has type ", feed.tensor->type().ToString(),
-          ", the graph expects ", want.ToString()));
-    }
-  }
-  for (const std::string& name : input_names_) {
-    if (!fed.contains(name)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "missing feed '", name, "'; the graph's inputs are: ", expected));
-    }
-  }
+  std::vector<const Tensor*> tensors(input_names_.size());
+  SEQUENT_RETURN_IF_ERROR(MatchFeeds(
+      feeds, [&](size_t i) -> const std::string& { return input_names_[i]; },
+      [&](size_t i) -> const TensorType& {
+        return graph_.type(
+            graph_.node(graph_.FindInput(input_names_[i])).outputs[0]);
+      },
+      expected, absl::MakeSpan(tensors)));
+  absl::flat_hash_map<std::string, const Tensor*> fed;
+  for (size_t i = 0; i < tensors.size(); ++i)
+    fed.emplace(input_names_[i], tensors[i]);
   return fed;
 }
 
