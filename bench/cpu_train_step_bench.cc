@@ -24,6 +24,7 @@
 
 #include "backends/backend.h"
 #include "backends/cpu/cpu_backend.h"
+#include "bench/synthetic_feeds.h"
 #include "benchmark/benchmark.h"
 #include "core/tensor.h"
 #include "core/training_graph.h"
@@ -72,31 +73,6 @@ Sequential& Model(bool cnn, bool bf16) {
   return *(bf16 ? mixed : f32);
 }
 
-struct Feeds {
-  Tensor x, y, sample_weight, learning_rate;
-  std::vector<Feed> list;
-};
-
-std::unique_ptr<Feeds> MakeFeeds(int64_t batch, bool train, bool cnn) {
-  auto f = std::make_unique<Feeds>();
-  std::mt19937 rng(7);
-  f->x = Tensor(DType::kF32, cnn ? Shape{batch, 28, 28, 1} : Shape{batch, 784});
-  std::uniform_real_distribution<float> pixel(0.0f, 1.0f);
-  for (float& v : f->x.data<float>()) v = pixel(rng);
-  f->list.push_back({kFeatureFeed, &f->x});
-  if (!train) return f;
-  f->y = Tensor(DType::kI32, Shape{batch});
-  std::uniform_int_distribution<int32_t> label(0, 9);
-  for (int32_t& v : f->y.data<int32_t>()) v = label(rng);
-  f->sample_weight = Tensor(DType::kF32, Shape{batch});
-  for (float& v : f->sample_weight.data<float>()) v = 1.0f;
-  f->learning_rate = Tensor::Scalar<float>(1e-3f);
-  f->list.push_back({kLabelFeed, &f->y});
-  f->list.push_back({kSampleWeightFeed, &f->sample_weight});
-  f->list.push_back({kLearningRateFeed, &f->learning_rate});
-  return f;
-}
-
 void Run(benchmark::State& state, GraphStage stage, bool cnn = false,
          bool bf16 = false) {
   const int64_t batch = state.range(0);
@@ -113,7 +89,8 @@ void Run(benchmark::State& state, GraphStage stage, bool cnn = false,
                  static_cast<long long>(batch),
                  CpuBackend::MemoryPlanString(*exe).c_str());
   }
-  auto feeds = MakeFeeds(batch, train, cnn);
+  auto feeds = bench::MakeSyntheticFeeds(
+      cnn ? Shape{batch, 28, 28, 1} : Shape{batch, 784}, train);
   std::vector<Tensor> outputs;
   // Warm-up: first touch of the arena, oneDNN's JIT kernels, output tensors.
   for (int i = 0; i < 3; ++i) {

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "backends/backend.h"
+#include "bench/synthetic_feeds.h"
 #include "benchmark/benchmark.h"
 #include "core/tensor.h"
 #include "core/training_graph.h"
@@ -73,35 +74,6 @@ Sequential& Model(Workload workload) {
   return *slot;
 }
 
-// The feeds of one step at `batch`: random features, random labels in [0, 10),
-// unit sample weights, Adam's default learning rate.
-struct Feeds {
-  Tensor x, y, sample_weight, learning_rate;
-  std::vector<Feed> list;
-};
-
-std::unique_ptr<Feeds> MakeFeeds(Workload workload, int64_t batch, bool train) {
-  auto f = std::make_unique<Feeds>();
-  std::mt19937 rng(7);
-  const Shape x_shape =
-      workload == Workload::kCnn ? Shape{batch, 28, 28, 1} : Shape{batch, 784};
-  f->x = Tensor(DType::kF32, x_shape);
-  std::uniform_real_distribution<float> pixel(0.0f, 1.0f);
-  for (float& v : f->x.data<float>()) v = pixel(rng);
-  f->list.push_back({kFeatureFeed, &f->x});
-  if (!train) return f;
-  f->y = Tensor(DType::kI32, Shape{batch});
-  std::uniform_int_distribution<int32_t> label(0, 9);
-  for (int32_t& v : f->y.data<int32_t>()) v = label(rng);
-  f->sample_weight = Tensor(DType::kF32, Shape{batch});
-  for (float& v : f->sample_weight.data<float>()) v = 1.0f;
-  f->learning_rate = Tensor::Scalar<float>(1e-3f);
-  f->list.push_back({kLabelFeed, &f->y});
-  f->list.push_back({kSampleWeightFeed, &f->sample_weight});
-  f->list.push_back({kLearningRateFeed, &f->learning_rate});
-  return f;
-}
-
 void RunStep(benchmark::State& state, Workload workload, GraphStage stage) {
   const int64_t batch = state.range(0);
   const bool train = stage == GraphStage::kTrain;
@@ -112,7 +84,9 @@ void RunStep(benchmark::State& state, Workload workload, GraphStage stage) {
     state.SkipWithError(e.what());
     return;
   }
-  auto feeds = MakeFeeds(workload, batch, train);
+  auto feeds = bench::MakeSyntheticFeeds(
+      workload == Workload::kCnn ? Shape{batch, 28, 28, 1} : Shape{batch, 784},
+      train);
   std::vector<Tensor> outputs;
   // Warm-up: the first run allocates outputs, first-touches buffers and JITs
   // oneDNN kernels.
