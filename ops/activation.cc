@@ -11,6 +11,7 @@
 #include "core/graph_builder.h"
 #include "core/status_macros.h"
 #include "ops/activation_fn.h"
+#include "ops/backward_activation.h"
 #include "ops/op_defs.h"
 #include "ops/op_util.h"
 
@@ -121,25 +122,6 @@ OpDef MakeSoftmax(std::string name, bool log) {
   return def;
 }
 
-// d activation / dx written in terms of the output y, for the activations
-// whose derivative the output determines (those are monotonic with an
-// invertible relation between y and the derivative). For leaky_relu this
-// assumes alpha > 0, so that y > 0 exactly when x > 0.
-bool HasOutputDerivative(ActivationKind kind) {
-  switch (kind) {
-    case ActivationKind::kLinear:
-    case ActivationKind::kRelu:
-    case ActivationKind::kLeakyRelu:
-    case ActivationKind::kElu:
-    case ActivationKind::kSelu:
-    case ActivationKind::kSigmoid:
-    case ActivationKind::kTanh:
-      return true;
-    default:
-      return false;
-  }
-}
-
 template <typename T>
 T OutputDerivative(const Activation& act, T y) {
   const T alpha = static_cast<T>(act.alpha);
@@ -163,38 +145,6 @@ T OutputDerivative(const Activation& act, T y) {
   }
 }
 
-// The backward ops' `alpha` default, standing for the activation's own
-// default (leaky_relu 0.2, elu 1.0), since one number cannot be the default of
-// both. The gradient rules always write alpha out.
-constexpr double kDefaultAlpha = -1.0;
-
-// The `activation` / `alpha` / `approximate` attributes of the backward ops.
-absl::StatusOr<Activation> BackwardActivation(const Attributes& attrs,
-                                              bool from_output) {
-  SEQUENT_ASSIGN_OR_RETURN(std::string name,
-                           GetStringAttr(attrs, "activation"));
-  SEQUENT_ASSIGN_OR_RETURN(Activation act, ParseActivation(name));
-  if (act.kind == ActivationKind::kLeakyRelu ||
-      act.kind == ActivationKind::kElu) {
-    const double alpha = FloatAttrOr(attrs, "alpha", kDefaultAlpha);
-    if (alpha != kDefaultAlpha) act.alpha = alpha;
-  }
-  act.approximate = BoolAttrOr(attrs, "approximate", false);
-  if (from_output && !HasOutputDerivative(act.kind)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the derivative of \"", name,
-        "\" cannot be computed from its output; use activation_input_grad "
-        "with the input"));
-  }
-  if (from_output && act.kind == ActivationKind::kLeakyRelu &&
-      !(act.alpha > 0)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "leaky_relu with alpha ", act.alpha,
-        " has no derivative from its output (alpha must be positive)"));
-  }
-  return act;
-}
-
 absl::Status ExpectSameType(const TensorType& dy, const TensorType& other,
                             absl::string_view other_name) {
   if (dy == other) return absl::OkStatus();
@@ -210,7 +160,7 @@ OpDef MakeActivationGrad(std::string name, bool from_output) {
   def.inputs = {"dy", from_output ? "y" : "x"};
   def.outputs = {"dx"};
   def.attrs = {{"activation", std::nullopt},
-               {"alpha", AttrValue(kDefaultAlpha)}};
+               {"alpha", AttrValue(kBackwardDefaultAlpha)}};
   if (!from_output) def.attrs.push_back({"approximate", AttrValue(false)});
   def.infer =
       [from_output](
@@ -424,7 +374,7 @@ OpDef Make_activation_bias_grad_Op() {
   def.inputs = {"dy", "y"};
   def.outputs = {"dz", "dbias"};
   def.attrs = {{"activation", std::nullopt},
-               {"alpha", AttrValue(kDefaultAlpha)}};
+               {"alpha", AttrValue(kBackwardDefaultAlpha)}};
   def.infer =
       [](absl::Span<const TensorType> in,
          const Attributes& attrs) -> absl::StatusOr<std::vector<TensorType>> {

@@ -30,6 +30,7 @@
 #include "core/memory_planner.h"
 #include "core/status_macros.h"
 #include "ops/activation_fn.h"
+#include "ops/backward_activation.h"
 #include "ops/registry.h"
 
 namespace sequent {
@@ -1459,21 +1460,6 @@ absl::Status Lowering::LowerMetric(const Node& node, const Attributes& attrs,
 // ---------------------------------------------------------------------------------------
 // The training graph's ops: backward, loss gradients, optimizer updates.
 
-// The activation of a backward op: `alpha` -1 stands for the activation's own
-// default (ops/activation.cc).
-absl::StatusOr<ops::Activation> BackwardActivation(const Attributes& attrs) {
-  SEQUENT_ASSIGN_OR_RETURN(std::string name,
-                           GetStringAttr(attrs, "activation"));
-  SEQUENT_ASSIGN_OR_RETURN(ops::Activation act, ops::ParseActivation(name));
-  if (act.kind == ops::ActivationKind::kLeakyRelu ||
-      act.kind == ops::ActivationKind::kElu) {
-    const double alpha = FloatAttrOr(attrs, "alpha", -1.0);
-    if (alpha != -1.0) act.alpha = alpha;
-  }
-  act.approximate = BoolAttrOr(attrs, "approximate", false);
-  return act;
-}
-
 // oneDNN's eltwise backward from the saved output for `act`, when it has one.
 std::optional<EltwiseStep> UseDstAlgorithm(const ops::Activation& act) {
   using dnnl::algorithm;
@@ -1506,7 +1492,9 @@ absl::Status Lowering::LowerActivationGrad(const Node& node,
                                            bool from_output) {
   const TensorType& dy = type(node.inputs[0]);
   SEQUENT_RETURN_IF_ERROR(ExpectFloat(node, dy));
-  SEQUENT_ASSIGN_OR_RETURN(ops::Activation act, BackwardActivation(attrs));
+  SEQUENT_ASSIGN_OR_RETURN(
+      ops::Activation act,
+      ops::BackwardActivation(attrs, /*from_output=*/false));
   const ValueId d = node.inputs[0], v = node.inputs[1], dx = node.outputs[0];
   std::optional<EltwiseStep> alg =
       from_output ? UseDstAlgorithm(act) : std::nullopt;
@@ -1539,7 +1527,9 @@ absl::Status Lowering::LowerActivationBiasGrad(const Node& node,
                                                const Attributes& attrs) {
   const TensorType& dy = type(node.inputs[0]);
   SEQUENT_RETURN_IF_ERROR(ExpectFloat(node, dy));
-  SEQUENT_ASSIGN_OR_RETURN(ops::Activation act, BackwardActivation(attrs));
+  SEQUENT_ASSIGN_OR_RETURN(
+      ops::Activation act,
+      ops::BackwardActivation(attrs, /*from_output=*/false));
   const int64_t c = type(node.outputs[1]).shape.NumElements();
   const int64_t rows = c == 0 ? 0 : dy.shape.NumElements() / c;
   const ValueId d = node.inputs[0], y = node.inputs[1], dz = node.outputs[0],

@@ -26,6 +26,7 @@
 #include "core/memory_planner.h"
 #include "core/status_macros.h"
 #include "ops/activation_fn.h"
+#include "ops/backward_activation.h"
 #include "ops/random_hash.h"
 #include "ops/registry.h"
 
@@ -233,20 +234,6 @@ Pointwise ToPointwise(const ops::Activation& act) {
       return Pointwise::kSoftplus;
   }
   return Pointwise::kIdentity;
-}
-
-// The backward ops' activation: alpha -1 stands for the activation's default.
-absl::StatusOr<ops::Activation> BackwardActivation(const Attributes& attrs) {
-  SEQUENT_ASSIGN_OR_RETURN(std::string name,
-                           GetStringAttr(attrs, "activation"));
-  SEQUENT_ASSIGN_OR_RETURN(ops::Activation act, ops::ParseActivation(name));
-  if (act.kind == ops::ActivationKind::kLeakyRelu ||
-      act.kind == ops::ActivationKind::kElu) {
-    const double alpha = FloatAttrOr(attrs, "alpha", -1.0);
-    if (alpha != -1.0) act.alpha = alpha;
-  }
-  act.approximate = BoolAttrOr(attrs, "approximate", false);
-  return act;
 }
 
 // A group of optimizer updates of one kind and hyperparameters, launched as
@@ -1989,7 +1976,9 @@ absl::Status Lowering::LowerNode(const Node& node, const Attributes& attrs) {
   if (op == "activation_grad" || op == "activation_input_grad" ||
       op == "activation_bias_grad") {
     SEQUENT_RETURN_IF_ERROR(ExpectAllF32(node));
-    SEQUENT_ASSIGN_OR_RETURN(ops::Activation act, BackwardActivation(attrs));
+    SEQUENT_ASSIGN_OR_RETURN(
+        ops::Activation act,
+        ops::BackwardActivation(attrs, /*from_output=*/false));
     const bool from_output = op != "activation_input_grad";
     const Pointwise fn = ToPointwise(act);
     const float alpha = static_cast<float>(act.alpha);
