@@ -1020,6 +1020,16 @@ absl::Status SaveNpy(const std::string& path, const Tensor& tensor) {
 
 // ---------------------------------------------------------------------------------------
 
+void GatherRows(const Tensor& src, const int64_t* rows, int64_t count,
+                Tensor& dst) {
+  const size_t row_bytes =
+      src.num_bytes() / static_cast<size_t>(src.shape()[0]);
+  const auto* from = static_cast<const std::byte*>(src.raw_data());
+  auto* to = static_cast<std::byte*>(dst.raw_data());
+  for (int64_t i = 0; i < count; ++i)
+    std::memcpy(to + i * row_bytes, from + rows[i] * row_bytes, row_bytes);
+}
+
 Tensor TakeRows(const Tensor& tensor, absl::Span<const int64_t> rows) {
   std::vector<int64_t> dims = tensor.shape().dims();
   if (dims.empty()) return tensor;  // precondition: rank >= 1

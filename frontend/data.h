@@ -95,6 +95,12 @@ absl::Status SaveNpy(const std::string& path, const Tensor& tensor);
 // any dtype and rank >= 1, in that order.
 Tensor TakeRows(const Tensor& tensor, absl::Span<const int64_t> rows);
 
+// Copies rows rows[0..count) of `src` (indices into its first dimension) into
+// the first `count` rows of `dst`, which has src's row size: the input
+// pipeline's per-batch gather, allocation-free.
+void GatherRows(const Tensor& src, const int64_t* rows, int64_t count,
+                Tensor& dst);
+
 // Splits rows like scikit-learn's train_test_split: the test set gets
 // ceil(test_size * n) rows, test_size in (0, 1). Without `shuffle` the test set
 // is the last rows. `stratify` (needs `shuffle` and rank-1 integer-valued y, at

@@ -29,6 +29,7 @@
 #include "core/passes/cse.h"
 #include "core/passes/dce.h"
 #include "core/passes/pipeline.h"
+#include "frontend/data.h"
 #include "frontend/dump.h"
 #include "frontend/error.h"
 #include "frontend/mixed_precision.h"
@@ -561,22 +562,6 @@ Tensor Sequential::PrepareY(const Tensor& y, int64_t rows,
   }
   return labels;
 }
-
-namespace {
-
-// Copies `count` rows (given by index) of `src` into the first rows of `dst`.
-void GatherRows(const Tensor& src, const int64_t* rows, int64_t count,
-                Tensor& dst) {
-  const size_t row_bytes =
-      src.num_bytes() / static_cast<size_t>(src.shape()[0]);
-  const auto* from = static_cast<const std::byte*>(src.raw_data());
-  auto* to = static_cast<std::byte*>(dst.raw_data());
-  for (int64_t i = 0; i < count; ++i) {
-    std::memcpy(to + i * row_bytes, from + rows[i] * row_bytes, row_bytes);
-  }
-}
-
-}  // namespace
 
 Logs Sequential::RunBatches(GraphStage stage, const Tensor& x, const Tensor* y,
                             const std::vector<int64_t>& rows,

@@ -129,17 +129,6 @@ std::vector<int64_t> ApproximateMode(const std::vector<int64_t>& counts,
   return result;
 }
 
-// Copies rows order[begin, begin + count) of src into the first rows of dst.
-void GatherRows(const Tensor& src, const int64_t* rows, int64_t count,
-                Tensor& dst) {
-  const size_t row_bytes =
-      src.num_bytes() / static_cast<size_t>(src.shape()[0]);
-  const auto* from = static_cast<const std::byte*>(src.raw_data());
-  auto* to = static_cast<std::byte*>(dst.raw_data());
-  for (int64_t i = 0; i < count; ++i)
-    std::memcpy(to + i * row_bytes, from + rows[i] * row_bytes, row_bytes);
-}
-
 std::string ActivationFor(const std::string& sklearn_name) {
   if (sklearn_name == "identity") return "linear";
   if (sklearn_name == "logistic") return "sigmoid";
