@@ -4,11 +4,14 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
 
 namespace sequent {
 
-NodeId Graph::AddNode(std::string op, std::vector<ValueId> inputs, Attributes attrs,
-                      const std::vector<TensorType>& output_types, std::string layer) {
+NodeId Graph::AddNode(std::string op, std::vector<ValueId> inputs,
+                      Attributes attrs,
+                      const std::vector<TensorType>& output_types,
+                      std::string layer) {
   const NodeId id = num_nodes();
   Node node;
   node.op = std::move(op);
@@ -34,19 +37,21 @@ std::vector<NodeId> Graph::LiveNodes() const {
 }
 
 absl::StatusOr<std::vector<NodeId>> Graph::TopologicalOrder() const {
-  // Kahn's algorithm, taking ready nodes in id order so the order is deterministic.
+  // Kahn's algorithm, taking ready nodes in id order so the order is
+  // deterministic.
   std::vector<int> pending(num_nodes(), 0);
   std::vector<std::vector<NodeId>> consumers(num_nodes());
   for (NodeId id : LiveNodes()) {
     for (ValueId in : nodes_[id].inputs) {
       if (in < 0 || in >= num_values()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("node %", id, " (", nodes_[id].op, ") reads unknown value %", in));
+        return absl::InvalidArgumentError(absl::StrCat(
+            "node %", id, " (", nodes_[id].op, ") reads unknown value %", in));
       }
       const NodeId producer = values_[in].producer;
       if (!IsLive(producer)) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "node ", id, " (", nodes_[id].op, ") reads a value of a removed node"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("node ", id, " (", nodes_[id].op,
+                         ") reads a value of a removed node"));
       }
       ++pending[id];
       consumers[producer].push_back(id);
@@ -74,7 +79,8 @@ absl::StatusOr<std::vector<NodeId>> Graph::TopologicalOrder() const {
     for (NodeId id : LiveNodes()) {
       if (pending[id] > 0) {
         return absl::InvalidArgumentError(
-            absl::StrCat("the graph has a cycle through node ", id, " (", nodes_[id].op, ")"));
+            absl::StrCat("the graph has a cycle through node ", id, " (",
+                         nodes_[id].op, ")"));
       }
     }
   }
@@ -142,12 +148,18 @@ std::vector<NodeId> NodesOf(const Graph& g, absl::string_view op) {
 
 }  // namespace
 
-NodeId Graph::FindInput(absl::string_view name) const { return FindNamed(*this, kInputOp, name); }
+NodeId Graph::FindInput(absl::string_view name) const {
+  return FindNamed(*this, kInputOp, name);
+}
 NodeId Graph::FindVariable(absl::string_view name) const {
   return FindNamed(*this, kVariableOp, name);
 }
-std::vector<NodeId> Graph::InputNodes() const { return NodesOf(*this, kInputOp); }
-std::vector<NodeId> Graph::VariableNodes() const { return NodesOf(*this, kVariableOp); }
+std::vector<NodeId> Graph::InputNodes() const {
+  return NodesOf(*this, kInputOp);
+}
+std::vector<NodeId> Graph::VariableNodes() const {
+  return NodesOf(*this, kVariableOp);
+}
 
 absl::Status Graph::Compact() {
   auto order = TopologicalOrder();
@@ -160,7 +172,8 @@ absl::Status Graph::Compact() {
     for (ValueId in : n.inputs) inputs.push_back(remap.at(in));
     std::vector<TensorType> types;
     for (ValueId out : n.outputs) types.push_back(values_[out].type);
-    const NodeId new_id = compact.AddNode(n.op, std::move(inputs), n.attrs, types, n.layer);
+    const NodeId new_id =
+        compact.AddNode(n.op, std::move(inputs), n.attrs, types, n.layer);
     for (size_t i = 0; i < n.outputs.size(); ++i) {
       remap[n.outputs[i]] = compact.node(new_id).outputs[i];
     }
@@ -168,21 +181,38 @@ absl::Status Graph::Compact() {
   for (const auto& out : outputs_) {
     auto it = remap.find(out.value);
     if (it == remap.end()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("graph output '", out.name, "' reads a removed or unknown value"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "graph output '", out.name, "' reads a removed or unknown value"));
     }
     compact.AddOutput(out.name, it->second);
   }
   for (const auto& update : updates_) {
     auto it = remap.find(update.value);
     if (it == remap.end()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "update of variable '", update.variable, "' reads a removed or unknown value"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("update of variable '", update.variable,
+                       "' reads a removed or unknown value"));
     }
     compact.AddUpdate(update.variable, it->second);
   }
   *this = std::move(compact);
   return absl::OkStatus();
+}
+
+absl::StatusOr<Tensor> ConstantValue(const Node& constant,
+                                     const TensorType& type) {
+  SEQUENT_ASSIGN_OR_RETURN(std::vector<double> values,
+                           GetFloatListAttr(constant.attrs, "value"));
+  const int64_t n = type.shape.NumElements();
+  if (values.size() != 1 && static_cast<int64_t>(values.size()) != n) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("constant of type ", type.ToString(), " has ",
+                     values.size(), " values; give 1 or ", n));
+  }
+  Tensor t(type);
+  for (int64_t i = 0; i < n; ++i)
+    t.SetFromDouble(i, values.size() == 1 ? values[0] : values[i]);
+  return t;
 }
 
 }  // namespace sequent

@@ -10,6 +10,7 @@
 #include "absl/status/statusor.h"
 #include "core/attribute.h"
 #include "core/shape.h"
+#include "core/tensor.h"
 
 namespace sequent {
 
@@ -122,6 +123,12 @@ class Graph {
   std::vector<GraphOutput> outputs_;
   std::vector<VariableUpdate> updates_;
 };
+
+// The value of a `constant` node at `type` (its batch-bound type): the `value`
+// attribute holds one number, broadcast, or one per element. Every backend
+// materializes constants through this, with the same message for a bad count.
+absl::StatusOr<Tensor> ConstantValue(const Node& constant,
+                                     const TensorType& type);
 
 }  // namespace sequent
 

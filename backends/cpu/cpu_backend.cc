@@ -2632,20 +2632,9 @@ absl::StatusOr<std::unique_ptr<Executable>> CpuBackend::Compile(
       const ValueId out = node.outputs[0];
       const TensorType& type = exe->types[out];
       if (node.op == kConstantOp) {
-        auto values = GetFloatListAttr(node.attrs, "value");
-        if (!values.ok()) return cpu::WithLayer(node, values.status());
-        const int64_t n = type.shape.NumElements();
-        if (values->size() != 1 && static_cast<int64_t>(values->size()) != n) {
-          return cpu::WithLayer(
-              node, absl::InvalidArgumentError(absl::StrCat(
-                        "constant of type ", type.ToString(), " has ",
-                        values->size(), " values; give 1 or ", n)));
-        }
-        Tensor t(type);
-        for (int64_t i = 0; i < n; ++i) {
-          t.SetFromDouble(i, values->size() == 1 ? (*values)[0] : (*values)[i]);
-        }
-        exe->constants.emplace(out, std::move(t));
+        auto t = ConstantValue(node, type);
+        if (!t.ok()) return cpu::WithLayer(node, t.status());
+        exe->constants.emplace(out, *std::move(t));
         exe->locations[out].kind = Location::Kind::kConstant;
         continue;
       }
