@@ -1,7 +1,8 @@
+#include "core/graph.h"
+
 #include <gtest/gtest.h>
 
 #include "core/attribute.h"
-#include "core/graph.h"
 #include "core/graph_builder.h"
 #include "core/op_registry.h"
 
@@ -19,13 +20,37 @@ OpRegistry ToyRegistry() {
   add.infer = [](absl::Span<const TensorType> in,
                  const Attributes&) -> absl::StatusOr<std::vector<TensorType>> {
     if (in[0] != in[1]) {
-      return absl::InvalidArgumentError("operands differ: " + in[0].ToString() + " vs " +
-                                        in[1].ToString());
+      return absl::InvalidArgumentError("operands differ: " + in[0].ToString() +
+                                        " vs " + in[1].ToString());
     }
     return std::vector<TensorType>{in[0]};
   };
   EXPECT_TRUE(registry.Register(add).ok());
   return registry;
+}
+
+TEST(GraphTest, ConstantValueBroadcastsOneValueOrTakesOnePerElement) {
+  const TensorType type{DType::kF32, Shape{2, 2}};
+  Node one;
+  one.op = std::string(kConstantOp);
+  one.attrs["value"] = std::vector<double>{1.5};
+  auto broadcast = ConstantValue(one, type);
+  ASSERT_TRUE(broadcast.ok()) << broadcast.status();
+  EXPECT_EQ(broadcast->ToVector<float>(),
+            (std::vector<float>{1.5f, 1.5f, 1.5f, 1.5f}));
+
+  Node each = one;
+  each.attrs["value"] = std::vector<double>{1, 2, 3, 4};
+  auto full = ConstantValue(each, type);
+  ASSERT_TRUE(full.ok()) << full.status();
+  EXPECT_EQ(full->ToVector<float>(), (std::vector<float>{1, 2, 3, 4}));
+
+  Node bad = one;
+  bad.attrs["value"] = std::vector<double>{1, 2, 3};
+  auto wrong = ConstantValue(bad, type);
+  ASSERT_FALSE(wrong.ok());
+  EXPECT_EQ(wrong.status().message(),
+            "constant of type f32[2,2] has 3 values; give 1 or 4");
 }
 
 TEST(GraphTest, BuildTopoOrderAndUses) {
@@ -69,7 +94,8 @@ TEST(GraphTest, SchemaChecksArityAndAttributes) {
   std::vector<TensorType> two{t, t};
   auto r = registry.InferTypes("toy_add", two, attrs);
   ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.status().message(), "[toy_add] has no attribute 'bogus' (valid: scale)");
+  EXPECT_EQ(r.status().message(),
+            "[toy_add] has no attribute 'bogus' (valid: scale)");
   Attributes none;
   std::vector<TensorType> one{t};
   EXPECT_FALSE(registry.InferTypes("toy_add", one, none).ok());
