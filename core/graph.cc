@@ -199,6 +199,12 @@ absl::Status Graph::Compact() {
   return absl::OkStatus();
 }
 
+absl::Status WithLayer(const Node& node, absl::Status status) {
+  if (status.ok() || node.layer.empty()) return status;
+  return absl::Status(status.code(), absl::StrCat("layer '", node.layer,
+                                                  "': ", status.message()));
+}
+
 absl::StatusOr<Tensor> ConstantValue(const Node& constant,
                                      const TensorType& type) {
   SEQUENT_ASSIGN_OR_RETURN(std::vector<double> values,

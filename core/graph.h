@@ -3,11 +3,11 @@
 
 #include <cstdint>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "core/attribute.h"
 #include "core/shape.h"
 #include "core/tensor.h"
@@ -20,9 +20,11 @@ inline constexpr ValueId kNoValue = -1;
 inline constexpr NodeId kNoNode = -1;
 
 // Op names of the structural nodes every graph may hold.
-inline constexpr absl::string_view kInputOp = "input";        // attr name: feed name
-inline constexpr absl::string_view kVariableOp = "variable";  // attrs name, initializer, ...
-inline constexpr absl::string_view kConstantOp = "constant";  // attr value: float list
+inline constexpr absl::string_view kInputOp = "input";  // attr name: feed name
+inline constexpr absl::string_view kVariableOp =
+    "variable";  // attrs name, initializer, ...
+inline constexpr absl::string_view kConstantOp =
+    "constant";  // attr value: float list
 
 // An SSA value: produced by exactly one node output.
 struct Value {
@@ -36,7 +38,8 @@ struct Node {
   std::vector<ValueId> inputs;
   std::vector<ValueId> outputs;
   Attributes attrs;
-  // The frontend layer that emitted the node ("dense_1"); error messages and DOT name it.
+  // The frontend layer that emitted the node ("dense_1"); error messages and
+  // DOT name it.
   std::string layer;
   bool removed = false;
 };
@@ -47,15 +50,17 @@ struct GraphOutput {
   ValueId value = kNoValue;
 };
 
-// After a run, variable `variable` takes the value `value` (optimizer updates, batch-norm
-// moving statistics). Graphs stay functional; backends may update in place.
+// After a run, variable `variable` takes the value `value` (optimizer updates,
+// batch-norm moving statistics). Graphs stay functional; backends may update in
+// place.
 struct VariableUpdate {
   std::string variable;
   ValueId value = kNoValue;
 };
 
-// A static compute graph in SSA form. Node and value ids are stable indices; removing a node
-// marks it removed (Compact() renumbers). Copyable: a copy is a clone.
+// A static compute graph in SSA form. Node and value ids are stable indices;
+// removing a node marks it removed (Compact() renumbers). Copyable: a copy is a
+// clone.
 class Graph {
  public:
   Graph() = default;
@@ -66,7 +71,8 @@ class Graph {
 
   // Adds a node whose outputs get the given types; returns its id.
   NodeId AddNode(std::string op, std::vector<ValueId> inputs, Attributes attrs,
-                 const std::vector<TensorType>& output_types, std::string layer = "");
+                 const std::vector<TensorType>& output_types,
+                 std::string layer = "");
   // Marks a node removed. Its outputs must have no remaining uses.
   void RemoveNode(NodeId id);
 
@@ -78,12 +84,17 @@ class Graph {
   Value& mutable_value(ValueId id) { return values_[id]; }
   const TensorType& type(ValueId id) const { return values_[id].type; }
   // The node producing `value`.
-  const Node& producer(ValueId value) const { return nodes_[values_[value].producer]; }
-  bool IsLive(NodeId id) const { return id >= 0 && id < num_nodes() && !nodes_[id].removed; }
+  const Node& producer(ValueId value) const {
+    return nodes_[values_[value].producer];
+  }
+  bool IsLive(NodeId id) const {
+    return id >= 0 && id < num_nodes() && !nodes_[id].removed;
+  }
 
   // Live nodes in id order.
   std::vector<NodeId> LiveNodes() const;
-  // Live nodes with every producer before its users; an error names a node on a cycle.
+  // Live nodes with every producer before its users; an error names a node on a
+  // cycle.
   absl::StatusOr<std::vector<NodeId>> TopologicalOrder() const;
 
   // (node, input index) pairs that read `value`, over live nodes.
@@ -123,6 +134,11 @@ class Graph {
   std::vector<GraphOutput> outputs_;
   std::vector<VariableUpdate> updates_;
 };
+
+// `status` with "layer '<layer>': " in front of its message when the node
+// belongs to a layer, so that errors name what the user wrote; an OK status
+// passes through.
+absl::Status WithLayer(const Node& node, absl::Status status);
 
 // The value of a `constant` node at `type` (its batch-bound type): the `value`
 // attribute holds one number, broadcast, or one per element. Every backend

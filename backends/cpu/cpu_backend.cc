@@ -60,12 +60,6 @@ constexpr absl::string_view kDenseBackwardWeightsOp =
 constexpr absl::string_view kConvBackwardWeightsOp =
     "cpu.conv2d_backward_weights";
 
-absl::Status WithLayer(const Node& node, absl::Status s) {
-  if (s.ok() || node.layer.empty()) return s;
-  return absl::Status(s.code(),
-                      absl::StrCat("layer '", node.layer, "': ", s.message()));
-}
-
 absl::Status Unsupported(const Node& node, absl::string_view why) {
   return absl::UnimplementedError(
       absl::StrCat("[", node.op, "] the cpu backend ", why));
@@ -2543,7 +2537,7 @@ absl::StatusOr<std::unique_ptr<Executable>> CpuBackend::Compile(
     for (NodeId id : order) {
       const Node& node = graph.node(id);
       for (ValueId in : node.inputs) {
-        SEQUENT_RETURN_IF_ERROR(cpu::WithLayer(
+        SEQUENT_RETURN_IF_ERROR(WithLayer(
             node,
             cpu::CheckValue(graph, in, absl::StrCat("an input of ", node.op))));
       }
@@ -2625,7 +2619,7 @@ absl::StatusOr<std::unique_ptr<Executable>> CpuBackend::Compile(
     if (node.op == kInputOp || node.op == kVariableOp ||
         node.op == kConstantOp) {
       if (node.outputs.size() != 1 || !node.inputs.empty()) {
-        return cpu::WithLayer(
+        return WithLayer(
             node, absl::InvalidArgumentError(absl::StrCat(
                       node.op, " nodes take no inputs and have one output")));
       }
@@ -2633,13 +2627,13 @@ absl::StatusOr<std::unique_ptr<Executable>> CpuBackend::Compile(
       const TensorType& type = exe->types[out];
       if (node.op == kConstantOp) {
         auto t = ConstantValue(node, type);
-        if (!t.ok()) return cpu::WithLayer(node, t.status());
+        if (!t.ok()) return WithLayer(node, t.status());
         exe->constants.emplace(out, *std::move(t));
         exe->locations[out].kind = Location::Kind::kConstant;
         continue;
       }
       auto name = GetStringAttr(node.attrs, "name");
-      if (!name.ok()) return cpu::WithLayer(node, name.status());
+      if (!name.ok()) return WithLayer(node, name.status());
       if (node.op == kInputOp) {
         for (const auto& in : exe->inputs) {
           if (in.name == *name) {
@@ -2677,7 +2671,7 @@ absl::StatusOr<std::unique_ptr<Executable>> CpuBackend::Compile(
     // symbolic types: a rule may need `N` itself (reshape's -1 is N).
     std::vector<TensorType> input_types;
     for (ValueId in : node.inputs) {
-      SEQUENT_RETURN_IF_ERROR(cpu::WithLayer(
+      SEQUENT_RETURN_IF_ERROR(WithLayer(
           node, cpu::CheckValue(lowered_graph, in,
                                 absl::StrCat("an input of ", node.op))));
       input_types.push_back(lowered_graph.type(in));
@@ -2691,16 +2685,16 @@ absl::StatusOr<std::unique_ptr<Executable>> CpuBackend::Compile(
                   std::vector<TensorType>{lowered_graph.type(node.outputs[0]),
                                           lowered_graph.type(node.outputs[1])})
             : registry.InferTypes(node.op, input_types, attrs);
-    if (!inferred.ok()) return cpu::WithLayer(node, inferred.status());
+    if (!inferred.ok()) return WithLayer(node, inferred.status());
     if (inferred->size() != node.outputs.size()) {
-      return cpu::WithLayer(
+      return WithLayer(
           node, absl::InvalidArgumentError(absl::StrCat(
                     "[", node.op, "] the graph gives it ", node.outputs.size(),
                     " outputs, the op has ", inferred->size())));
     }
     for (size_t i = 0; i < inferred->size(); ++i) {
       if ((*inferred)[i] != lowered_graph.type(node.outputs[i])) {
-        return cpu::WithLayer(
+        return WithLayer(
             node,
             absl::InvalidArgumentError(absl::StrCat(
                 "[", node.op, "] output ", i, " is recorded as ",
@@ -2725,7 +2719,7 @@ absl::StatusOr<std::unique_ptr<Executable>> CpuBackend::Compile(
           lowered.code(),
           absl::StrCat("[", node.op, "] the cpu backend: ", lowered.message()));
     }
-    SEQUENT_RETURN_IF_ERROR(cpu::WithLayer(node, lowered));
+    SEQUENT_RETURN_IF_ERROR(WithLayer(node, lowered));
   }
 
   for (const VariableUpdate& u : lowered_graph.updates()) {
@@ -2755,7 +2749,7 @@ absl::StatusOr<std::unique_ptr<Executable>> CpuBackend::Compile(
   for (NodeId id : new_variables) {
     const Node& node = lowered_graph.node(id);
     auto value = InitializeVariable(node.attrs, exe->types[node.outputs[0]]);
-    if (!value.ok()) return cpu::WithLayer(node, value.status());
+    if (!value.ok()) return WithLayer(node, value.status());
     SEQUENT_RETURN_IF_ERROR(
         host->Set(StringAttrOr(node.attrs, "name", ""), *std::move(value)));
   }

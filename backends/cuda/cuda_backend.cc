@@ -40,12 +40,6 @@ constexpr int kSlots = 2;                             // feed double-buffering
 // the largest chosen one once.
 constexpr size_t kMaxConvWorkspaceBytes = size_t{256} << 20;
 
-absl::Status WithLayer(const Node& node, absl::Status s) {
-  if (s.ok() || node.layer.empty()) return s;
-  return absl::Status(s.code(),
-                      absl::StrCat("layer '", node.layer, "': ", s.message()));
-}
-
 absl::Status Unsupported(const Node& node, absl::string_view why) {
   return absl::UnimplementedError(
       absl::StrCat("[", node.op, "] the cuda backend ", why));
@@ -2171,7 +2165,6 @@ absl::StatusOr<std::unique_ptr<cuda::CudaExecutableImpl>> LowerOnHost(
     const Graph& graph, int64_t batch_size, VariableStore* store,
     const OpRegistry& registry, bool use_cuda_graph, bool bf16) {
   using cuda::CheckValue;
-  using cuda::WithLayer;
   if (batch_size <= 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("batch size must be positive, got ", batch_size));
@@ -2497,7 +2490,7 @@ absl::StatusOr<std::unique_ptr<Executable>> CudaBackend::Compile(
   for (NodeId id : exe->new_variables) {
     const Node& node = g.node(id);
     auto value = InitializeVariable(node.attrs, g.type(node.outputs[0]));
-    if (!value.ok()) return cuda::WithLayer(node, value.status());
+    if (!value.ok()) return WithLayer(node, value.status());
     SEQUENT_RETURN_IF_ERROR(
         cstore->Write(StringAttrOr(node.attrs, "name", ""), *value));
   }

@@ -15,12 +15,6 @@
 namespace sequent {
 namespace {
 
-absl::Status WithLayer(const Node& node, absl::Status s) {
-  if (s.ok() || node.layer.empty()) return s;
-  return absl::Status(s.code(),
-                      absl::StrCat("layer '", node.layer, "': ", s.message()));
-}
-
 // Copies `src` into `dst`, reusing dst's buffer when the types already agree.
 void CopyInto(const Tensor& src, Tensor& dst) {
   if (dst.type() == src.type()) {

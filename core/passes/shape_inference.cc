@@ -19,12 +19,7 @@ absl::StatusOr<bool> ShapeInferencePass::Run(Graph& graph) {
     for (ValueId in : node.inputs) input_types.push_back(graph.type(in));
     Attributes attrs = node.attrs;
     auto types = registry_.InferTypes(node.op, input_types, attrs);
-    if (!types.ok()) {
-      if (node.layer.empty()) return types.status();
-      return absl::Status(
-          types.status().code(),
-          absl::StrCat("layer '", node.layer, "': ", types.status().message()));
-    }
+    if (!types.ok()) return WithLayer(node, types.status());
     if (types->size() != node.outputs.size()) {
       return absl::InvalidArgumentError(absl::StrCat(
           node.layer.empty() ? "" : absl::StrCat("layer '", node.layer, "': "),
