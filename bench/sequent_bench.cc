@@ -4,9 +4,12 @@
 //
 // Benchmark names match bench/gemm_floor.cc so that bench/report.py can pair
 // each with its floor; `samples_per_s` is the counter it reads. Threads: the
-// CPU backend's default (all cores), or SEQUENT_NUM_THREADS.
+// CPU backend's default (all cores), or SEQUENT_NUM_THREADS. With
+// SEQUENT_CPU_PROFILE=1 each benchmark prints its steps by time.
 
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <map>
 #include <memory>
@@ -16,6 +19,7 @@
 #include <vector>
 
 #include "backends/backend.h"
+#include "backends/cpu/cpu_backend.h"
 #include "bench/synthetic_feeds.h"
 #include "benchmark/benchmark.h"
 #include "core/tensor.h"
@@ -99,6 +103,11 @@ void RunStep(benchmark::State& state, Workload workload, GraphStage stage) {
       state.SkipWithError(std::string(s.message()).c_str());
       break;
     }
+  }
+  if (std::getenv("SEQUENT_CPU_PROFILE") != nullptr) {
+    std::fprintf(stderr, "%s batch %lld profile:\n%s\n",
+                 train ? "train" : "predict", static_cast<long long>(batch),
+                 CpuBackend::ProfileString(*executable).c_str());
   }
   state.counters["samples_per_s"] =
       benchmark::Counter(static_cast<double>(batch),

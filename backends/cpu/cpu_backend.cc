@@ -648,9 +648,10 @@ class Lowering {
   }
 
   // How a dense GEMM is formulated: SEQUENT_CPU_GEMM=ip or =matmul forces
-  // one, =matmul_t is matmul with the weight gradient computed transposed
-  // (tests run all three); otherwise each GEMM is timed every way at Compile
-  // and the fastest kept, as bench/gemm_floor.cc picks its floor.
+  // one, =matmul_t computes transposed what can be (weight gradients, and the
+  // forward of thin layers) and the rest as matmuls (tests run all three);
+  // otherwise each GEMM is timed every way at Compile and the fastest kept, as
+  // bench/gemm_floor.cc picks its floor.
   enum class GemmChoice { kAuto, kInnerProduct, kMatmul, kTransposedMatmul };
   static GemmChoice GemmChoiceFromEnv() {
     const char* env = std::getenv("SEQUENT_CPU_GEMM");
@@ -780,48 +781,118 @@ absl::Status Lowering::LowerDense(const Node& node, const Attributes& attrs) {
                                           src, weights, dst),
         attr, engine());
   }
+  const GemmChoice choice = GemmChoiceFromEnv();
+  if (choice == GemmChoice::kInnerProduct) {
+    AddPrimitive(pd, dnnl::inner_product_forward(pd), std::move(args));
+    return absl::OkStatus();
+  }
   // The same GEMM as a matmul: the kernel [K, P] is its plain `ab` B and the
   // bias a {1, P} row.
-  const GemmChoice choice = GemmChoiceFromEnv();
-  if (choice != GemmChoice::kInnerProduct) {
-    const memory::desc b_desc({k, p}, in, tag::ab);
-    const memory::desc bias_row({1, p}, f32, tag::ab);
-    dnnl::matmul::primitive_desc mm =
-        has_bias ? dnnl::matmul::primitive_desc(
-                       dnnl::matmul::desc(src, b_desc, bias_row, dst), attr,
-                       engine())
-                 : dnnl::matmul::primitive_desc(
-                       dnnl::matmul::desc(src, b_desc, dst), attr, engine());
-    std::vector<std::tuple<int, ValueId, memory::desc>> mm_args = {
-        {DNNL_ARG_SRC, x_id, src},
-        {DNNL_ARG_WEIGHTS, w_id, b_desc},
-        {DNNL_ARG_DST, node.outputs[0], dst}};
-    if (has_bias) mm_args.push_back({DNNL_ARG_BIAS, node.inputs[2], bias_row});
-    dnnl::matmul mm_primitive(mm);
-    bool use_matmul = choice == GemmChoice::kMatmul ||
-                      choice == GemmChoice::kTransposedMatmul;
-    if (choice == GemmChoice::kAuto) {
-      auto descs = [](const auto& list) {
-        std::vector<std::pair<int, memory::desc>> out;
-        for (const auto& [arg, value, desc] : list) out.push_back({arg, desc});
-        return out;
-      };
-      const std::string key = absl::StrCat(
-          "dense ", m, "x", k, "x", p, " bias ", has_bias, " ",
-          StringAttrOr(attrs, "activation", "linear"), " ", act.alpha, " ",
-          static_cast<int>(in), " threads ", exe_.num_threads);
-      use_matmul = RememberedChoice(key, [&] {
-                     dnnl::inner_product_forward ip_primitive(pd);
-                     return TimePrimitive(mm_primitive, descs(mm_args),
-                                          mm.scratchpad_desc()) <
-                            TimePrimitive(ip_primitive, descs(args),
-                                          pd.scratchpad_desc());
-                   }) == 1;
-    }
-    if (use_matmul) {
-      AddPrimitive(mm, std::move(mm_primitive), std::move(mm_args));
+  const memory::desc b_desc({k, p}, in, tag::ab);
+  const memory::desc bias_row({1, p}, f32, tag::ab);
+  dnnl::matmul::primitive_desc mm =
+      has_bias
+          ? dnnl::matmul::primitive_desc(
+                dnnl::matmul::desc(src, b_desc, bias_row, dst), attr, engine())
+          : dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, b_desc, dst),
+                                         attr, engine());
+  std::vector<std::tuple<int, ValueId, memory::desc>> mm_args = {
+      {DNNL_ARG_SRC, x_id, src},
+      {DNNL_ARG_WEIGHTS, w_id, b_desc},
+      {DNNL_ARG_DST, node.outputs[0], dst}};
+  if (has_bias) mm_args.push_back({DNNL_ARG_BIAS, node.inputs[2], bias_row});
+  dnnl::matmul mm_primitive(mm);
+  // And transposed, z^T = W^T x^T: an inner product whose weights are the
+  // batch ([m, k] as `oi`) and whose source is the kernel transposed
+  // ([p, k]), after a reorder that transposes the kernel; a loop of ours
+  // transposes z^T back, adding the bias and the activation. For a thin
+  // layer (p a few units) the direct forms broadcast one x value per
+  // multiply-add and fill p of 16 lanes; this one runs along k (784x5 at
+  // batch 200 on one thread: 23 -> 10 us).
+  const bool transposable = !bf16 && p <= 16 && m > 1;
+  const memory::desc kernel_as_t({p, k}, f32, tag::ba);  // The kernel's bytes.
+  const memory::desc kernel_t({p, k}, f32, tag::ab);
+  const memory::desc batch_as_weights({m, k}, f32, tag::oi);
+  const memory::desc z_t({p, m}, f32, tag::ab);
+  dnnl::reorder::primitive_desc transpose_kernel;
+  dnnl::inner_product_forward::primitive_desc t_pd;
+  if (transposable) {
+    transpose_kernel = dnnl::reorder::primitive_desc(
+        engine(), kernel_as_t, engine(), kernel_t, Attr());
+    t_pd = dnnl::inner_product_forward::primitive_desc(
+        dnnl::inner_product_forward::desc(dnnl::prop_kind::forward_inference,
+                                          kernel_t, batch_as_weights, z_t),
+        Attr(), engine());
+  }
+  enum {
+    kIp,
+    kMatmul,
+    kTransposed
+  } pick = choice == GemmChoice::kTransposedMatmul && transposable ? kTransposed
+                                                                   : kMatmul;
+  if (choice == GemmChoice::kAuto) {
+    auto descs = [](const auto& list) {
+      std::vector<std::pair<int, memory::desc>> out;
+      for (const auto& [arg, value, desc] : list) out.push_back({arg, desc});
+      return out;
+    };
+    const std::string key = absl::StrCat(
+        "dense ", m, "x", k, "x", p, " bias ", has_bias, " ",
+        StringAttrOr(attrs, "activation", "linear"), " ", act.alpha, " ",
+        static_cast<int>(in), " threads ", exe_.num_threads);
+    pick = static_cast<decltype(pick)>(RememberedChoice(key, [&]() -> int {
+      const double ip_time = TimePrimitive(dnnl::inner_product_forward(pd),
+                                           descs(args), pd.scratchpad_desc());
+      const double mm_time =
+          TimePrimitive(mm_primitive, descs(mm_args), mm.scratchpad_desc());
+      double t_time = 1e30;
+      if (transposable) {
+        std::vector<float> zt(m * p, 0.01f), bias(p, 0.01f), z(m * p);
+        t_time = TimePrimitive(
+                     dnnl::reorder(transpose_kernel),
+                     {{DNNL_ARG_FROM, kernel_as_t}, {DNNL_ARG_TO, kernel_t}},
+                     transpose_kernel.scratchpad_desc()) +
+                 TimePrimitive(dnnl::inner_product_forward(t_pd),
+                               {{DNNL_ARG_SRC, kernel_t},
+                                {DNNL_ARG_WEIGHTS, batch_as_weights},
+                                {DNNL_ARG_DST, z_t}},
+                               t_pd.scratchpad_desc()) +
+                 BestSeconds([&] {
+                   TransposeBiasActivation(zt.data(), bias.data(), z.data(), m,
+                                           p, act);
+                 });
+      }
+      return ip_time <= std::min(mm_time, t_time) ? kIp
+             : mm_time <= t_time                  ? kMatmul
+                                                  : kTransposed;
+    }));
+  }
+  if (pick == kMatmul) {
+    AddPrimitive(mm, std::move(mm_primitive), std::move(mm_args));
+    return absl::OkStatus();
+  }
+  if (pick == kTransposed) {
+    const ValueId w_t = NewExtra(kernel_t.get_size());
+    std::byte* zt_data = nullptr;  // Loops read extras directly.
+    const ValueId zt_id = NewExtra(z_t.get_size(), &zt_data);
+    AddPrimitive(
+        transpose_kernel, dnnl::reorder(transpose_kernel),
+        {{DNNL_ARG_FROM, w_id, kernel_as_t}, {DNNL_ARG_TO, w_t, kernel_t}});
+    AddPrimitive(t_pd, dnnl::inner_product_forward(t_pd),
+                 {{DNNL_ARG_SRC, w_t, kernel_t},
+                  {DNNL_ARG_WEIGHTS, x_id, batch_as_weights},
+                  {DNNL_ARG_DST, zt_id, z_t}});
+    const ValueId bias_id = has_bias ? node.inputs[2] : kNoValue;
+    const ValueId z_id = node.outputs[0];
+    AddLoop([=](const Pointers& ptr) {
+      TransposeBiasActivation(reinterpret_cast<const float*>(zt_data),
+                              bias_id != kNoValue
+                                  ? reinterpret_cast<const float*>(ptr[bias_id])
+                                  : nullptr,
+                              reinterpret_cast<float*>(ptr[z_id]), m, p, act);
       return absl::OkStatus();
-    }
+    });
+    return absl::OkStatus();
   }
   AddPrimitive(pd, dnnl::inner_product_forward(pd), std::move(args));
   return absl::OkStatus();

@@ -204,6 +204,26 @@ void BroadcastBinary(BinaryKind kind, DType dtype, const void* a,
   }
 }
 
+void TransposeBiasActivation(const float* zt, const float* bias, float* z,
+                             int64_t rows, int64_t cols,
+                             const ops::Activation& act) {
+  // Row by row, so z is written contiguously; zt's cols streams are read in
+  // step and stay in L1 for the thin layers this serves.
+  const bool relu = act.kind == ops::ActivationKind::kRelu;
+  const bool linear = act.kind == ops::ActivationKind::kLinear;
+  float b[16];
+  for (int64_t j = 0; j < cols; ++j) b[j] = bias != nullptr ? bias[j] : 0.0f;
+  for (int64_t i = 0; i < rows; ++i) {
+    float* row = z + i * cols;
+    for (int64_t j = 0; j < cols; ++j) {
+      const float v = zt[j * rows + i] + b[j];
+      row[j] = relu     ? std::max(v, 0.0f)
+               : linear ? v
+                        : ops::ActivationValue(act, v);
+    }
+  }
+}
+
 void CastElements(DType from, const void* src, DType to, void* dst, int64_t n) {
   if (from == to) {
     std::memcpy(dst, src, static_cast<size_t>(n) * DTypeSize(from));

@@ -11,6 +11,7 @@
 
 #include "absl/status/status.h"
 #include "core/dtype.h"
+#include "ops/activation_fn.h"
 
 namespace sequent::cpu {
 
@@ -23,6 +24,13 @@ void BroadcastBinary(BinaryKind kind, DType dtype, const void* a,
                      const std::vector<int64_t>& a_strides, const void* b,
                      const std::vector<int64_t>& b_strides, void* out,
                      const std::vector<int64_t>& out_dims);
+
+// z[i, j] = act(zt[j, i] + bias[j]) for z [rows, cols] from its transpose
+// zt [cols, rows], cols <= 16; `bias` may be null. Finishes a dense forward
+// computed transposed (a thin layer's z^T = W^T x^T).
+void TransposeBiasActivation(const float* zt, const float* bias, float* z,
+                             int64_t rows, int64_t cols,
+                             const ops::Activation& act);
 
 // Element-wise conversion of `n` elements between any two sequent dtypes, as
 // ops/shape.cc's cast: integers convert through int64, float -> int truncates

@@ -433,8 +433,9 @@ TEST(CpuTrainTest, MlpTrainStepsMatchReferenceAdam) {
 }
 
 // Each dense GEMM has several oneDNN formulations (inner product, matmul,
-// and for weight gradients a transposed matmul), timed at Compile; all must
-// give the same training.
+// and transposed ones: a weight gradient's matmul, a thin layer's forward
+// z^T = W^T x^T with our bias-and-activation loop — every layer here has 16
+// units or fewer), timed at Compile; all must give the same training.
 TEST(CpuTrainTest, MlpTrainStepsMatchReferenceWithEveryGemmFormulation) {
   for (const char* gemm : {"ip", "matmul", "matmul_t"}) {
     setenv("SEQUENT_CPU_GEMM", gemm, 1);
