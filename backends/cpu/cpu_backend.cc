@@ -723,6 +723,9 @@ class Lowering {
   std::string layer_;
   int64_t scratchpad_bytes_ = 0;
   absl::flat_hash_map<ValueId, ValueId> bf16_copies_;  // value -> extra id
+  // Logits -> the softmax a sparse crossentropy loss step wrote for them
+  // (an extra buffer), which its gradient step reuses.
+  absl::flat_hash_map<ValueId, const std::byte*> softmax_of_logits_;
   std::vector<std::tuple<ValueId, memory::desc, ValueId>> conv_weights_;
 
  public:
@@ -1010,7 +1013,14 @@ absl::Status Lowering::LowerBinary(const Node& node, dnnl::algorithm alg,
     });
     return absl::OkStatus();
   }
-  if (HasDnnlType(out_type.dtype) && (a_full || b_full)) {
+  // Tiny outputs (a loss's scalar terms) go to our loop below too: a
+  // oneDNN primitive's execution costs ~0.3 us, several times their work.
+  constexpr int64_t kTinyOutput = 64;
+  const DType dtype = out_type.dtype;
+  const bool loop_dtype = dtype == DType::kF32 || dtype == DType::kF64 ||
+                          dtype == DType::kI32 || dtype == DType::kI64;
+  if (HasDnnlType(dtype) && (a_full || b_full) &&
+      (out_size > kTinyOutput || !loop_dtype)) {
     // oneDNN broadcasts src1 only; a broadcast src0 swaps, fixing
     // non-commutative ops with a post-op: a - b = -(b - a), a / b = (b / a)^-1.
     dnnl::post_ops post;
@@ -1037,10 +1047,9 @@ absl::Status Lowering::LowerBinary(const Node& node, dnnl::algorithm alg,
                   {DNNL_ARG_DST, out, dst}});
     return absl::OkStatus();
   }
-  // Both operands broadcast (or a dtype oneDNN lacks): our strided loop.
-  const DType dtype = out_type.dtype;
-  if (dtype != DType::kF32 && dtype != DType::kF64 && dtype != DType::kI32 &&
-      dtype != DType::kI64) {
+  // Both operands broadcast, a dtype oneDNN lacks or a tiny output: our
+  // strided loop.
+  if (!loop_dtype) {
     return Unsupported(node,
                        absl::StrCat("has no ", DTypeName(dtype), " version"));
   }
@@ -1482,6 +1491,7 @@ absl::Status Lowering::LowerLoss(const Node& node, const Attributes& attrs,
     SEQUENT_ASSIGN_OR_RETURN(memory::desc desc, Desc(o.p));
     std::byte* probs = nullptr;
     AddSoftmax(o.p, NewExtra(desc.get_size(), &probs), desc, 1, /*log=*/false);
+    softmax_of_logits_.emplace(o.p, probs);
     AddLoop([=](const Pointers& ptr) {
       return SparseCrossentropyFromProbs(
           o.Labels(ptr), reinterpret_cast<const float*>(probs),
@@ -2025,6 +2035,19 @@ absl::Status Lowering::LowerLossGrad(const Node& node, const Attributes& attrs,
     // oneDNN's softmax straight into the gradient, then the label and scale
     // fixed in place.
     SEQUENT_ASSIGN_OR_RETURN(memory::desc desc, Desc(o.p));
+    if (auto it = softmax_of_logits_.find(o.p);
+        it != softmax_of_logits_.end()) {
+      // The loss, an earlier step, computed these probabilities already.
+      const std::byte* probs = it->second;
+      const size_t bytes = desc.get_size();
+      AddLoop([=](const Pointers& ptr) {
+        std::memcpy(ptr[out], probs, bytes);
+        return SparseCrossentropyGradFromProbs(
+            o.Labels(ptr), {ptr[dl], o.p_dtype, 1}, o.Weights(ptr), o.batch,
+            o.row_len, o.batch, reinterpret_cast<float*>(ptr[out]));
+      });
+      return absl::OkStatus();
+    }
     AddSoftmax(o.p, out, desc, 1, /*log=*/false);
     AddLoop([=](const Pointers& ptr) {
       return SparseCrossentropyGradFromProbs(

@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "backends/cpu/parallel.h"
 #include "core/status_macros.h"
 #include "ops/random_hash.h"
 
@@ -50,9 +51,11 @@ void BroadcastBinaryT(BinaryKind kind, const T* a,
     const T* x = scalar_a ? b : a;
     const T s = scalar_a ? a[0] : b[0];
     auto apply = [&](auto op) {
-#pragma omp parallel for simd schedule(static) if (n > (1 << 16))
-      for (int64_t i = 0; i < n; ++i)
-        out[i] = scalar_a ? op(s, x[i]) : op(x[i], s);
+      if (scalar_a) {
+        ParallelForSimd(n, [&](int64_t i) { out[i] = op(s, x[i]); });
+      } else {
+        ParallelForSimd(n, [&](int64_t i) { out[i] = op(x[i], s); });
+      }
     };
     switch (kind) {
       case BinaryKind::kAdd:
@@ -73,8 +76,7 @@ void BroadcastBinaryT(BinaryKind kind, const T* a,
   int64_t rows = 1;
   for (int d = 0; d < rank - 1; ++d) rows *= out_dims[d];
   const int64_t sa = a_strides[rank - 1], sb = b_strides[rank - 1];
-#pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < rows; ++r) {
+  ParallelFor(rows, rows * inner, [&](int64_t r) {
     int64_t ia = 0, ib = 0, rem = r;
     for (int d = rank - 2; d >= 0; --d) {
       const int64_t idx = rem % out_dims[d];
@@ -85,7 +87,7 @@ void BroadcastBinaryT(BinaryKind kind, const T* a,
     T* o = out + r * inner;
     for (int64_t j = 0; j < inner; ++j)
       o[j] = ApplyBinary(kind, a[ia + j * sa], b[ib + j * sb]);
-  }
+  });
 }
 
 template <typename T>

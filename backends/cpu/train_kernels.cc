@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "backends/cpu/parallel.h"
 
 namespace sequent::cpu {
 namespace {
@@ -209,19 +210,18 @@ void UpdateT(const UpdateParams& prm, int64_t n, const T* var, const T* grad,
   T* o1 = slots_out.size() > 1 ? static_cast<T*>(slots_out[1]) : nullptr;
   switch (prm.kind) {
     case UpdateKind::kSgd:
-#pragma omp parallel for simd schedule(static)
-      for (int64_t i = 0; i < n; ++i) var_out[i] = var[i] - grad[i] * lr;
+      ParallelForSimd(n,
+                      [&](int64_t i) { var_out[i] = var[i] - grad[i] * lr; });
       return;
     case UpdateKind::kMomentum: {
       const T mu = static_cast<T>(prm.momentum);
       const bool nesterov = prm.nesterov;
-#pragma omp parallel for simd schedule(static)
-      for (int64_t i = 0; i < n; ++i) {
+      ParallelForSimd(n, [&](int64_t i) {
         const T g = grad[i];
         const T v = s0[i] * mu - g * lr;
         o0[i] = v;
         var_out[i] = var[i] + (nesterov ? v * mu - g * lr : v);
-      }
+      });
       return;
     }
     case UpdateKind::kAdam:
@@ -236,9 +236,13 @@ void UpdateT(const UpdateParams& prm, int64_t n, const T* var, const T* grad,
       const bool decay = prm.kind == UpdateKind::kAdamW;
       const T wd = static_cast<T>(prm.weight_decay);
       if constexpr (std::is_same_v<T, float>) {
-        // Small tensors (biases) in one thread: a parallel region costs more.
-        const int threads = n < 16384 ? 1 : omp_get_max_threads();
-#pragma omp parallel num_threads(threads)
+        if (!UseTeam(n, 16384)) {
+          AdamChunkF32(0, n, var, grad, s0, s1, o0, o1, var_out, alpha,
+                       one_minus_b1, one_minus_b2, eps, decay, wd, lr,
+                       var_bf16);
+          return;
+        }
+#pragma omp parallel
         {
           const auto [lo, hi] =
               ThreadChunk(n, omp_get_thread_num(), omp_get_num_threads());
@@ -248,8 +252,7 @@ void UpdateT(const UpdateParams& prm, int64_t n, const T* var, const T* grad,
         }
         return;
       }
-#pragma omp parallel for simd schedule(static)
-      for (int64_t i = 0; i < n; ++i) {
+      ParallelForSimd(n, [&](int64_t i) {
         T w = var[i];
         if (decay) w = w - w * wd * lr;
         const T g = grad[i];
@@ -258,7 +261,7 @@ void UpdateT(const UpdateParams& prm, int64_t n, const T* var, const T* grad,
         o0[i] = m;
         o1[i] = v;
         var_out[i] = w - (m * alpha) / (std::sqrt(v) + eps);
-      }
+      });
       return;
     }
     case UpdateKind::kRmsprop: {
@@ -315,15 +318,13 @@ template <typename T>
 void ActivationGradT(const ops::Activation& act, bool from_output, const T* dy,
                      const T* v, T* dx, int64_t n) {
   if (from_output && act.kind == ops::ActivationKind::kRelu) {
-#pragma omp parallel for simd schedule(static)
-    for (int64_t i = 0; i < n; ++i) dx[i] = v[i] > T(0) ? dy[i] : T(0);
+    ParallelForSimd(n, [&](int64_t i) { dx[i] = v[i] > T(0) ? dy[i] : T(0); });
     return;
   }
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; ++i) {
+  ParallelFor(n, n, [&](int64_t i) {
     dx[i] = dy[i] * (from_output ? OutputDerivative<T>(act, v[i])
                                  : ops::ActivationDerivative<T>(act, v[i]));
-  }
+  });
 }
 
 // Column sums over rows, in double, times `scale`: each thread sums a band of
@@ -539,8 +540,7 @@ absl::Status SparseCrossentropyGradFromProbs(ConstView labels, ConstView dloss,
       batch == 0 ? 1 : std::max<int64_t>(rows / batch, 1);
   const double per_row = LoadD(dloss.dtype, dloss.data, 0) /
                          static_cast<double>(std::max<int64_t>(rows, 1));
-#pragma omp parallel for schedule(static) if (rows * classes > (1 << 16))
-  for (int64_t r = 0; r < rows; ++r) {
+  ParallelFor(rows, rows * classes, [&](int64_t r) {
     double scale = per_row;
     if (weight.data != nullptr) {
       scale *= LoadD(weight.dtype, weight.data,
@@ -550,7 +550,7 @@ absl::Status SparseCrossentropyGradFromProbs(ConstView labels, ConstView dloss,
     row[static_cast<int64_t>(LoadD(labels.dtype, labels.data, r))] -= 1.0f;
     const auto s = static_cast<float>(scale);
     for (int64_t i = 0; i < classes; ++i) row[i] *= s;
-  }
+  });
   return absl::OkStatus();
 }
 
