@@ -1,6 +1,7 @@
 #include "frontend/sklearn.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -157,12 +158,20 @@ std::string ShapeString(const Tensor& t) {
 // allocates nothing and skips Sequential's per-call checks (the data was
 // checked once by fit).
 struct BaseMultilayerPerceptron::Staging {
+  // Training batches in flight: the worker gathers up to kSlots batches
+  // ahead of the step that trains on them.
+  static constexpr int kSlots = 4;
   struct Step {
     Executable* executable = nullptr;
-    Tensor x, y, sample_weight, learning_rate;
-    // The next batch of the same size, gathered while this one trains.
-    Tensor next_x, next_y;
-    std::vector<Feed> feeds;
+    Tensor x;  // Predict: a chunk of rows copied out of the input.
+    Tensor sample_weight, learning_rate;  // Training.
+    // Training: batch b of this size is in slot b % slots.size() (one slot
+    // for the short last batch, which comes once per epoch).
+    struct Slot {
+      Tensor x, y;
+      std::vector<Feed> feeds;
+    };
+    std::vector<Slot> slots;
     std::vector<Tensor> outputs;
     size_t loss_index = 0;
   };
@@ -518,16 +527,17 @@ double BaseMultilayerPerceptron::RunEpoch(const Tensor& x,
     const Graph& graph = model_->graph(GraphStage::kTrain);
     const TensorType x_type = FeedType(graph, kFeatureFeed);
     const TensorType y_type = FeedType(graph, kLabelFeed);
-    step.x = Tensor(x_type.dtype, x_type.shape.WithBatch(count));
-    step.y = Tensor(y_type.dtype, y_type.shape.WithBatch(count));
-    step.next_x = step.x;
-    step.next_y = step.y;
     step.sample_weight = Tensor(x_type.dtype, Shape{count});
     step.learning_rate = Tensor(x_type.dtype, Shape{});
-    step.feeds = {{kFeatureFeed, &step.x},
-                  {kLabelFeed, &step.y},
-                  {kSampleWeightFeed, &step.sample_weight},
-                  {kLearningRateFeed, &step.learning_rate}};
+    step.slots.resize(count == batch_size ? Staging::kSlots : 1);
+    for (Staging::Step::Slot& slot : step.slots) {
+      slot.x = Tensor(x_type.dtype, x_type.shape.WithBatch(count));
+      slot.y = Tensor(y_type.dtype, y_type.shape.WithBatch(count));
+      slot.feeds = {{kFeatureFeed, &slot.x},
+                    {kLabelFeed, &slot.y},
+                    {kSampleWeightFeed, &step.sample_weight},
+                    {kLearningRateFeed, &step.learning_rate}};
+    }
     const auto& names = step.executable->output_names();
     step.loss_index = static_cast<size_t>(
         std::find(names.begin(), names.end(), kLossOutput) - names.begin());
@@ -544,37 +554,53 @@ double BaseMultilayerPerceptron::RunEpoch(const Tensor& x,
       step.sample_weight.SetFromDouble(i, weight);
     return step;
   };
-  const auto gather = [&](int64_t begin, int64_t count, Tensor& batch_x,
-                          Tensor& batch_y) {
-    GatherRows(x, order.data() + begin, count, batch_x);
-    GatherRows(targets, order.data() + begin, count, batch_y);
+  const int batches = static_cast<int>((n + batch_size - 1) / batch_size);
+  const auto count_of = [&](int b) {
+    return std::min<int64_t>(batch_size, n - b * batch_size);
+  };
+  // Both executables compile here, on this thread, before any gathering.
+  for (int b : {0, batches - 1}) {
+    if (b >= 0) step_for(count_of(b));
+  }
+  const auto slot_of = [&](int b) -> Staging::Step::Slot& {
+    Staging::Step& step = staging_->train.at(count_of(b));
+    return step.slots[static_cast<size_t>(b) % step.slots.size()];
+  };
+  const auto gather = [&](int b) {
+    Staging::Step::Slot& slot = slot_of(b);
+    const int64_t begin = b * batch_size;
+    GatherRows(x, order.data() + begin, count_of(b), slot.x);
+    GatherRows(targets, order.data() + begin, count_of(b), slot.y);
   };
 
-  double accumulated = 0.0;
-  if (n > 0) {
-    const int64_t first = std::min(batch_size, n);
-    Staging::Step& step = step_for(first);
-    gather(0, first, step.x, step.y);
-  }
+  // With a worker, it gathers batch b once the step of batch b - kSlots has
+  // released that slot, and runs ahead of the steps through the epoch:
+  // one hand-off per epoch, not one per batch (a thread's wake-up costs
+  // about as much as a small net's step).
+  std::atomic<int> gathered{0}, trained{0};
   BackgroundWorker* gatherer = staging_->gatherer.get();
-  for (int64_t begin = 0; begin < n; begin += batch_size) {
-    const int64_t count = std::min(batch_size, n - begin);
-    Staging::Step& step = step_for(count);
-    // The next batch goes into buffers this step does not read: the spare
-    // pair of the same size, or the step of the short last batch.
-    const int64_t next_begin = begin + batch_size;
-    const int64_t next_count = std::min(batch_size, n - next_begin);
-    Tensor* next_x = nullptr;
-    Tensor* next_y = nullptr;
-    if (next_count > 0) {
-      Staging::Step& next = step_for(next_count);
-      next_x = &next == &step ? &step.next_x : &next.x;
-      next_y = &next == &step ? &step.next_y : &next.y;
-      if (gatherer != nullptr) {
-        gatherer->Start([&gather, next_begin, next_count, next_x, next_y] {
-          gather(next_begin, next_count, *next_x, *next_y);
-        });
+  if (gatherer != nullptr && batches > 0) {
+    gatherer->Start([&] {
+      for (int b = 0; b < batches; ++b) {
+        for (int done = trained.load(); b - done >= Staging::kSlots;
+             done = trained.load()) {
+          trained.wait(done);
+        }
+        gather(b);
+        gathered.store(b + 1);
+        gathered.notify_one();
       }
+    });
+  }
+  double accumulated = 0.0;
+  for (int b = 0; b < batches; ++b) {
+    const int64_t count = count_of(b);
+    Staging::Step& step = staging_->train.at(count);
+    if (gatherer == nullptr) {
+      gather(b);
+    } else {
+      for (int done = gathered.load(); done <= b; done = gathered.load())
+        gathered.wait(done);
     }
     const double scale =
         sgd ? c * static_cast<double>(count) / static_cast<double>(l2_batch_)
@@ -583,20 +609,22 @@ double BaseMultilayerPerceptron::RunEpoch(const Tensor& x,
     // scaled by c.
     step.learning_rate.SetFromDouble(
         0, sgd ? learning_rate_ / scale : options_.learning_rate_init);
-    const absl::Status status = step.executable->Run(step.feeds, step.outputs);
-    if (gatherer != nullptr) gatherer->Wait();
-    ThrowIfError(status);
+    const absl::Status status =
+        step.executable->Run(slot_of(b).feeds, step.outputs);
+    trained.store(b + 1);
+    trained.notify_one();
+    if (!status.ok()) {
+      // Let the worker finish its (now pointless) epoch before x goes away.
+      trained.store(batches + Staging::kSlots);
+      trained.notify_one();
+      if (gatherer != nullptr) gatherer->Wait();
+      ThrowIfError(status);
+    }
     const double batch_loss =
         step.outputs[step.loss_index].GetAsDouble(0) / scale;
     accumulated += batch_loss * static_cast<double>(count);
-    if (next_x != nullptr) {
-      if (gatherer == nullptr) gather(next_begin, next_count, *next_x, *next_y);
-      if (next_x == &step.next_x) {
-        std::swap(step.x, step.next_x);
-        std::swap(step.y, step.next_y);
-      }
-    }
   }
+  if (gatherer != nullptr && batches > 0) gatherer->Wait();
   return accumulated / static_cast<double>(n);
 }
 
