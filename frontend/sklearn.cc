@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -9,6 +10,8 @@
 #include <numeric>
 #include <set>
 #include <thread>
+#include <tuple>
+#include <type_traits>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -295,8 +298,40 @@ std::vector<Tensor> BaseMultilayerPerceptron::intercepts_() const {
   return intercepts;
 }
 
-Tensor BaseMultilayerPerceptron::CheckX(const Tensor& x, const char* what,
-                                        bool reset) const {
+namespace {
+
+// Index of the first NaN or infinity among values[0, n), else n: their
+// exponent bits are all ones, tested a block at a time in a loop that
+// vectorizes (an early-exit std::isfinite loop took 94 ms over
+// Fashion-MNIST's 47M values, more than a training epoch).
+template <typename Float>
+size_t FirstNonFinite(const Float* values, size_t n) {
+  using Bits = std::conditional_t<sizeof(Float) == 4, uint32_t, uint64_t>;
+  constexpr Bits kExponent = sizeof(Float) == 4
+                                 ? static_cast<Bits>(0x7F800000u)
+                                 : static_cast<Bits>(0x7FF0000000000000u);
+  constexpr size_t kBlock = 4096;
+  for (size_t begin = 0; begin < n; begin += kBlock) {
+    const size_t end = std::min(n, begin + kBlock);
+    Bits bad = 0;
+#pragma omp simd reduction(| : bad)
+    for (size_t i = begin; i < end; ++i) {
+      bad |= (std::bit_cast<Bits>(values[i]) & kExponent) == kExponent;
+    }
+    if (bad == 0) continue;
+    for (size_t i = begin; i < end; ++i) {
+      if (!std::isfinite(values[i])) return i;
+    }
+  }
+  return n;
+}
+
+}  // namespace
+
+const Tensor& BaseMultilayerPerceptron::CheckX(const Tensor& x,
+                                               const char* what,
+                                               Tensor& converted,
+                                               bool reset) const {
   if (x.shape().rank() != 2) {
     throw Error(absl::StrCat(
         class_name(), ".", what, ": expected a 2D array of shape (n_samples, ",
@@ -320,24 +355,22 @@ Tensor BaseMultilayerPerceptron::CheckX(const Tensor& x, const char* what,
                              " features as input."));
   }
   const DType dtype = !reset && model_ != nullptr ? model_->dtype() : FloatX();
-  Tensor converted = x.dtype() == dtype ? x : x.CastTo(dtype);
+  if (x.dtype() != dtype) converted = x.CastTo(dtype);
+  const Tensor& checked = x.dtype() == dtype ? x : converted;
   const auto check = [&](auto values) {
-    for (size_t i = 0; i < values.size(); ++i) {
-      if (!std::isfinite(values[i])) {
-        throw Error(absl::StrCat(class_name(), ".", what, ": input X contains ",
-                                 std::isnan(values[i]) ? "NaN" : "infinity",
-                                 " (sample ",
-                                 i / static_cast<size_t>(x.shape()[1]),
-                                 "); clean or impute the data first"));
-      }
-    }
+    const size_t i = FirstNonFinite(values.data(), values.size());
+    if (i == values.size()) return;
+    throw Error(absl::StrCat(class_name(), ".", what, ": input X contains ",
+                             std::isnan(values[i]) ? "NaN" : "infinity",
+                             " (sample ", i / static_cast<size_t>(x.shape()[1]),
+                             "); clean or impute the data first"));
   };
   if (dtype == DType::kF64) {
-    check(converted.data<double>());
+    check(checked.data<double>());
   } else {
-    check(converted.data<float>());
+    check(checked.data<float>());
   }
-  return converted;
+  return checked;
 }
 
 double BaseMultilayerPerceptron::LossScale() const {
@@ -514,9 +547,9 @@ Tensor BaseMultilayerPerceptron::GraphTargets(const Tensor& y) const {
 
 double BaseMultilayerPerceptron::RunEpoch(const Tensor& x,
                                           const Tensor& targets,
-                                          const std::vector<int64_t>& order,
+                                          const std::vector<int64_t>& rows,
                                           int64_t batch_size) {
-  const int64_t n = static_cast<int64_t>(order.size());
+  const int64_t n = static_cast<int64_t>(rows.size());
   const double c = LossScale();
   const bool sgd = options_.solver == "sgd";
   const auto step_for = [&](int64_t count) -> Staging::Step& {
@@ -569,8 +602,8 @@ double BaseMultilayerPerceptron::RunEpoch(const Tensor& x,
   const auto gather = [&](int b) {
     Staging::Step::Slot& slot = slot_of(b);
     const int64_t begin = b * batch_size;
-    GatherRows(x, order.data() + begin, count_of(b), slot.x);
-    GatherRows(targets, order.data() + begin, count_of(b), slot.y);
+    GatherRows(x, rows.data() + begin, count_of(b), slot.x);
+    GatherRows(targets, rows.data() + begin, count_of(b), slot.y);
   };
 
   // With a worker, it gathers batch b once the step of batch b - kSlots has
@@ -735,11 +768,13 @@ void BaseMultilayerPerceptron::FitPrepared(const Tensor& x, const Tensor& y,
   std::vector<Tensor> init;
   if (first_pass) init = InitialWeights(n_features_in_, n_outputs_);
 
-  Tensor x_train = x, y_train = y, x_val, y_val;
+  // The training rows stay in x: each epoch gathers its batches from x
+  // through train_rows (no copy of the training set).
+  std::vector<int64_t> train_rows;
+  Tensor x_val, y_val;
   if (early_stopping) {
-    const auto [train_rows, val_rows] = ValidationSplit(y);
-    x_train = TakeRows(x, train_rows);
-    y_train = TakeRows(y, train_rows);
+    std::vector<int64_t> val_rows;
+    std::tie(train_rows, val_rows) = ValidationSplit(y);
     x_val = TakeRows(x, val_rows);
     y_val = TakeRows(y, val_rows);
     if (x_val.shape()[0] < 2) {
@@ -748,7 +783,8 @@ void BaseMultilayerPerceptron::FitPrepared(const Tensor& x, const Tensor& y,
           "the size of your dataset.");
     }
   }
-  const int64_t n = x_train.shape()[0];
+  const int64_t n =
+      early_stopping ? static_cast<int64_t>(train_rows.size()) : x.shape()[0];
   int64_t batch_size = options_.batch_size == 0 ? std::min<int64_t>(200, n)
                                                 : options_.batch_size;
   if (batch_size > n) {
@@ -766,14 +802,21 @@ void BaseMultilayerPerceptron::FitPrepared(const Tensor& x, const Tensor& y,
     const std::vector<Tensor> weights = model_->get_weights();
     BuildModel(n_features_in_, n_outputs_, weights);
   }
-  const Tensor targets = GraphTargets(y_train);
+  const Tensor targets = GraphTargets(y);
 
-  std::vector<int64_t> order(static_cast<size_t>(n));
+  // order: scikit-learn's permutation of the training set; rows: the rows
+  // of x it names.
+  std::vector<int64_t> order(static_cast<size_t>(n)), rows;
   std::iota(order.begin(), order.end(), 0);
   n_iter_ = 0;
   for (int it = 0; it < options_.max_iter; ++it) {
     if (options_.shuffle) NumpyShuffle(order, rng_);
-    loss_ = RunEpoch(x_train, targets, order, batch_size);
+    if (early_stopping) {
+      rows.resize(order.size());
+      for (size_t i = 0; i < order.size(); ++i)
+        rows[i] = train_rows[static_cast<size_t>(order[i])];
+    }
+    loss_ = RunEpoch(x, targets, early_stopping ? rows : order, batch_size);
     ++n_iter_;
     t_ += n;
     loss_curve_.push_back(loss_);
@@ -1006,7 +1049,8 @@ MLPClassifier& MLPClassifier::Fit(const Tensor& x_in, const RawLabels& y,
   const bool first_pass = !fitted() || (!options_.warm_start && !incremental);
   // Checked before anything changes, so a failed call leaves a fitted model
   // as it was.
-  const Tensor x = CheckX(x_in, what, /*reset=*/first_pass);
+  Tensor converted;
+  const Tensor& x = CheckX(x_in, what, converted, /*reset=*/first_pass);
   if (static_cast<int64_t>(y.size()) != x.shape()[0]) {
     throw Error(absl::StrCat(
         "Found input variables with inconsistent numbers of samples: [",
@@ -1081,7 +1125,9 @@ Tensor MLPClassifier::predict<Tensor>(const Tensor& x_in) const {
         "MLPClassifier.predict: the classes are strings; call "
         "predict<std::vector<std::string>>(x)");
   }
-  const std::vector<int32_t> indices = PredictIndices(CheckX(x_in, "predict"));
+  Tensor converted;
+  const std::vector<int32_t> indices =
+      PredictIndices(CheckX(x_in, "predict", converted));
   const int64_t n = static_cast<int64_t>(indices.size());
   const DType dtype = classes_.dtype == DType::kI32 ? DType::kI32 : DType::kI64;
   Tensor labels(dtype, Shape{n});
@@ -1106,7 +1152,8 @@ std::vector<int64_t> MLPClassifier::predict<std::vector<int64_t>>(
         "predict<std::vector<std::string>>(x)");
   }
   std::vector<int64_t> labels;
-  for (int32_t i : PredictIndices(CheckX(x_in, "predict")))
+  Tensor converted;
+  for (int32_t i : PredictIndices(CheckX(x_in, "predict", converted)))
     labels.push_back(classes_.ints[i]);
   return labels;
 }
@@ -1116,14 +1163,16 @@ std::vector<std::string> MLPClassifier::predict<std::vector<std::string>>(
     const Tensor& x_in) const {
   RequireFitted("predict");
   std::vector<std::string> labels;
-  for (int32_t i : PredictIndices(CheckX(x_in, "predict")))
+  Tensor converted;
+  for (int32_t i : PredictIndices(CheckX(x_in, "predict", converted)))
     labels.push_back(classes_.ToString(static_cast<size_t>(i)));
   return labels;
 }
 
 Tensor MLPClassifier::predict_proba(const Tensor& x_in) const {
   RequireFitted("predict_proba");
-  const Tensor out = Forward(CheckX(x_in, "predict_proba"));
+  Tensor converted;
+  const Tensor out = Forward(CheckX(x_in, "predict_proba", converted));
   const int64_t n = out.shape()[0];
   const int64_t k = static_cast<int64_t>(classes_.size());
   Tensor proba(DType::kF64, Shape{n, k});
@@ -1154,7 +1203,8 @@ Tensor MLPClassifier::predict_log_proba(const Tensor& x) const {
 
 double MLPClassifier::Score(const Tensor& x_in, const RawLabels& y) const {
   RequireFitted("score");
-  const Tensor x = CheckX(x_in, "score");
+  Tensor converted;
+  const Tensor& x = CheckX(x_in, "score", converted);
   if (static_cast<int64_t>(y.size()) != x.shape()[0]) {
     throw Error(absl::StrCat(
         "Found input variables with inconsistent numbers of samples: [",
@@ -1262,7 +1312,8 @@ MLPRegressor& MLPRegressor::Fit(const Tensor& x_in, const Tensor& y,
   const char* what = incremental ? "partial_fit" : "fit";
   CheckOptions();
   const bool first_pass = !fitted() || (!options_.warm_start && !incremental);
-  const Tensor x = CheckX(x_in, what, /*reset=*/first_pass);
+  Tensor converted;
+  const Tensor& x = CheckX(x_in, what, converted, /*reset=*/first_pass);
   const Tensor targets = Targets(y, x.shape()[0], what);
   if (!first_pass && targets.shape()[1] != n_outputs_) {
     throw Error(
@@ -1287,7 +1338,8 @@ MLPRegressor& MLPRegressor::partial_fit(const Tensor& x, const Tensor& y) {
 
 Tensor MLPRegressor::predict(const Tensor& x_in) const {
   RequireFitted("predict");
-  Tensor out = Forward(CheckX(x_in, "predict"));
+  Tensor converted;
+  Tensor out = Forward(CheckX(x_in, "predict", converted));
   if (n_outputs_ != 1) return out;
   Tensor flat(DType::kF64, Shape{out.shape()[0]});
   std::memcpy(flat.raw_data(), out.raw_data(), out.num_bytes());
@@ -1296,7 +1348,8 @@ Tensor MLPRegressor::predict(const Tensor& x_in) const {
 
 double MLPRegressor::score(const Tensor& x_in, const Tensor& y) const {
   RequireFitted("score");
-  const Tensor x = CheckX(x_in, "score");
+  Tensor converted;
+  const Tensor& x = CheckX(x_in, "score", converted);
   const Tensor targets = Targets(y, x.shape()[0], "score");
   const Tensor predicted = Forward(x);
   if (targets.shape()[1] != n_outputs_) {

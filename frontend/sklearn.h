@@ -114,7 +114,10 @@ class BaseMultilayerPerceptron {
 
   // x as the model's float dtype, checked: rank 2, finite, n_features_in_
   // columns once fitted unless `reset` (a first pass, which may change them).
-  Tensor CheckX(const Tensor& x, const char* what, bool reset = false) const;
+  // x itself when it has that dtype (no copy), else its converted copy,
+  // kept in `converted`.
+  const Tensor& CheckX(const Tensor& x, const char* what, Tensor& converted,
+                       bool reset = false) const;
   // Trains on y: i32 [n] class indices for the classifier (stratifying the
   // early-stopping split), [n, outputs] floats for the regressor.
   // `first_pass` initializes the network and the attributes.
@@ -147,10 +150,11 @@ class BaseMultilayerPerceptron {
   // The factor between the graph's objective and scikit-learn's (see
   // sklearn.cc).
   double LossScale() const;
-  // One epoch over `order`'s rows of (x, targets); returns scikit-learn's
-  // loss (the mean over samples of the per-batch losses).
+  // One epoch over the rows of (x, targets) that `rows` names, in its
+  // order; returns scikit-learn's loss (the mean over samples of the
+  // per-batch losses).
   double RunEpoch(const Tensor& x, const Tensor& targets,
-                  const std::vector<int64_t>& order, int64_t batch_size);
+                  const std::vector<int64_t>& rows, int64_t batch_size);
   // The graph's targets for FitPrepared's y: class indices stay i32 for a
   // softmax output, become 0/1 [n, 1] for a logistic one; regression targets
   // take the label feed's dtype.

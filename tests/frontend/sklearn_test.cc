@@ -599,6 +599,13 @@ TEST(MLPTest, BadInputsRaise) {
   nan_x.data<float>()[7] = NAN;
   EXPECT_THAT(message([&] { clf.fit(nan_x, b.y); }),
               HasSubstr("contains NaN (sample 3)"));
+  // Past the first block of the vectorized scan, in f64 too.
+  Tensor wide_x(DType::kF64, Shape{3000, 3});
+  std::vector<int64_t> wide_y(3000);
+  for (int64_t i = 0; i < 3000; ++i) wide_y[i] = i % 2;
+  wide_x.data<double>()[3 * 2500 + 1] = -INFINITY;
+  EXPECT_THAT(message([&] { clf.fit(wide_x, wide_y); }),
+              HasSubstr("contains infinity (sample 2500)"));
 
   std::ostringstream warnings;
   MLPOptions quiet = Small(3);
