@@ -805,18 +805,49 @@ void BaseMultilayerPerceptron::FitPrepared(const Tensor& x, const Tensor& y,
   const Tensor targets = GraphTargets(y);
 
   // order: scikit-learn's permutation of the training set; rows: the rows
-  // of x it names.
+  // of x it names. The next epoch's are drawn ahead (next_*), on the gather
+  // worker while this epoch's validation runs, from a copy of the generator
+  // that replaces rng_ only if that epoch runs.
   std::vector<int64_t> order(static_cast<size_t>(n)), rows;
   std::iota(order.begin(), order.end(), 0);
+  std::vector<int64_t> next_order, next_rows;
+  std::mt19937 next_rng;
+  const auto draw_next = [&] {
+    next_rng = rng_;
+    next_order = order;
+    if (options_.shuffle) NumpyShuffle(next_order, next_rng);
+    if (early_stopping) {
+      next_rows.resize(next_order.size());
+      for (size_t i = 0; i < next_order.size(); ++i)
+        next_rows[i] = train_rows[static_cast<size_t>(next_order[i])];
+    }
+  };
+  BackgroundWorker* worker = staging_->gatherer.get();
+  bool drawing = false;  // draw_next runs on the worker.
+  // The worker's job reads this frame: it must end before the frame does,
+  // on every path out.
+  struct WaitAtExit {
+    BackgroundWorker* worker;
+    ~WaitAtExit() {
+      if (worker != nullptr) worker->Wait();
+    }
+  } wait_at_exit{worker};
   n_iter_ = 0;
   for (int it = 0; it < options_.max_iter; ++it) {
-    if (options_.shuffle) NumpyShuffle(order, rng_);
-    if (early_stopping) {
-      rows.resize(order.size());
-      for (size_t i = 0; i < order.size(); ++i)
-        rows[i] = train_rows[static_cast<size_t>(order[i])];
+    if (drawing) {
+      worker->Wait();
+      drawing = false;
+    } else {
+      draw_next();
     }
+    order.swap(next_order);
+    rows.swap(next_rows);
+    rng_ = next_rng;
     loss_ = RunEpoch(x, targets, early_stopping ? rows : order, batch_size);
+    if (worker != nullptr && it + 1 < options_.max_iter) {
+      worker->Start(draw_next);
+      drawing = true;
+    }
     ++n_iter_;
     t_ += n;
     loss_curve_.push_back(loss_);

@@ -88,16 +88,23 @@ int64_t AlignUp(int64_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 // twice (two fit runs, an executable per batch size) picks the same kernels,
 // so results repeat run to run, and each shape is timed once.
 // Best-of-5 seconds of `run`, after two warm-up runs, for choosing between
-// equivalent formulations at Compile.
+// equivalent formulations at Compile; best of 2 after one warm-up when a run
+// takes over 0.5 ms (a large batch's GEMM), where noise matters less and
+// seven runs of each candidate would be most of a compile.
 double BestSeconds(const std::function<void()>& run) {
   double best = 1e30;
-  for (int r = 0; r < 7; ++r) {
+  int warm_up = 2, runs = 7;
+  for (int r = 0; r < runs; ++r) {
     const auto start = std::chrono::steady_clock::now();
     run();
     const double t =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
             .count();
-    if (r >= 2) best = std::min(best, t);
+    if (r == 0 && t > 0.5e-3) {
+      warm_up = 1;
+      runs = 3;
+    }
+    if (r >= warm_up) best = std::min(best, t);
   }
   return best;
 }
@@ -615,19 +622,29 @@ class Lowering {
   double TimePrimitive(const dnnl::primitive& primitive,
                        const std::vector<std::pair<int, memory::desc>>& args,
                        const memory::desc& scratchpad) {
-    std::vector<AlignedBuffer> buffers;
     std::unordered_map<int, memory> map;
+    size_t next = 0;
     auto bind = [&](int arg, const memory::desc& desc) {
+      // The k-th argument reuses the k-th buffer of earlier timings while it
+      // is large enough and of the same type: filling fresh buffers cost more
+      // than the timing itself for a large batch (a 12000-row predict's
+      // input is 38 MB).
       const int64_t bytes = static_cast<int64_t>(desc.get_size());
-      buffers.push_back(AllocateAligned(bytes));
-      if (desc.data_type() == memory::data_type::bf16) {
-        uint16_t* h = reinterpret_cast<uint16_t*>(buffers.back().get());
-        std::fill(h, h + bytes / 2, FloatToBF16(0.01f));
-      } else {
-        float* f = reinterpret_cast<float*>(buffers.back().get());
-        std::fill(f, f + bytes / 4, 0.01f);
+      if (next == timing_buffers_.size()) timing_buffers_.emplace_back();
+      TimingBuffer& buffer = timing_buffers_[next++];
+      if (buffer.bytes < bytes || buffer.type != desc.data_type()) {
+        buffer.data = AllocateAligned(bytes);
+        buffer.bytes = bytes;
+        buffer.type = desc.data_type();
+        if (desc.data_type() == memory::data_type::bf16) {
+          uint16_t* h = reinterpret_cast<uint16_t*>(buffer.data.get());
+          std::fill(h, h + bytes / 2, FloatToBF16(0.01f));
+        } else {
+          float* f = reinterpret_cast<float*>(buffer.data.get());
+          std::fill(f, f + bytes / 4, 0.01f);
+        }
       }
-      map.emplace(arg, memory(desc, engine(), buffers.back().get()));
+      map.emplace(arg, memory(desc, engine(), buffer.data.get()));
     };
     for (const auto& [arg, desc] : args) bind(arg, desc);
     if (scratchpad.get_size() > 0) bind(DNNL_ARG_SCRATCHPAD, scratchpad);
@@ -723,6 +740,13 @@ class Lowering {
   std::string layer_;
   int64_t scratchpad_bytes_ = 0;
   absl::flat_hash_map<ValueId, ValueId> bf16_copies_;  // value -> extra id
+  // Scratch operands of TimePrimitive, reused by later timings.
+  struct TimingBuffer {
+    AlignedBuffer data;
+    int64_t bytes = 0;
+    memory::data_type type = memory::data_type::undef;
+  };
+  std::vector<TimingBuffer> timing_buffers_;
   // Logits -> the softmax a sparse crossentropy loss step wrote for them
   // (an extra buffer), which its gradient step reuses.
   absl::flat_hash_map<ValueId, const std::byte*> softmax_of_logits_;
