@@ -383,22 +383,63 @@ int64_t ArgMax(int64_t n, const std::function<double(int64_t)>& get) {
   return best;
 }
 
-// Labels of sparse_categorical_crossentropy: integers in [0, classes).
+// A label of sparse_categorical_crossentropy (sample r): an integer in
+// [0, classes).
+absl::Status CheckSparseLabel(double label, int64_t r, int64_t classes) {
+  constexpr absl::string_view kOp = "sparse_categorical_crossentropy";
+  if (label != std::floor(label)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "[", kOp, "] label ", label, " at sample ", r, " is not an integer"));
+  }
+  if (label < 0 || label >= static_cast<double>(classes)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("[", kOp, "] label ", label, " at sample ", r,
+                     " is out of range for ", classes, " classes"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CheckSparseLabels(ConstView labels, int64_t rows,
                                int64_t classes) {
-  constexpr absl::string_view kOp = "sparse_categorical_crossentropy";
   for (int64_t r = 0; r < rows; ++r) {
-    const double label = Load(labels.dtype, labels.data, r);
-    if (label != std::floor(label)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "[", kOp, "] label ", label, " at sample ", r, " is not an integer"));
-    }
-    if (label < 0 || label >= static_cast<double>(classes)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("[", kOp, "] label ", label, " at sample ", r,
-                       " is out of range for ", classes, " classes"));
-    }
+    SEQUENT_RETURN_IF_ERROR(
+        CheckSparseLabel(Load(labels.dtype, labels.data, r), r, classes));
   }
+  return absl::OkStatus();
+}
+
+// The loss summed over rows, reading labels and sample weights through
+// label_at(r) / weight_at(r) (doubles): typed loads for the common case,
+// since loads through the dtype took 3 us of a (5,5,5) step's 200 rows.
+template <typename LabelAt, typename WeightAt>
+absl::Status SparseCrossentropyRows(const LabelAt& label_at,
+                                    const WeightAt& weight_at,
+                                    const float* probs, const float* logits,
+                                    int64_t rows, int64_t classes,
+                                    double* total) {
+  double sum = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    const double label = label_at(r);
+    SEQUENT_RETURN_IF_ERROR(CheckSparseLabel(label, r, classes));
+    const auto index = static_cast<int64_t>(label);
+    const float p = probs[r * classes + index];
+    double loss;
+    if (p > 1e-30f) {
+      loss = -std::log(static_cast<double>(p));
+    } else {
+      // The softmax underflowed: log_softmax of the row in double keeps the
+      // loss finite and exact.
+      const float* row = logits + r * classes;
+      double max = row[0];
+      for (int64_t i = 1; i < classes; ++i)
+        max = std::max(max, static_cast<double>(row[i]));
+      double e = 0;
+      for (int64_t i = 0; i < classes; ++i) e += std::exp(row[i] - max);
+      loss = max + std::log(e) - row[index];
+    }
+    sum += loss * weight_at(r);
+  }
+  *total = sum;
   return absl::OkStatus();
 }
 
@@ -424,35 +465,38 @@ absl::Status SparseCrossentropyFromProbs(ConstView labels, const float* probs,
                                          const float* logits, ConstView weight,
                                          int64_t rows, int64_t classes,
                                          int64_t batch, float* out) {
-  SEQUENT_RETURN_IF_ERROR(CheckSparseLabels(labels, rows, classes));
   const int64_t rows_per_sample =
       batch == 0 ? 1 : std::max<int64_t>(rows / batch, 1);
+  const auto sample = [&](int64_t r) {
+    return weight.size == 1 ? 0 : r / rows_per_sample;
+  };
   // One thread in row order: a few hundred loads, and the sum stays the same
   // from run to run.
   double total = 0;
-  for (int64_t r = 0; r < rows; ++r) {
-    const auto label = static_cast<int64_t>(Load(labels.dtype, labels.data, r));
-    const float p = probs[r * classes + label];
-    double loss;
-    if (p > 1e-30f) {
-      loss = -std::log(static_cast<double>(p));
-    } else {
-      // The softmax underflowed: log_softmax of the row in double keeps the
-      // loss finite and exact.
-      const float* row = logits + r * classes;
-      double max = row[0];
-      for (int64_t i = 1; i < classes; ++i)
-        max = std::max(max, static_cast<double>(row[i]));
-      double sum = 0;
-      for (int64_t i = 0; i < classes; ++i) sum += std::exp(row[i] - max);
-      loss = max + std::log(sum) - row[label];
-    }
-    if (weight.data != nullptr) {
-      loss *= Load(weight.dtype, weight.data,
-                   weight.size == 1 ? 0 : r / rows_per_sample);
-    }
-    total += loss;
+  absl::Status status;
+  const auto* f32_weight = static_cast<const float*>(weight.data);
+  if (labels.dtype == DType::kI32 &&
+      (weight.data == nullptr || weight.dtype == DType::kF32)) {
+    const auto* typed = static_cast<const int32_t*>(labels.data);
+    status = SparseCrossentropyRows(
+        [&](int64_t r) { return static_cast<double>(typed[r]); },
+        [&](int64_t r) {
+          return f32_weight == nullptr
+                     ? 1.0
+                     : static_cast<double>(f32_weight[sample(r)]);
+        },
+        probs, logits, rows, classes, &total);
+  } else {
+    status = SparseCrossentropyRows(
+        [&](int64_t r) { return Load(labels.dtype, labels.data, r); },
+        [&](int64_t r) {
+          return weight.data == nullptr
+                     ? 1.0
+                     : Load(weight.dtype, weight.data, sample(r));
+        },
+        probs, logits, rows, classes, &total);
   }
+  SEQUENT_RETURN_IF_ERROR(status);
   out[0] =
       static_cast<float>(rows == 0 ? 0.0 : total / static_cast<double>(rows));
   return absl::OkStatus();

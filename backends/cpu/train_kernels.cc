@@ -527,31 +527,51 @@ absl::Status SparseCrossentropyGradFromProbs(ConstView labels, ConstView dloss,
     return absl::InvalidArgumentError(absl::StrCat(
         "sample_weight has ", weight.size, " elements for a batch of ", batch));
   }
-  for (int64_t r = 0; r < rows; ++r) {
-    const double label = LoadD(labels.dtype, labels.data, r);
-    if (label != std::floor(label) || label < 0 ||
-        label >= static_cast<double>(classes)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "[sparse_categorical_crossentropy_grad] label ", label, " at sample ",
-          r, " is not a class index in [0, ", classes, ")"));
-    }
-  }
   const int64_t rows_per_sample =
       batch == 0 ? 1 : std::max<int64_t>(rows / batch, 1);
+  const auto sample = [&](int64_t r) {
+    return weight.size == 1 ? 0 : r / rows_per_sample;
+  };
   const double per_row = LoadD(dloss.dtype, dloss.data, 0) /
                          static_cast<double>(std::max<int64_t>(rows, 1));
-  ParallelFor(rows, rows * classes, [&](int64_t r) {
-    double scale = per_row;
-    if (weight.data != nullptr) {
-      scale *= LoadD(weight.dtype, weight.data,
-                     weight.size == 1 ? 0 : r / rows_per_sample);
+  // label_at(r), weight_at(r): typed loads for the common case (i32 labels,
+  // f32 or no weights), loads through the dtype otherwise.
+  const auto run = [&](const auto& label_at,
+                       const auto& weight_at) -> absl::Status {
+    for (int64_t r = 0; r < rows; ++r) {
+      const double label = label_at(r);
+      if (label != std::floor(label) || label < 0 ||
+          label >= static_cast<double>(classes)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "[sparse_categorical_crossentropy_grad] label ", label,
+            " at sample ", r, " is not a class index in [0, ", classes, ")"));
+      }
     }
-    float* row = grad + r * classes;
-    row[static_cast<int64_t>(LoadD(labels.dtype, labels.data, r))] -= 1.0f;
-    const auto s = static_cast<float>(scale);
-    for (int64_t i = 0; i < classes; ++i) row[i] *= s;
-  });
-  return absl::OkStatus();
+    ParallelFor(rows, rows * classes, [&](int64_t r) {
+      float* row = grad + r * classes;
+      row[static_cast<int64_t>(label_at(r))] -= 1.0f;
+      const auto s = static_cast<float>(per_row * weight_at(r));
+      for (int64_t i = 0; i < classes; ++i) row[i] *= s;
+    });
+    return absl::OkStatus();
+  };
+  const auto* f32_weight = static_cast<const float*>(weight.data);
+  if (labels.dtype == DType::kI32 &&
+      (weight.data == nullptr || weight.dtype == DType::kF32)) {
+    const auto* typed = static_cast<const int32_t*>(labels.data);
+    return run([&](int64_t r) { return static_cast<double>(typed[r]); },
+               [&](int64_t r) {
+                 return f32_weight == nullptr
+                            ? 1.0
+                            : static_cast<double>(f32_weight[sample(r)]);
+               });
+  }
+  return run([&](int64_t r) { return LoadD(labels.dtype, labels.data, r); },
+             [&](int64_t r) {
+               return weight.data == nullptr
+                          ? 1.0
+                          : LoadD(weight.dtype, weight.data, sample(r));
+             });
 }
 
 absl::Status LossGrad(const LossParams& params, ConstView y_true,

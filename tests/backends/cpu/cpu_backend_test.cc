@@ -509,32 +509,48 @@ TEST(CpuBackendTest, ReshapeKeepsTheBatchDimension) {
 }
 
 TEST(CpuBackendTest, KernelErrorsMatchTheReference) {
-  // An out-of-range label is a run-time error of the loss; both backends name
-  // the layer, the op, the label and the sample alike.
-  Graph graph("g");
-  GraphBuilder b(&graph, &ops::DefaultRegistry());
-  ValueId y = b.Input("y", {DType::kI32, Shape{N}});
-  ValueId p = b.Input("p", {DType::kF32, Shape{N, 5}});
-  b.SetLayer("loss");
-  graph.AddOutput("loss", b.Op("sparse_categorical_crossentropy", {y, p}));
-  ASSERT_TRUE(b.ok()) << b.status();
-  Tensor labels = Tensor::FromVector<int32_t>({1, 7}, Shape{2});
-  Tensor probs(DType::kF32, Shape{2, 5});
-  for (int64_t i = 0; i < 10; ++i) probs.SetFromDouble(i, 0.2);
-  std::vector<Feed> feeds = {{"y", &labels}, {"p", &probs}};
-  ReferenceBackend reference;
-  CpuBackend cpu;
-  auto ref_store = reference.CreateVariableStore();
-  auto cpu_store = cpu.CreateVariableStore();
-  auto ref_exe = reference.Compile(graph, 2, ref_store.get());
-  auto cpu_exe = cpu.Compile(graph, 2, cpu_store.get());
-  ASSERT_TRUE(ref_exe.ok() && cpu_exe.ok());
-  std::vector<Tensor> out;
-  const absl::Status want = (*ref_exe)->Run(feeds, out);
-  const absl::Status got = (*cpu_exe)->Run(feeds, out);
-  ASSERT_FALSE(want.ok());
-  EXPECT_EQ(got, want);
-  EXPECT_NE(got.message().find("layer 'loss'"), absl::string_view::npos) << got;
+  // An out-of-range or fractional label is a run-time error of the loss;
+  // both backends name the layer, the op, the label and the sample alike,
+  // from probabilities and from logits (the CPU's softmax path, with typed
+  // loads for i32 labels), for i32 and f32 labels.
+  for (bool from_logits : {false, true}) {
+    for (DType label_type : {DType::kI32, DType::kF32}) {
+      Graph graph("g");
+      GraphBuilder b(&graph, &ops::DefaultRegistry());
+      ValueId y = b.Input("y", {label_type, Shape{N}});
+      ValueId p = b.Input("p", {DType::kF32, Shape{N, 5}});
+      b.SetLayer("loss");
+      graph.AddOutput("loss", b.Op("sparse_categorical_crossentropy", {y, p},
+                                   {{"from_logits", from_logits}}));
+      ASSERT_TRUE(b.ok()) << b.status();
+      Tensor labels = label_type == DType::kI32
+                          ? Tensor::FromVector<int32_t>({1, 7}, Shape{2})
+                          : Tensor::FromVector<float>({1.0f, 2.5f}, Shape{2});
+      Tensor probs(DType::kF32, Shape{2, 5});
+      for (int64_t i = 0; i < 10; ++i) probs.SetFromDouble(i, 0.2);
+      std::vector<Feed> feeds = {{"y", &labels}, {"p", &probs}};
+      ReferenceBackend reference;
+      CpuBackend cpu;
+      auto ref_store = reference.CreateVariableStore();
+      auto cpu_store = cpu.CreateVariableStore();
+      auto ref_exe = reference.Compile(graph, 2, ref_store.get());
+      auto cpu_exe = cpu.Compile(graph, 2, cpu_store.get());
+      ASSERT_TRUE(ref_exe.ok() && cpu_exe.ok());
+      std::vector<Tensor> out;
+      const absl::Status want = (*ref_exe)->Run(feeds, out);
+      const absl::Status got = (*cpu_exe)->Run(feeds, out);
+      ASSERT_FALSE(want.ok());
+      EXPECT_EQ(got, want) << "from_logits " << from_logits;
+      EXPECT_NE(got.message().find("layer 'loss'"), absl::string_view::npos)
+          << got;
+      EXPECT_NE(got.message().find(label_type == DType::kI32
+                                       ? "label 7 at sample 1 is out of range"
+                                       : "label 2.5 at sample 1 is not an "
+                                         "integer"),
+                absl::string_view::npos)
+          << got;
+    }
+  }
 }
 
 TEST(CpuBackendTest, CrossentropyFromLogitsStaysFiniteWhenSoftmaxUnderflows) {
