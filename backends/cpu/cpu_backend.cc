@@ -766,6 +766,72 @@ absl::Status ExpectF32(const Node& node, const TensorType& t) {
 
 memory::dims Dims(std::initializer_list<int64_t> d) { return memory::dims(d); }
 
+// The oneDNN formulations of one dense GEMM z = act(x W + b) at m rows, x
+// [m, k], the kernel W [k, p]:
+// - an inner product: the kernel as oneDNN's {OC=p, IC=k} weights is `io`;
+// - a matmul: the kernel is its plain `ab` B and the bias a {1, p} row;
+// - transposed, z^T = W^T x^T: an inner product whose weights are the batch
+//   ([m, k] as `oi`) and whose source is the kernel transposed ([p, k]),
+//   after a reorder that transposes the kernel; a loop of ours transposes
+//   z^T back, adding the bias and the activation. For a thin layer (p a few
+//   units) the direct forms broadcast one x value per multiply-add and fill
+//   p of 16 lanes; this one runs along k (784x5 at batch 200 on one thread:
+//   23 -> 10 us). f32 only, p <= 16.
+struct DenseForms {
+  memory::desc src, weights, dst, bias, b_desc, bias_row;
+  dnnl::inner_product_forward::primitive_desc ip;
+  dnnl::matmul::primitive_desc mm;
+  bool transposable = false;
+  memory::desc kernel_as_t, kernel_t, batch_as_weights, z_t;
+  dnnl::reorder::primitive_desc transpose_kernel;
+  dnnl::inner_product_forward::primitive_desc t_ip;
+};
+
+DenseForms MakeDenseForms(const dnnl::engine& engine,
+                          const dnnl::primitive_attr& plain_attr,
+                          const dnnl::primitive_attr& attr, int64_t m,
+                          int64_t k, int64_t p, memory::data_type in,
+                          bool has_bias, bool with_alternatives) {
+  const auto f32 = memory::data_type::f32;
+  DenseForms f;
+  f.src = memory::desc({m, k}, in, tag::ab);
+  f.weights = memory::desc({p, k}, in, tag::io);
+  f.dst = memory::desc({m, p}, f32, tag::ab);
+  f.bias = memory::desc({p}, f32, tag::a);
+  f.ip = has_bias ? dnnl::inner_product_forward::primitive_desc(
+                        dnnl::inner_product_forward::desc(
+                            dnnl::prop_kind::forward_inference, f.src,
+                            f.weights, f.bias, f.dst),
+                        attr, engine)
+                  : dnnl::inner_product_forward::primitive_desc(
+                        dnnl::inner_product_forward::desc(
+                            dnnl::prop_kind::forward_inference, f.src,
+                            f.weights, f.dst),
+                        attr, engine);
+  if (!with_alternatives) return f;
+  f.b_desc = memory::desc({k, p}, in, tag::ab);
+  f.bias_row = memory::desc({1, p}, f32, tag::ab);
+  f.mm = has_bias
+             ? dnnl::matmul::primitive_desc(
+                   dnnl::matmul::desc(f.src, f.b_desc, f.bias_row, f.dst), attr,
+                   engine)
+             : dnnl::matmul::primitive_desc(
+                   dnnl::matmul::desc(f.src, f.b_desc, f.dst), attr, engine);
+  f.transposable = in == f32 && p <= 16 && m > 1;
+  if (!f.transposable) return f;
+  f.kernel_as_t = memory::desc({p, k}, f32, tag::ba);  // The kernel's bytes.
+  f.kernel_t = memory::desc({p, k}, f32, tag::ab);
+  f.batch_as_weights = memory::desc({m, k}, f32, tag::oi);
+  f.z_t = memory::desc({p, m}, f32, tag::ab);
+  f.transpose_kernel = dnnl::reorder::primitive_desc(
+      engine, f.kernel_as_t, engine, f.kernel_t, plain_attr);
+  f.t_ip = dnnl::inner_product_forward::primitive_desc(
+      dnnl::inner_product_forward::desc(dnnl::prop_kind::forward_inference,
+                                        f.kernel_t, f.batch_as_weights, f.z_t),
+      plain_attr, engine);
+  return f;
+}
+
 absl::Status Lowering::LowerDense(const Node& node, const Attributes& attrs) {
   const TensorType& x = type(node.inputs[0]);
   const TensorType& kernel = type(node.inputs[1]);
@@ -774,118 +840,72 @@ absl::Status Lowering::LowerDense(const Node& node, const Attributes& attrs) {
       ops::Activation act,
       ops::ParseActivation(StringAttrOr(attrs, "activation", "linear")));
   const int64_t m = x.shape[0], k = kernel.shape[0], p = kernel.shape[1];
-  const auto f32 = memory::data_type::f32;
   const bool bf16 = Bf16Gemm(m, k, p);
   const auto in = GemmType(bf16);
   const ValueId x_id = GemmOperand(node.inputs[0], bf16);
   const ValueId w_id = GemmOperand(node.inputs[1], bf16);
-  const memory::desc src({m, k}, in, tag::ab);
-  // The kernel is [K,P] row-major: as oneDNN's {OC=P, IC=K} weights that is the
-  // `io` layout.
-  const memory::desc weights({p, k}, in, tag::io);
-  const memory::desc dst({m, p}, f32, tag::ab);
+  const ValueId z_id = node.outputs[0];
+  const bool has_bias = node.inputs.size() > 2;
+  const ValueId bias_id = has_bias ? node.inputs[2] : kNoValue;
   dnnl::post_ops post;
   for (const EltwiseStep& e : EltwiseChain(act))
     post.append_eltwise(1.f, e.alg, e.alpha, e.beta);
   dnnl::primitive_attr attr = Attr();
   attr.set_post_ops(post);
-  const bool has_bias = node.inputs.size() > 2;
-  std::vector<std::tuple<int, ValueId, memory::desc>> args = {
-      {DNNL_ARG_SRC, x_id, src},
-      {DNNL_ARG_WEIGHTS, w_id, weights},
-      {DNNL_ARG_DST, node.outputs[0], dst}};
-  dnnl::inner_product_forward::primitive_desc pd;
-  if (has_bias) {
-    const memory::desc bias({p}, f32, tag::a);
-    args.push_back({DNNL_ARG_BIAS, node.inputs[2], bias});
-    pd = dnnl::inner_product_forward::primitive_desc(
-        dnnl::inner_product_forward::desc(dnnl::prop_kind::forward_inference,
-                                          src, weights, bias, dst),
-        attr, engine());
-  } else {
-    pd = dnnl::inner_product_forward::primitive_desc(
-        dnnl::inner_product_forward::desc(dnnl::prop_kind::forward_inference,
-                                          src, weights, dst),
-        attr, engine());
-  }
   const GemmChoice choice = GemmChoiceFromEnv();
-  if (choice == GemmChoice::kInnerProduct) {
-    AddPrimitive(pd, dnnl::inner_product_forward(pd), std::move(args));
-    return absl::OkStatus();
-  }
-  // The same GEMM as a matmul: the kernel [K, P] is its plain `ab` B and the
-  // bias a {1, P} row.
-  const memory::desc b_desc({k, p}, in, tag::ab);
-  const memory::desc bias_row({1, p}, f32, tag::ab);
-  dnnl::matmul::primitive_desc mm =
-      has_bias
-          ? dnnl::matmul::primitive_desc(
-                dnnl::matmul::desc(src, b_desc, bias_row, dst), attr, engine())
-          : dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, b_desc, dst),
-                                         attr, engine());
-  std::vector<std::tuple<int, ValueId, memory::desc>> mm_args = {
-      {DNNL_ARG_SRC, x_id, src},
-      {DNNL_ARG_WEIGHTS, w_id, b_desc},
-      {DNNL_ARG_DST, node.outputs[0], dst}};
-  if (has_bias) mm_args.push_back({DNNL_ARG_BIAS, node.inputs[2], bias_row});
-  dnnl::matmul mm_primitive(mm);
-  // And transposed, z^T = W^T x^T: an inner product whose weights are the
-  // batch ([m, k] as `oi`) and whose source is the kernel transposed
-  // ([p, k]), after a reorder that transposes the kernel; a loop of ours
-  // transposes z^T back, adding the bias and the activation. For a thin
-  // layer (p a few units) the direct forms broadcast one x value per
-  // multiply-add and fill p of 16 lanes; this one runs along k (784x5 at
-  // batch 200 on one thread: 23 -> 10 us).
-  const bool transposable = !bf16 && p <= 16 && m > 1;
-  const memory::desc kernel_as_t({p, k}, f32, tag::ba);  // The kernel's bytes.
-  const memory::desc kernel_t({p, k}, f32, tag::ab);
-  const memory::desc batch_as_weights({m, k}, f32, tag::oi);
-  const memory::desc z_t({p, m}, f32, tag::ab);
-  dnnl::reorder::primitive_desc transpose_kernel;
-  dnnl::inner_product_forward::primitive_desc t_pd;
-  if (transposable) {
-    transpose_kernel = dnnl::reorder::primitive_desc(
-        engine(), kernel_as_t, engine(), kernel_t, Attr());
-    t_pd = dnnl::inner_product_forward::primitive_desc(
-        dnnl::inner_product_forward::desc(dnnl::prop_kind::forward_inference,
-                                          kernel_t, batch_as_weights, z_t),
-        Attr(), engine());
-  }
-  enum {
-    kIp,
-    kMatmul,
-    kTransposed
-  } pick = choice == GemmChoice::kTransposedMatmul && transposable ? kTransposed
-                                                                   : kMatmul;
+  const DenseForms f =
+      MakeDenseForms(engine(), Attr(), attr, m, k, p, in, has_bias,
+                     choice != GemmChoice::kInnerProduct);
+  enum { kIp, kMatmul, kTransposed } pick = kIp;
+  if (choice == GemmChoice::kMatmul) pick = kMatmul;
+  if (choice == GemmChoice::kTransposedMatmul)
+    pick = f.transposable ? kTransposed : kMatmul;
   if (choice == GemmChoice::kAuto) {
-    auto descs = [](const auto& list) {
-      std::vector<std::pair<int, memory::desc>> out;
-      for (const auto& [arg, value, desc] : list) out.push_back({arg, desc});
-      return out;
-    };
+    // Timed at no more than kTimingRows rows: a large batch (a validation
+    // set predicted at once) takes the choice made there, instead of timing
+    // every formulation on its full size.
+    constexpr int64_t kTimingRows = 1024;
+    const int64_t tm = std::min(m, kTimingRows);
+    const DenseForms timing =
+        tm == m ? f
+                : MakeDenseForms(engine(), Attr(), attr, tm, k, p, in, has_bias,
+                                 /*with_alternatives=*/true);
     const std::string key = absl::StrCat(
-        "dense ", m, "x", k, "x", p, " bias ", has_bias, " ",
+        "dense ", tm, "x", k, "x", p, " bias ", has_bias, " ",
         StringAttrOr(attrs, "activation", "linear"), " ", act.alpha, " ",
         static_cast<int>(in), " threads ", exe_.num_threads);
     pick = static_cast<decltype(pick)>(RememberedChoice(key, [&]() -> int {
-      const double ip_time = TimePrimitive(dnnl::inner_product_forward(pd),
-                                           descs(args), pd.scratchpad_desc());
-      const double mm_time =
-          TimePrimitive(mm_primitive, descs(mm_args), mm.scratchpad_desc());
+      std::vector<std::pair<int, memory::desc>> ip_args = {
+          {DNNL_ARG_SRC, timing.src},
+          {DNNL_ARG_WEIGHTS, timing.weights},
+          {DNNL_ARG_DST, timing.dst}};
+      std::vector<std::pair<int, memory::desc>> mm_args = {
+          {DNNL_ARG_SRC, timing.src},
+          {DNNL_ARG_WEIGHTS, timing.b_desc},
+          {DNNL_ARG_DST, timing.dst}};
+      if (has_bias) {
+        ip_args.push_back({DNNL_ARG_BIAS, timing.bias});
+        mm_args.push_back({DNNL_ARG_BIAS, timing.bias_row});
+      }
+      const double ip_time =
+          TimePrimitive(dnnl::inner_product_forward(timing.ip), ip_args,
+                        timing.ip.scratchpad_desc());
+      const double mm_time = TimePrimitive(dnnl::matmul(timing.mm), mm_args,
+                                           timing.mm.scratchpad_desc());
       double t_time = 1e30;
-      if (transposable) {
-        std::vector<float> zt(m * p, 0.01f), bias(p, 0.01f), z(m * p);
-        t_time = TimePrimitive(
-                     dnnl::reorder(transpose_kernel),
-                     {{DNNL_ARG_FROM, kernel_as_t}, {DNNL_ARG_TO, kernel_t}},
-                     transpose_kernel.scratchpad_desc()) +
-                 TimePrimitive(dnnl::inner_product_forward(t_pd),
-                               {{DNNL_ARG_SRC, kernel_t},
-                                {DNNL_ARG_WEIGHTS, batch_as_weights},
-                                {DNNL_ARG_DST, z_t}},
-                               t_pd.scratchpad_desc()) +
+      if (timing.transposable) {
+        std::vector<float> zt(tm * p, 0.01f), bias(p, 0.01f), z(tm * p);
+        t_time = TimePrimitive(dnnl::reorder(timing.transpose_kernel),
+                               {{DNNL_ARG_FROM, timing.kernel_as_t},
+                                {DNNL_ARG_TO, timing.kernel_t}},
+                               timing.transpose_kernel.scratchpad_desc()) +
+                 TimePrimitive(dnnl::inner_product_forward(timing.t_ip),
+                               {{DNNL_ARG_SRC, timing.kernel_t},
+                                {DNNL_ARG_WEIGHTS, timing.batch_as_weights},
+                                {DNNL_ARG_DST, timing.z_t}},
+                               timing.t_ip.scratchpad_desc()) +
                  BestSeconds([&] {
-                   TransposeBiasActivation(zt.data(), bias.data(), z.data(), m,
+                   TransposeBiasActivation(zt.data(), bias.data(), z.data(), tm,
                                            p, act);
                  });
       }
@@ -893,24 +913,19 @@ absl::Status Lowering::LowerDense(const Node& node, const Attributes& attrs) {
              : mm_time <= t_time                  ? kMatmul
                                                   : kTransposed;
     }));
-  }
-  if (pick == kMatmul) {
-    AddPrimitive(mm, std::move(mm_primitive), std::move(mm_args));
-    return absl::OkStatus();
+    if (pick == kTransposed && !f.transposable) pick = kMatmul;
   }
   if (pick == kTransposed) {
-    const ValueId w_t = NewExtra(kernel_t.get_size());
+    const ValueId w_t = NewExtra(f.kernel_t.get_size());
     std::byte* zt_data = nullptr;  // Loops read extras directly.
-    const ValueId zt_id = NewExtra(z_t.get_size(), &zt_data);
+    const ValueId zt_id = NewExtra(f.z_t.get_size(), &zt_data);
     AddPrimitive(
-        transpose_kernel, dnnl::reorder(transpose_kernel),
-        {{DNNL_ARG_FROM, w_id, kernel_as_t}, {DNNL_ARG_TO, w_t, kernel_t}});
-    AddPrimitive(t_pd, dnnl::inner_product_forward(t_pd),
-                 {{DNNL_ARG_SRC, w_t, kernel_t},
-                  {DNNL_ARG_WEIGHTS, x_id, batch_as_weights},
-                  {DNNL_ARG_DST, zt_id, z_t}});
-    const ValueId bias_id = has_bias ? node.inputs[2] : kNoValue;
-    const ValueId z_id = node.outputs[0];
+        f.transpose_kernel, dnnl::reorder(f.transpose_kernel),
+        {{DNNL_ARG_FROM, w_id, f.kernel_as_t}, {DNNL_ARG_TO, w_t, f.kernel_t}});
+    AddPrimitive(f.t_ip, dnnl::inner_product_forward(f.t_ip),
+                 {{DNNL_ARG_SRC, w_t, f.kernel_t},
+                  {DNNL_ARG_WEIGHTS, x_id, f.batch_as_weights},
+                  {DNNL_ARG_DST, zt_id, f.z_t}});
     AddLoop([=](const Pointers& ptr) {
       TransposeBiasActivation(reinterpret_cast<const float*>(zt_data),
                               bias_id != kNoValue
@@ -921,7 +936,21 @@ absl::Status Lowering::LowerDense(const Node& node, const Attributes& attrs) {
     });
     return absl::OkStatus();
   }
-  AddPrimitive(pd, dnnl::inner_product_forward(pd), std::move(args));
+  if (pick == kMatmul) {
+    std::vector<std::tuple<int, ValueId, memory::desc>> args = {
+        {DNNL_ARG_SRC, x_id, f.src},
+        {DNNL_ARG_WEIGHTS, w_id, f.b_desc},
+        {DNNL_ARG_DST, z_id, f.dst}};
+    if (has_bias) args.push_back({DNNL_ARG_BIAS, bias_id, f.bias_row});
+    AddPrimitive(f.mm, dnnl::matmul(f.mm), std::move(args));
+    return absl::OkStatus();
+  }
+  std::vector<std::tuple<int, ValueId, memory::desc>> args = {
+      {DNNL_ARG_SRC, x_id, f.src},
+      {DNNL_ARG_WEIGHTS, w_id, f.weights},
+      {DNNL_ARG_DST, z_id, f.dst}};
+  if (has_bias) args.push_back({DNNL_ARG_BIAS, bias_id, f.bias});
+  AddPrimitive(f.ip, dnnl::inner_product_forward(f.ip), std::move(args));
   return absl::OkStatus();
 }
 
