@@ -93,6 +93,20 @@ class Step {
                             {{DNNL_ARG_SRC, Buffer(pd.src_desc())},
                              {DNNL_ARG_WEIGHTS, Buffer(pd.weights_desc())},
                              {DNNL_ARG_DST, Buffer(pd.dst_desc())}}});
+      // Transposed, c^T = b^T a^T, as an inner product whose weights are a
+      // ([m, k] as `oi`) and whose source is b^T: the CPU backend picks it
+      // for thin layers' forward (its transposes are left out: GEMMs only).
+      const memory::desc src_t({n, k}, DT::f32, Tag::ab);
+      const memory::desc a_as_weights({m, k}, DT::f32, Tag::oi);
+      const memory::desc c_t({n, m}, DT::f32, Tag::ab);
+      const dnnl::inner_product_forward::primitive_desc t_pd(
+          dnnl::inner_product_forward::desc(dnnl::prop_kind::forward_inference,
+                                            src_t, a_as_weights, c_t),
+          Engine());
+      candidates.push_back({dnnl::inner_product_forward(t_pd),
+                            {{DNNL_ARG_SRC, Buffer(src_t)},
+                             {DNNL_ARG_WEIGHTS, Buffer(a_as_weights)},
+                             {DNNL_ARG_DST, Buffer(c_t)}}});
     }
     calls_.push_back(Fastest(candidates));
   }
