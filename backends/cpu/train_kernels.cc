@@ -341,14 +341,21 @@ void ColumnSumsT(int64_t rows, int64_t c, T* out, Get get, double scale = 1.0,
   if (c == 1 && rows < (1 << 16)) {
     // A full reduction (an L2 penalty's sum of squares): independent lanes in
     // a fixed order so it vectorizes and stays deterministic.
-    constexpr int kLanes = 8;
-    double lanes[kLanes] = {};
+    // Eight named accumulators stay in registers (an array of them was
+    // spilled: 1.4 us for a 784x5 kernel's 3920 squares).
+    double l0 = 0, l1 = 0, l2 = 0, l3 = 0, l4 = 0, l5 = 0, l6 = 0, l7 = 0;
     int64_t r = 0;
-    for (; r + kLanes <= rows; r += kLanes) {
-      for (int l = 0; l < kLanes; ++l) lanes[l] += get(r + l);
+    for (; r + 8 <= rows; r += 8) {
+      l0 += get(r);
+      l1 += get(r + 1);
+      l2 += get(r + 2);
+      l3 += get(r + 3);
+      l4 += get(r + 4);
+      l5 += get(r + 5);
+      l6 += get(r + 6);
+      l7 += get(r + 7);
     }
-    double sum = 0;
-    for (int l = 0; l < kLanes; ++l) sum += lanes[l];
+    double sum = l0 + l1 + l2 + l3 + l4 + l5 + l6 + l7;
     for (; r < rows; ++r) sum += get(r);
     out[0] = static_cast<T>(sum * scale);
     return;
@@ -375,16 +382,16 @@ void ColumnSumsT(int64_t rows, int64_t c, T* out, Get get, double scale = 1.0,
     }
     return;
   }
-#pragma omp parallel for schedule(static)
-  for (int64_t band = 0; band < bands; ++band) {
+  ParallelFor(bands, rows * c, [&](int64_t band) {
     const int64_t lo = band * kBand, hi = std::min(c, lo + kBand);
-    double acc[kBand] = {};
+    double acc[kBand];
+    std::fill(acc, acc + (hi - lo), 0.0);
     for (int64_t r = 0; r < rows; ++r) {
       for (int64_t j = lo; j < hi; ++j) acc[j - lo] += get(r * c + j);
     }
     for (int64_t j = lo; j < hi; ++j)
       out[j] = static_cast<T>(acc[j - lo] * scale);
-  }
+  });
 }
 
 template <typename T>
