@@ -79,6 +79,8 @@ absl::Status ExpectF32(const Node& node, const TensorType& t) {
 
 memory::dims Dims(std::initializer_list<int64_t> d) { return memory::dims(d); }
 
+namespace {
+
 // The oneDNN formulations of one dense GEMM z = act(x W + b) at m rows, x
 // [m, k], the kernel W [k, p]:
 // - an inner product: the kernel as oneDNN's {OC=p, IC=k} weights is `io`;
@@ -144,6 +146,8 @@ DenseForms MakeDenseForms(const dnnl::engine& engine,
       plain_attr, engine);
   return f;
 }
+
+}  // namespace
 
 absl::Status Lowering::LowerDense(const Node& node, const Attributes& attrs) {
   const TensorType& x = type(node.inputs[0]);

@@ -37,6 +37,8 @@ namespace sequent::cpu {
 // ---------------------------------------------------------------------------------------
 // The training graph's ops: backward, loss gradients, optimizer updates.
 
+namespace {
+
 // oneDNN's eltwise backward from the saved output for `act`, when it has one.
 std::optional<EltwiseStep> UseDstAlgorithm(const ops::Activation& act) {
   using dnnl::algorithm;
@@ -63,6 +65,8 @@ absl::Status ExpectFloat(const Node& node, const TensorType& t) {
   return Unsupported(node,
                      absl::StrCat("has no ", DTypeName(t.dtype), " version"));
 }
+
+}  // namespace
 
 absl::Status Lowering::LowerActivationGrad(const Node& node,
                                            const Attributes& attrs,
@@ -162,6 +166,8 @@ absl::Status Lowering::LowerSoftmaxGrad(const Node& node,
   return absl::OkStatus();
 }
 
+namespace {
+
 // Element strides of `from` (right-aligned, numpy broadcasting) per dimension
 // of `to`: 0 where `from` has 1 or lacks the dimension.
 std::vector<int64_t> BroadcastStridesOf(const Shape& from, const Shape& to) {
@@ -178,6 +184,8 @@ std::vector<int64_t> BroadcastStridesOf(const Shape& from, const Shape& to) {
 std::vector<int64_t> DimsOf(const Shape& shape) {
   return std::vector<int64_t>(shape.dims().begin(), shape.dims().end());
 }
+
+}  // namespace
 
 absl::Status Lowering::LowerBroadcastTo(const Node& node) {
   const ValueId in = node.inputs[0], out = node.outputs[0];
@@ -314,6 +322,8 @@ absl::Status Lowering::LowerSign(const Node& node) {
   return absl::OkStatus();
 }
 
+namespace {
+
 // The convolution geometry shared by conv2d and its two backward ops: x NHWC
 // [n, h, w, c], kernel HWIO [kh, kw, c, o], y NHWC [n, oh, ow, o].
 struct ConvGeometry {
@@ -349,6 +359,8 @@ ConvGeometry ConvGeom(const Shape& x, const Shape& k, const Shape& y,
   g.dilations = {dil[0] - 1, dil[1] - 1};
   return g;
 }
+
+}  // namespace
 
 absl::Status Lowering::LowerConv2dBackprop(const Node& node,
                                            const Attributes& attrs,
@@ -435,6 +447,20 @@ absl::Status Lowering::LowerConv2dBackprop(const Node& node,
   return absl::OkStatus();
 }
 
+namespace {
+
+// The pooling backward of `g`, hinted by its forward.
+dnnl::pooling_backward::primitive_desc PoolBackwardPd(
+    const PoolGeometry& g, const dnnl::pooling_forward::primitive_desc& hint,
+    const dnnl::primitive_attr& attr, const dnnl::engine& engine) {
+  return dnnl::pooling_backward::primitive_desc(
+      dnnl::pooling_backward::desc(g.alg, g.src, g.dst, g.strides, g.kernel,
+                                   g.pad_l, g.pad_r),
+      attr, engine, hint);
+}
+
+}  // namespace
+
 absl::Status Lowering::LowerMaxPool2dGrad(const Node& node,
                                           const Attributes& attrs) {
   const TensorType& x = type(node.inputs[0]);
@@ -455,10 +481,8 @@ absl::Status Lowering::LowerMaxPool2dGrad(const Node& node,
                   {DNNL_ARG_DST, dst, g.dst},
                   {DNNL_ARG_WORKSPACE, workspace, hint.workspace_desc()}});
   }
-  dnnl::pooling_backward::primitive_desc pd(
-      dnnl::pooling_backward::desc(g.alg, g.src, g.dst, g.strides, g.kernel,
-                                   g.pad_l, g.pad_r),
-      Attr(), engine(), hint);
+  const dnnl::pooling_backward::primitive_desc pd =
+      PoolBackwardPd(g, hint, Attr(), engine());
   AddPrimitive(pd, dnnl::pooling_backward(pd),
                {{DNNL_ARG_DIFF_DST, node.inputs[2], g.dst},
                 {DNNL_ARG_WORKSPACE, workspace, hint.workspace_desc()},
@@ -472,10 +496,8 @@ absl::Status Lowering::LowerAvgPool2dGrad(const Node& node,
   SEQUENT_RETURN_IF_ERROR(ExpectF32(node, dy));
   const PoolGeometry g = PoolGeom(type(node.outputs[0]), dy, attrs, false);
   auto hint = PoolForwardPd(g, /*training=*/true, Attr(), engine());
-  dnnl::pooling_backward::primitive_desc pd(
-      dnnl::pooling_backward::desc(g.alg, g.src, g.dst, g.strides, g.kernel,
-                                   g.pad_l, g.pad_r),
-      Attr(), engine(), hint);
+  const dnnl::pooling_backward::primitive_desc pd =
+      PoolBackwardPd(g, hint, Attr(), engine());
   AddPrimitive(pd, dnnl::pooling_backward(pd),
                {{DNNL_ARG_DIFF_DST, node.inputs[0], g.dst},
                 {DNNL_ARG_DIFF_SRC, node.outputs[0], g.src}});
