@@ -206,6 +206,26 @@ void BroadcastBinary(BinaryKind kind, DType dtype, const void* a,
   }
 }
 
+void SubtractRowMax(const float* x, float* y, int64_t rows, int64_t cols) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* in = x + r * cols;
+    float* out = y + r * cols;
+    float max = in[0];
+    for (int64_t j = 1; j < cols; ++j) max = std::max(max, in[j]);
+    for (int64_t j = 0; j < cols; ++j) out[j] = in[j] - max;
+  }
+}
+
+void NormalizeRows(float* y, int64_t rows, int64_t cols) {
+  for (int64_t r = 0; r < rows; ++r) {
+    float* row = y + r * cols;
+    float sum = 0;
+    for (int64_t j = 0; j < cols; ++j) sum += row[j];
+    const float inverse = 1.0f / sum;
+    for (int64_t j = 0; j < cols; ++j) row[j] *= inverse;
+  }
+}
+
 void TransposeBiasActivation(const float* zt, const float* bias, float* z,
                              int64_t rows, int64_t cols,
                              const ops::Activation& act) {

@@ -25,6 +25,12 @@ void BroadcastBinary(BinaryKind kind, DType dtype, const void* a,
                      const std::vector<int64_t>& b_strides, void* out,
                      const std::vector<int64_t>& out_dims);
 
+// Softmax over rows of a few columns, in the steps around oneDNN's
+// vectorized exp: y = x - (the row's max), then (after exp) each row divided
+// by its sum.
+void SubtractRowMax(const float* x, float* y, int64_t rows, int64_t cols);
+void NormalizeRows(float* y, int64_t rows, int64_t cols);
+
 // z[i, j] = act(zt[j, i] + bias[j]) for z [rows, cols] from its transpose
 // zt [cols, rows], cols <= 16; `bias` may be null. Finishes a dense forward
 // computed transposed (a thin layer's z^T = W^T x^T).
