@@ -29,12 +29,13 @@ absl::string_view DTypeName(DType dtype) {
 }
 
 absl::StatusOr<DType> ParseDType(absl::string_view name) {
-  for (DType d : {DType::kF32, DType::kF64, DType::kBF16, DType::kF16, DType::kI32,
-                  DType::kI64, DType::kBool}) {
+  for (DType d : {DType::kF32, DType::kF64, DType::kBF16, DType::kF16,
+                  DType::kI32, DType::kI64, DType::kBool}) {
     if (DTypeName(d) == name) return d;
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "unknown dtype '", name, "' (valid: f32, f64, bf16, f16, i32, i64, bool)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown dtype '", name,
+                   "' (valid: f32, f64, bf16, f16, i32, i64, bool)"));
 }
 
 size_t DTypeSize(DType dtype) {
@@ -55,17 +56,12 @@ size_t DTypeSize(DType dtype) {
 }
 
 bool IsFloating(DType dtype) {
-  return dtype == DType::kF32 || dtype == DType::kF64 || dtype == DType::kBF16 ||
-         dtype == DType::kF16;
+  return dtype == DType::kF32 || dtype == DType::kF64 ||
+         dtype == DType::kBF16 || dtype == DType::kF16;
 }
 
-bool IsInteger(DType dtype) { return dtype == DType::kI32 || dtype == DType::kI64; }
-
-uint16_t FloatToBF16(float value) {
-  uint32_t bits = std::bit_cast<uint32_t>(value);
-  if (std::isnan(value)) return static_cast<uint16_t>((bits >> 16) | 0x40);
-  const uint32_t rounding = 0x7FFF + ((bits >> 16) & 1);
-  return static_cast<uint16_t>((bits + rounding) >> 16);
+bool IsInteger(DType dtype) {
+  return dtype == DType::kI32 || dtype == DType::kI64;
 }
 
 float BF16ToFloat(uint16_t bits) {
@@ -91,7 +87,8 @@ uint16_t FloatToF16(float value) {
     if (remainder > midpoint || (remainder == midpoint && (half & 1))) ++half;
     return static_cast<uint16_t>(sign | half);
   }
-  uint32_t half = sign | (static_cast<uint32_t>(exponent) << 10) | (mantissa >> 13);
+  uint32_t half =
+      sign | (static_cast<uint32_t>(exponent) << 10) | (mantissa >> 13);
   const uint32_t remainder = mantissa & 0x1FFF;
   if (remainder > 0x1000 || (remainder == 0x1000 && (half & 1))) ++half;
   return static_cast<uint16_t>(half);
@@ -108,7 +105,8 @@ float F16ToFloat(uint16_t h) {
   if (exponent == 31) {
     return std::bit_cast<float>(sign | 0x7F800000 | (mantissa << 13));
   }
-  return std::bit_cast<float>(sign | ((exponent - 15 + 127) << 23) | (mantissa << 13));
+  return std::bit_cast<float>(sign | ((exponent - 15 + 127) << 23) |
+                              (mantissa << 13));
 }
 
 }  // namespace sequent

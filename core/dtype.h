@@ -1,11 +1,12 @@
 #ifndef SEQUENT_CORE_DTYPE_H_
 #define SEQUENT_CORE_DTYPE_H_
 
+#include <bit>
 #include <cstddef>
 #include <cstdint>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace sequent {
 
@@ -42,8 +43,15 @@ struct DTypeOf<bool> {
   static constexpr DType value = DType::kBool;
 };
 
-// bf16 and f16 are stored as raw 16-bit patterns; these convert with round-to-nearest-even.
-uint16_t FloatToBF16(float value);
+// bf16 and f16 are stored as raw 16-bit patterns; these convert with
+// round-to-nearest-even. FloatToBF16 is inline and branch-free (NaN stays a
+// quiet NaN) so that the CPU backend's conversion loops vectorize around it.
+inline uint16_t FloatToBF16(float value) {
+  const uint32_t bits = std::bit_cast<uint32_t>(value);
+  const uint32_t rounded = (bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16;
+  const bool nan = (bits & 0x7FFFFFFFu) > 0x7F800000u;
+  return static_cast<uint16_t>(nan ? ((bits >> 16) | 0x40u) : rounded);
+}
 float BF16ToFloat(uint16_t bits);
 uint16_t FloatToF16(float value);
 float F16ToFloat(uint16_t bits);

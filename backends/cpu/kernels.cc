@@ -3,7 +3,6 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <bit>
 #include <cmath>
 #include <cstring>
 #include <functional>
@@ -585,20 +584,17 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void ToBf16Chunk(
     const float* __restrict in, uint16_t* __restrict out, int64_t lo,
     int64_t hi) {
 #pragma omp simd
-  for (int64_t i = lo; i < hi; ++i) {
-    const uint32_t bits = std::bit_cast<uint32_t>(in[i]);
-    const uint32_t rounded = (bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16;
-    const bool nan = (bits & 0x7FFFFFFFu) > 0x7F800000u;
-    out[i] = static_cast<uint16_t>(nan ? ((bits >> 16) | 0x40u) : rounded);
-  }
+  for (int64_t i = lo; i < hi; ++i) out[i] = FloatToBF16(in[i]);
 }
 
 }  // namespace
 
 void ConvertToBf16(const float* in, uint16_t* out, int64_t n) {
-  // One thread below 64K elements: the parallel region costs more.
-  const int threads = n < (1 << 16) ? 1 : omp_get_max_threads();
-#pragma omp parallel num_threads(threads)
+  if (!UseTeam(n)) {
+    ToBf16Chunk(in, out, 0, n);
+    return;
+  }
+#pragma omp parallel
   {
     const int t = omp_get_thread_num(), count = omp_get_num_threads();
     // 32-element blocks keep each thread's stores to whole cache lines.

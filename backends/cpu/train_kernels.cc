@@ -3,7 +3,6 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <bit>
 #include <cmath>
 #include <cstring>
 #include <type_traits>
@@ -151,15 +150,35 @@ void LossGradT(const LossParams& params, ConstView y_true, const T* pred,
   }
 }
 
+// One Adam/AdamW step's constants, and its update of element i: the first
+// and second moments into m_out, v_out and the weight into var_out (each may
+// alias its input: element i reads only index i before writing it).
+template <typename T>
+struct AdamStep {
+  T alpha, one_minus_b1, one_minus_b2, eps, wd, lr;
+  bool decay;
+
+  void operator()(int64_t i, const T* var, const T* grad, const T* m_in,
+                  const T* v_in, T* m_out, T* v_out, T* var_out) const {
+    T w = var[i];
+    if (decay) w = w - w * wd * lr;
+    const T g = grad[i];
+    const T m = m_in[i] + (g - m_in[i]) * one_minus_b1;
+    const T v = v_in[i] + (g * g - v_in[i]) * one_minus_b2;
+    m_out[i] = m;
+    v_out[i] = v;
+    var_out[i] = w - (m * alpha) / (std::sqrt(v) + eps);
+  }
+};
+
 // The f32 Adam/AdamW element loop over [lo, hi), compiled for AVX-512 and
 // AVX2 besides the baseline (the build targets plain x86-64) and picked at load
 // time. Called per thread on its own chunk: OpenMP's outlined region bodies
 // would not be cloned.
 __attribute__((target_clones("avx512f", "avx2", "default"))) void AdamChunkF32(
-    int64_t lo, int64_t hi, const float* var, const float* __restrict grad,
-    const float* m_in, const float* v_in, float* m_out, float* v_out,
-    float* var_out, float alpha, float one_minus_b1, float one_minus_b2,
-    float eps, bool decay, float wd, float lr, uint16_t* var_bf16) {
+    int64_t lo, int64_t hi, const AdamStep<float>& step, const float* var,
+    const float* __restrict grad, const float* m_in, const float* v_in,
+    float* m_out, float* v_out, float* var_out, uint16_t* var_bf16) {
   // Element i reads only index i before writing it, so the in-place aliasing
   // of the outputs with var, m and v does not stop vectorization.
   // With `var_bf16`, var' is also rounded to bf16 (to nearest even, NaN stays
@@ -169,25 +188,11 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void AdamChunkF32(
   for (int64_t b = lo; b < hi; b += block) {
     const int64_t e = std::min(hi, b + block);
 #pragma omp simd
-    for (int64_t i = b; i < e; ++i) {
-      float w = var[i];
-      if (decay) w = w - w * wd * lr;
-      const float g = grad[i];
-      const float m = m_in[i] + (g - m_in[i]) * one_minus_b1;
-      const float v = v_in[i] + (g * g - v_in[i]) * one_minus_b2;
-      m_out[i] = m;
-      v_out[i] = v;
-      var_out[i] = w - (m * alpha) / (std::sqrt(v) + eps);
-    }
+    for (int64_t i = b; i < e; ++i)
+      step(i, var, grad, m_in, v_in, m_out, v_out, var_out);
     if (var_bf16 == nullptr) continue;
 #pragma omp simd
-    for (int64_t i = b; i < e; ++i) {
-      const uint32_t bits = std::bit_cast<uint32_t>(var_out[i]);
-      const uint32_t rounded = (bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16;
-      const bool nan = (bits & 0x7FFFFFFFu) > 0x7F800000u;
-      var_bf16[i] =
-          static_cast<uint16_t>(nan ? ((bits >> 16) | 0x40u) : rounded);
-    }
+    for (int64_t i = b; i < e; ++i) var_bf16[i] = FloatToBF16(var_out[i]);
   }
 }
 
@@ -229,16 +234,17 @@ void UpdateT(const UpdateParams& prm, int64_t n, const T* var, const T* grad,
       const T t = iterations + T(1);
       const T b1_power = std::pow(static_cast<T>(prm.beta_1), t);
       const T b2_power = std::pow(static_cast<T>(prm.beta_2), t);
-      const T alpha = lr * std::sqrt(T(1) - b2_power) / (T(1) - b1_power);
-      const T one_minus_b1 = static_cast<T>(1.0 - prm.beta_1);
-      const T one_minus_b2 = static_cast<T>(1.0 - prm.beta_2);
-      const T eps = static_cast<T>(prm.epsilon);
-      const bool decay = prm.kind == UpdateKind::kAdamW;
-      const T wd = static_cast<T>(prm.weight_decay);
+      const AdamStep<T> step{
+          .alpha = lr * std::sqrt(T(1) - b2_power) / (T(1) - b1_power),
+          .one_minus_b1 = static_cast<T>(1.0 - prm.beta_1),
+          .one_minus_b2 = static_cast<T>(1.0 - prm.beta_2),
+          .eps = static_cast<T>(prm.epsilon),
+          .wd = static_cast<T>(prm.weight_decay),
+          .lr = lr,
+          .decay = prm.kind == UpdateKind::kAdamW};
       if constexpr (std::is_same_v<T, float>) {
         if (!UseTeam(n, 16384)) {
-          AdamChunkF32(0, n, var, grad, s0, s1, o0, o1, var_out, alpha,
-                       one_minus_b1, one_minus_b2, eps, decay, wd, lr,
+          AdamChunkF32(0, n, step, var, grad, s0, s1, o0, o1, var_out,
                        var_bf16);
           return;
         }
@@ -246,22 +252,13 @@ void UpdateT(const UpdateParams& prm, int64_t n, const T* var, const T* grad,
         {
           const auto [lo, hi] =
               ThreadChunk(n, omp_get_thread_num(), omp_get_num_threads());
-          AdamChunkF32(lo, hi, var, grad, s0, s1, o0, o1, var_out, alpha,
-                       one_minus_b1, one_minus_b2, eps, decay, wd, lr,
+          AdamChunkF32(lo, hi, step, var, grad, s0, s1, o0, o1, var_out,
                        var_bf16);
         }
         return;
       }
-      ParallelForSimd(n, [&](int64_t i) {
-        T w = var[i];
-        if (decay) w = w - w * wd * lr;
-        const T g = grad[i];
-        const T m = s0[i] + (g - s0[i]) * one_minus_b1;
-        const T v = s1[i] + (g * g - s1[i]) * one_minus_b2;
-        o0[i] = m;
-        o1[i] = v;
-        var_out[i] = w - (m * alpha) / (std::sqrt(v) + eps);
-      });
+      ParallelForSimd(
+          n, [&](int64_t i) { step(i, var, grad, s0, s1, o0, o1, var_out); });
       return;
     }
     case UpdateKind::kRmsprop: {
@@ -733,18 +730,16 @@ void StridedCopy(int64_t elem_size, const void* src,
   const int64_t inner = rank == 0 ? 1 : out_dims[rank - 1];
   const int64_t inner_stride = rank == 0 ? 0 : src_strides[rank - 1];
   if (inner_stride > 1 || inner < 8) {
-#pragma omp parallel for schedule(static) if (n > (1 << 16))
-    for (int64_t i = 0; i < n; ++i) {
+    ParallelFor(n, n, [&](int64_t i) {
       std::memcpy(d + i * elem_size,
                   s + SourceIndex(i, out_dims, src_strides) * elem_size,
                   elem_size);
-    }
+    });
     return;
   }
   const int64_t outer = n / inner;
   const int64_t row_bytes = inner * elem_size;
-#pragma omp parallel for schedule(static) if (n > (1 << 16))
-  for (int64_t o = 0; o < outer; ++o) {
+  ParallelFor(outer, n, [&](int64_t o) {
     const std::byte* from =
         s + SourceIndex(o * inner, out_dims, src_strides) * elem_size;
     std::byte* to = d + o * row_bytes;
@@ -758,7 +753,7 @@ void StridedCopy(int64_t elem_size, const void* src,
       for (int64_t j = 0; j < inner; ++j)
         std::memcpy(to + j * elem_size, from, elem_size);
     }
-  }
+  });
 }
 
 void ReduceToShapeF64(const double* x, const std::vector<int64_t>& out_strides,
