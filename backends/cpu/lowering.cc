@@ -230,7 +230,6 @@ absl::Status Lowering::LowerDense(const Node& node, const Attributes& attrs) {
              : mm_time <= t_time                  ? kMatmul
                                                   : kTransposed;
     }));
-    if (pick == kTransposed && !f.transposable) pick = kMatmul;
   }
   if (pick == kTransposed) {
     const ValueId w_t = NewExtra(f.kernel_t.get_size());
