@@ -1,10 +1,12 @@
 #include "frontend/sklearn.h"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <bit>
 #include <cmath>
 #include <cstring>
+#include <exception>
 #include <limits>
 #include <map>
 #include <numeric>
@@ -182,6 +184,17 @@ struct BaseMultilayerPerceptron::Staging {
   std::map<int64_t, Step> predict;
   // Set when the steps run on one thread and another core is free.
   std::unique_ptr<BackgroundWorker> gatherer;
+  // Early stopping with a gatherer: an epoch's weights are validated on a
+  // copy of the network, on the gatherer's thread, while the next epoch
+  // trains (speculatively: it is rolled back when that validation stops
+  // training).
+  struct Validation;
+  std::unique_ptr<Validation> validation;
+};
+
+struct BaseMultilayerPerceptron::Staging::Validation {
+  std::unique_ptr<Sequential> network;
+  Staging staging;  // Its predict feeds.
 };
 
 BaseMultilayerPerceptron::BaseMultilayerPerceptron(MLPOptions options,
@@ -468,8 +481,8 @@ BaseMultilayerPerceptron::ValidationSplit(const Tensor& y) {
   return {train, test};
 }
 
-void BaseMultilayerPerceptron::BuildModel(int64_t n_features, int64_t n_outputs,
-                                          const std::vector<Tensor>& weights) {
+std::unique_ptr<Sequential> BaseMultilayerPerceptron::CompiledNetwork(
+    int64_t n_features, int64_t n_outputs, bool* single_threaded) const {
   const double c = LossScale();
   const double l2 = c * 0.5 * options_.alpha / static_cast<double>(l2_batch_);
   const std::string activation = ActivationFor(options_.activation);
@@ -501,7 +514,7 @@ void BaseMultilayerPerceptron::BuildModel(int64_t n_features, int64_t n_outputs,
     loss = SparseCategoricalCrossentropy{.from_logits = true};
   }
   model->compile(optimizer, loss, {}, options_.device);
-  bool single_threaded = false;
+  *single_threaded = false;
   if (auto* cpu = dynamic_cast<CpuBackend*>(&model->backend())) {
     int threads = options_.num_threads;
     if (threads <= 0) {
@@ -521,9 +534,16 @@ void BaseMultilayerPerceptron::BuildModel(int64_t n_features, int64_t n_outputs,
     // Applies to the executables compiled from here on, which is all of them:
     // they are compiled on first use.
     cpu->SetNumThreads(threads);
-    single_threaded = threads == 1;
+    *single_threaded = threads == 1;
   }
+  return model;
+}
 
+void BaseMultilayerPerceptron::BuildModel(int64_t n_features, int64_t n_outputs,
+                                          const std::vector<Tensor>& weights) {
+  bool single_threaded = false;
+  std::unique_ptr<Sequential> model =
+      CompiledNetwork(n_features, n_outputs, &single_threaded);
   model->set_weights(weights);
   model_ = std::move(model);
   staging_ = std::make_unique<Staging>();
@@ -545,10 +565,9 @@ Tensor BaseMultilayerPerceptron::GraphTargets(const Tensor& y) const {
   return y.dtype() == type.dtype ? y : y.CastTo(type.dtype);
 }
 
-double BaseMultilayerPerceptron::RunEpoch(const Tensor& x,
-                                          const Tensor& targets,
-                                          const std::vector<int64_t>& rows,
-                                          int64_t batch_size) {
+double BaseMultilayerPerceptron::RunEpoch(
+    const Tensor& x, const Tensor& targets, const std::vector<int64_t>& rows,
+    int64_t batch_size, const std::function<void()>& worker_first) {
   const int64_t n = static_cast<int64_t>(rows.size());
   const double c = LossScale();
   const bool sgd = options_.solver == "sgd";
@@ -609,31 +628,43 @@ double BaseMultilayerPerceptron::RunEpoch(const Tensor& x,
   // With a worker, it gathers batch b once the step of batch b - kSlots has
   // released that slot, and runs ahead of the steps through the epoch:
   // one hand-off per epoch, not one per batch (a thread's wake-up costs
-  // about as much as a small net's step).
-  std::atomic<int> gathered{0}, trained{0};
+  // about as much as a small net's step). Whoever reaches a batch first
+  // claims it: the steps gather their own batches while the worker is busy
+  // with `worker_first` or falls behind.
+  std::atomic<int> claimed{0}, trained{0};
+  // ready[b % kSlots] is b + 1 once batch b is gathered.
+  std::array<std::atomic<int>, Staging::kSlots> ready{};
   BackgroundWorker* gatherer = staging_->gatherer.get();
   if (gatherer != nullptr && batches > 0) {
     gatherer->Start([&] {
-      for (int b = 0; b < batches; ++b) {
+      if (worker_first) worker_first();
+      for (int b = claimed.fetch_add(1); b < batches;
+           b = claimed.fetch_add(1)) {
         for (int done = trained.load(); b - done >= Staging::kSlots;
              done = trained.load()) {
           trained.wait(done);
         }
         gather(b);
-        gathered.store(b + 1);
-        gathered.notify_one();
+        std::atomic<int>& flag = ready[b % Staging::kSlots];
+        flag.store(b + 1);
+        flag.notify_one();
       }
     });
+  } else if (worker_first) {
+    worker_first();
   }
   double accumulated = 0.0;
   for (int b = 0; b < batches; ++b) {
     const int64_t count = count_of(b);
     Staging::Step& step = staging_->train.at(count);
-    if (gatherer == nullptr) {
+    int unclaimed = b;
+    if (gatherer == nullptr ||
+        claimed.compare_exchange_strong(unclaimed, b + 1)) {
       gather(b);
     } else {
-      for (int done = gathered.load(); done <= b; done = gathered.load())
-        gathered.wait(done);
+      std::atomic<int>& flag = ready[b % Staging::kSlots];
+      for (int done = flag.load(); done != b + 1; done = flag.load())
+        flag.wait(done);
     }
     const double scale =
         sgd ? c * static_cast<double>(count) / static_cast<double>(l2_batch_)
@@ -662,8 +693,13 @@ double BaseMultilayerPerceptron::RunEpoch(const Tensor& x,
 }
 
 Tensor BaseMultilayerPerceptron::Forward(const Tensor& x) const {
+  return Forward(x, *model_, *staging_);
+}
+
+Tensor BaseMultilayerPerceptron::Forward(const Tensor& x, Sequential& model,
+                                         Staging& staging) const {
   const int64_t n = x.shape()[0];
-  const Graph& graph = model_->graph(GraphStage::kPredict);
+  const Graph& graph = model.graph(GraphStage::kPredict);
   const TensorType x_type = FeedType(graph, kFeatureFeed);
   Tensor result(DType::kF64, Shape{n, n_outputs_});
   // Up to kWhole rows in the feed's type run as one batch reading x in place
@@ -679,10 +715,10 @@ Tensor BaseMultilayerPerceptron::Forward(const Tensor& x) const {
   }
   for (int64_t begin = 0; begin < n; begin += chunk) {
     const int64_t count = std::min(chunk, n - begin);
-    auto [it, inserted] = staging_->predict.try_emplace(count);
+    auto [it, inserted] = staging.predict.try_emplace(count);
     Staging::Step& step = it->second;
     if (inserted)
-      step.executable = &model_->executable(GraphStage::kPredict, count);
+      step.executable = &model.executable(GraphStage::kPredict, count);
     const Tensor* batch = &x;
     if (!in_place) {
       const Shape shape = x_type.shape.WithBatch(count);
@@ -701,11 +737,9 @@ Tensor BaseMultilayerPerceptron::Forward(const Tensor& x) const {
   return result;
 }
 
-void BaseMultilayerPerceptron::UpdateNoImprovementCount(bool early_stopping,
-                                                        const Tensor& x_val,
-                                                        const Tensor& y_val) {
+void BaseMultilayerPerceptron::UpdateNoImprovementCount(
+    bool early_stopping, double score, std::vector<Tensor> scored_weights) {
   if (early_stopping) {
-    const double score = ValidationScore(x_val, y_val);
     validation_scores_.push_back(score);
     if (options_.verbose)
       *options_.out << "Validation score: " << PyF(score) << "\n";
@@ -716,7 +750,8 @@ void BaseMultilayerPerceptron::UpdateNoImprovementCount(bool early_stopping,
     }
     if (score > best_validation_score_) {
       best_validation_score_ = score;
-      best_weights_ = model_->get_weights();
+      best_weights_ = scored_weights.empty() ? model_->get_weights()
+                                             : std::move(scored_weights);
     }
   } else {
     if (loss_curve_.back() > best_loss_ - options_.tol) {
@@ -805,9 +840,9 @@ void BaseMultilayerPerceptron::FitPrepared(const Tensor& x, const Tensor& y,
   const Tensor targets = GraphTargets(y);
 
   // order: scikit-learn's permutation of the training set; rows: the rows
-  // of x it names. The next epoch's are drawn ahead (next_*), on the gather
-  // worker while this epoch's validation runs, from a copy of the generator
-  // that replaces rng_ only if that epoch runs.
+  // of x it names. The next epoch's are drawn ahead (next_*) on a worker
+  // thread, from a copy of the generator that replaces rng_ only if that
+  // epoch runs.
   std::vector<int64_t> order(static_cast<size_t>(n)), rows;
   std::iota(order.begin(), order.end(), 0);
   std::vector<int64_t> next_order, next_rows;
@@ -823,7 +858,46 @@ void BaseMultilayerPerceptron::FitPrepared(const Tensor& x, const Tensor& y,
     }
   };
   BackgroundWorker* worker = staging_->gatherer.get();
-  bool drawing = false;  // draw_next runs on the worker.
+  bool drawing = false;     // draw_next runs on the worker.
+  bool next_drawn = false;  // draw_next has run for the next epoch.
+  const auto begin_epoch = [&] {
+    if (drawing) {
+      worker->Wait();
+      drawing = false;
+    } else if (!next_drawn) {
+      draw_next();
+    }
+    next_drawn = false;
+    order.swap(next_order);
+    rows.swap(next_rows);
+    rng_ = next_rng;
+  };
+  const std::vector<int64_t>& epoch_rows = early_stopping ? rows : order;
+
+  // Validating epoch `it` while epoch it + 1 trains on the copy of the
+  // generator and variables gives what validating first gives, unless the
+  // score changes how it + 1 trains (the adaptive learning rate); when the
+  // score stops training, that epoch is rolled back.
+  Staging::Validation* validation = nullptr;
+  if (early_stopping && !incremental && worker != nullptr &&
+      !(options_.solver == "sgd" && options_.learning_rate == "adaptive")) {
+    if (staging_->validation == nullptr) {
+      auto created = std::make_unique<Staging::Validation>();
+      bool single_threaded = false;
+      created->network =
+          CompiledNetwork(n_features_in_, n_outputs_, &single_threaded);
+      staging_->validation = std::move(created);
+    }
+    validation = staging_->validation.get();
+  }
+  bool ahead = false;  // The epoch after the last one counted has run.
+  double loss_ahead = 0.0;
+  std::exception_ptr error_ahead;
+  // Every variable (weights and optimizer state) and the generator as the
+  // last epoch counted left them, while the next one runs ahead.
+  std::vector<std::pair<std::string, Tensor>> variables_behind;
+  std::mt19937 rng_behind;
+
   // The worker's job reads this frame: it must end before the frame does,
   // on every path out.
   struct WaitAtExit {
@@ -834,19 +908,18 @@ void BaseMultilayerPerceptron::FitPrepared(const Tensor& x, const Tensor& y,
   } wait_at_exit{worker};
   n_iter_ = 0;
   for (int it = 0; it < options_.max_iter; ++it) {
-    if (drawing) {
-      worker->Wait();
-      drawing = false;
+    if (ahead) {
+      ahead = false;
+      if (error_ahead) std::rethrow_exception(error_ahead);
+      loss_ = loss_ahead;
     } else {
-      draw_next();
-    }
-    order.swap(next_order);
-    rows.swap(next_rows);
-    rng_ = next_rng;
-    loss_ = RunEpoch(x, targets, early_stopping ? rows : order, batch_size);
-    if (worker != nullptr && it + 1 < options_.max_iter) {
-      worker->Start(draw_next);
-      drawing = true;
+      begin_epoch();
+      loss_ = RunEpoch(x, targets, epoch_rows, batch_size);
+      if (worker != nullptr && validation == nullptr &&
+          it + 1 < options_.max_iter) {
+        worker->Start(draw_next);
+        drawing = true;
+      }
     }
     ++n_iter_;
     t_ += n;
@@ -855,10 +928,44 @@ void BaseMultilayerPerceptron::FitPrepared(const Tensor& x, const Tensor& y,
       *options_.out << fmt::format("Iteration {}, loss = {:.8f}\n", n_iter_,
                                    loss_);
     }
-    UpdateNoImprovementCount(early_stopping, x_val, y_val);
     if (options_.solver == "sgd" && options_.learning_rate == "invscaling") {
       learning_rate_ = options_.learning_rate_init /
                        std::pow(static_cast<double>(t_ + 1), options_.power_t);
+    }
+    if (!early_stopping) {
+      UpdateNoImprovementCount(false, kNaN, {});
+    } else if (validation == nullptr || it + 1 == options_.max_iter) {
+      UpdateNoImprovementCount(true, ScoreOutputs(Forward(x_val), y_val), {});
+    } else {
+      std::vector<Tensor> scored = model_->get_weights();
+      validation->network->set_weights(scored);
+      VariableStore& store = model_->variables();
+      variables_behind.clear();
+      for (const std::string& name : store.Names())
+        variables_behind.emplace_back(name, ValueOrThrow(store.Read(name)));
+      rng_behind = rng_;
+      begin_epoch();
+      double score = kNaN;
+      std::exception_ptr validation_error;
+      const auto validate = [&] {
+        try {
+          score = ScoreOutputs(
+              Forward(x_val, *validation->network, validation->staging), y_val);
+        } catch (...) {
+          validation_error = std::current_exception();
+        }
+        draw_next();
+        next_drawn = true;
+      };
+      try {
+        loss_ahead = RunEpoch(x, targets, epoch_rows, batch_size, validate);
+        error_ahead = nullptr;
+      } catch (...) {
+        error_ahead = std::current_exception();
+      }
+      ahead = true;
+      if (validation_error) std::rethrow_exception(validation_error);
+      UpdateNoImprovementCount(true, score, std::move(scored));
     }
     if (no_improvement_count_ > options_.n_iter_no_change) {
       const std::string message =
@@ -887,7 +994,15 @@ void BaseMultilayerPerceptron::FitPrepared(const Tensor& x, const Tensor& y,
       } else if (options_.verbose) {
         *options_.out << message << " Stopping.\n";
       }
-      if (stopping) break;
+      if (stopping) {
+        if (ahead) {
+          VariableStore& store = model_->variables();
+          for (const auto& [name, value] : variables_behind)
+            ThrowIfError(store.Write(name, value));
+          rng_ = rng_behind;
+        }
+        break;
+      }
       no_improvement_count_ = 0;
     }
     if (incremental) break;
@@ -1132,10 +1247,13 @@ MLPClassifier& MLPClassifier::Fit(const Tensor& x_in, const RawLabels& y,
 }
 
 std::vector<int32_t> MLPClassifier::PredictIndices(const Tensor& x) const {
-  const Tensor out = Forward(x);
-  const int64_t n = x.shape()[0];
+  return IndicesOf(Forward(x));
+}
+
+std::vector<int32_t> MLPClassifier::IndicesOf(const Tensor& outputs) const {
+  const int64_t n = outputs.shape()[0];
   std::vector<int32_t> indices(static_cast<size_t>(n));
-  auto values = out.data<double>();
+  auto values = outputs.data<double>();
   for (int64_t i = 0; i < n; ++i) {
     if (n_outputs_ == 1) {
       indices[i] = values[i] > 0.0 ? 1 : 0;  // sigmoid(logit) > 0.5
@@ -1264,9 +1382,9 @@ double MLPClassifier::score(const Tensor& x,
   return Score(x, RawLabels::From(y));
 }
 
-double MLPClassifier::ValidationScore(const Tensor& x,
-                                      const Tensor& targets) const {
-  const std::vector<int32_t> predicted = PredictIndices(x);
+double MLPClassifier::ScoreOutputs(const Tensor& outputs,
+                                   const Tensor& targets) const {
+  const std::vector<int32_t> predicted = IndicesOf(outputs);
   auto truth = targets.data<int32_t>();
   int64_t correct = 0;
   for (size_t i = 0; i < predicted.size(); ++i)
@@ -1390,9 +1508,9 @@ double MLPRegressor::score(const Tensor& x_in, const Tensor& y) const {
   return R2(targets, predicted);
 }
 
-double MLPRegressor::ValidationScore(const Tensor& x,
-                                     const Tensor& targets) const {
-  return R2(targets, Forward(x));
+double MLPRegressor::ScoreOutputs(const Tensor& outputs,
+                                  const Tensor& targets) const {
+  return R2(targets, outputs);
 }
 
 }  // namespace sequent

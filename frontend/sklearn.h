@@ -9,6 +9,7 @@
 // Errors throw sequent::Error.
 
 #include <cstdint>
+#include <functional>
 #include <iostream>
 #include <memory>
 #include <optional>
@@ -126,9 +127,10 @@ class BaseMultilayerPerceptron {
   // The network's raw output (logits, or regression values) for checked x.
   Tensor Forward(const Tensor& x) const;
   void RequireFitted(const char* what) const;
-  // Validation score on FitPrepared-style y: accuracy or R^2.
-  virtual double ValidationScore(const Tensor& x,
-                                 const Tensor& targets) const = 0;
+  // Validation score of the network's raw outputs against FitPrepared-style
+  // y: accuracy or R^2.
+  virtual double ScoreOutputs(const Tensor& outputs,
+                              const Tensor& targets) const = 0;
   virtual const char* class_name() const = 0;
 
   // Throws for options scikit-learn's parameter validation rejects.
@@ -138,9 +140,17 @@ class BaseMultilayerPerceptron {
   bool classifier_;
 
  private:
+  // The network of this estimator's options, compiled with a fresh
+  // optimizer; sets *single_threaded when its CPU steps run on one thread.
+  std::unique_ptr<Sequential> CompiledNetwork(int64_t n_features,
+                                              int64_t n_outputs,
+                                              bool* single_threaded) const;
   // Compiles the network with a fresh optimizer and the given weights.
   void BuildModel(int64_t n_features, int64_t n_outputs,
                   const std::vector<Tensor>& weights);
+  struct Staging;
+  // Forward on `model`, whose feeds are kept in `staging`.
+  Tensor Forward(const Tensor& x, Sequential& model, Staging& staging) const;
   std::vector<Tensor> InitialWeights(int64_t n_features, int64_t n_outputs);
   // Rows of the early-stopping split {train, validation}, drawn as
   // scikit-learn's train_test_split (stratified for two classes only, as
@@ -152,15 +162,19 @@ class BaseMultilayerPerceptron {
   double LossScale() const;
   // One epoch over the rows of (x, targets) that `rows` names, in its
   // order; returns scikit-learn's loss (the mean over samples of the
-  // per-batch losses).
+  // per-batch losses). `worker_first`, when set, runs on the gathering
+  // worker (on this thread without one) before it starts gathering.
   double RunEpoch(const Tensor& x, const Tensor& targets,
-                  const std::vector<int64_t>& rows, int64_t batch_size);
+                  const std::vector<int64_t>& rows, int64_t batch_size,
+                  const std::function<void()>& worker_first = nullptr);
   // The graph's targets for FitPrepared's y: class indices stay i32 for a
   // softmax output, become 0/1 [n, 1] for a logistic one; regression targets
   // take the label feed's dtype.
   Tensor GraphTargets(const Tensor& y) const;
-  void UpdateNoImprovementCount(bool early_stopping, const Tensor& x_val,
-                                const Tensor& y_val);
+  // Early stopping: `score` is the validation score of `scored_weights`
+  // (empty: the model's current weights), kept as the best when it is.
+  void UpdateNoImprovementCount(bool early_stopping, double score,
+                                std::vector<Tensor> scored_weights);
 
   std::unique_ptr<Sequential> model_;
   std::mt19937 rng_;  // numpy's RandomState stream (see sklearn.cc).
@@ -169,7 +183,6 @@ class BaseMultilayerPerceptron {
   int64_t l2_batch_ = 0;  // The batch size the graph's L2 coefficient assumes.
   int no_improvement_count_ = 0;
   std::vector<Tensor> best_weights_;
-  struct Staging;
   std::unique_ptr<Staging> staging_;
 };
 
@@ -229,8 +242,11 @@ class MLPClassifier : public BaseMultilayerPerceptron {
   // Class indices (i32 [n]) of labels that must all be in classes_.
   Tensor Encode(const RawLabels& y, const char* what) const;
   std::vector<int32_t> PredictIndices(const Tensor& x) const;
+  // The class index of each row of the network's raw outputs.
+  std::vector<int32_t> IndicesOf(const Tensor& outputs) const;
   double Score(const Tensor& x, const RawLabels& y) const;
-  double ValidationScore(const Tensor& x, const Tensor& targets) const override;
+  double ScoreOutputs(const Tensor& outputs,
+                      const Tensor& targets) const override;
   const char* class_name() const override { return "MLPClassifier"; }
 };
 
@@ -261,7 +277,8 @@ class MLPRegressor : public BaseMultilayerPerceptron {
  private:
   MLPRegressor& Fit(const Tensor& x, const Tensor& y, bool incremental);
   Tensor Targets(const Tensor& y, int64_t rows, const char* what) const;
-  double ValidationScore(const Tensor& x, const Tensor& targets) const override;
+  double ScoreOutputs(const Tensor& outputs,
+                      const Tensor& targets) const override;
   const char* class_name() const override { return "MLPRegressor"; }
 };
 

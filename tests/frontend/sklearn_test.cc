@@ -252,6 +252,56 @@ TEST(MLPClassifierTest, EarlyStoppingRestoresTheBestWeights) {
   }
 }
 
+// Early stopping validates an epoch while the next one trains ahead (on a
+// CPU with a core to spare) and rolls that epoch back when training stops:
+// the optimizer state must be the one the last counted epoch left, as in a
+// run that was never ahead.
+TEST(MLPClassifierTest, EarlyStoppingLeavesTheStateOfTheLastCountedEpoch) {
+  Blobs b = MakeBlobs(40, {0, 1, 2}, /*seed=*/3);
+  MLPOptions o = Small(60);
+  o.early_stopping = true;
+  o.validation_fraction = 0.25;
+  o.learning_rate_init = 0.2;
+  o.n_iter_no_change = 2;
+  std::ostringstream warnings;
+  o.warnings = &warnings;
+  MLPClassifier stopped(o);
+  stopped.fit(b.x, b.y);
+  ASSERT_LT(stopped.n_iter_, o.max_iter) << "the fit must stop early";
+
+  o.max_iter = stopped.n_iter_;
+  o.n_iter_no_change = 1000;
+  MLPClassifier reference(o);
+  reference.fit(b.x, b.y);
+  EXPECT_EQ(reference.validation_scores_, stopped.validation_scores_);
+  EXPECT_EQ(reference.loss_curve_, stopped.loss_curve_);
+
+  // Adam's moments of each weight (named after its layer, which differs
+  // between the two models) and its step count.
+  const VariableStore& got = stopped.model().variables();
+  const VariableStore& want = reference.model().variables();
+  std::vector<std::pair<std::string, std::string>> pairs = {
+      {"optimizer/iterations", "optimizer/iterations"}};
+  const std::vector<std::string> a = stopped.model().weight_names();
+  const std::vector<std::string> c = reference.model().weight_names();
+  ASSERT_EQ(a.size(), c.size());
+  for (size_t i = 0; i < a.size(); ++i)
+    for (const char* slot : {"/m", "/v"})
+      pairs.emplace_back(a[i] + slot, c[i] + slot);
+  int optimizer_variables = 0;
+  for (const auto& [got_name, want_name] : pairs) {
+    ASSERT_TRUE(got.Contains(got_name)) << got_name;
+    ++optimizer_variables;
+    const Tensor g = got.Read(got_name).value();
+    const Tensor w = want.Read(want_name).value();
+    ASSERT_EQ(g.num_elements(), w.num_elements()) << got_name;
+    for (int64_t i = 0; i < g.num_elements(); ++i)
+      ASSERT_EQ(g.GetAsDouble(i), w.GetAsDouble(i))
+          << got_name << "[" << i << "]";
+  }
+  EXPECT_EQ(optimizer_variables, 1 + 2 * static_cast<int>(a.size()));
+}
+
 TEST(MLPClassifierTest, ReportedLossIsScikitLearnsLogLossPlusPenalty) {
   // One full-batch epoch at a tiny learning rate: the reported loss is the
   // log-loss at the initial weights plus 0.5 * alpha * |W|^2 / n.
