@@ -49,7 +49,11 @@ absl::Status CpuExecutable::Run(absl::Span<const Feed> feeds,
                                                      "': ", s.message()));
         }
       } else {
-        step.primitive.execute(stream, step.arg_map);
+        const dnnl_status_t status = dnnl_primitive_execute(
+            step.primitive.get(), stream.get(),
+            static_cast<int>(step.exec_args.size()), step.exec_args.data());
+        if (status != dnnl_success)
+          throw dnnl::error(status, "could not execute a primitive");
       }
       if (profile) {
         stream.wait();

@@ -12,7 +12,6 @@
 #include <functional>
 #include <memory>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -136,7 +135,9 @@ struct Step {
   double seconds = 0;  // Accumulated when profiling.
   dnnl::primitive primitive;
   std::vector<MemArg> args;
-  std::unordered_map<int, memory> arg_map;
+  // `args` as oneDNN's C API takes them: executing through it skips the C++
+  // API's per-call conversion of an argument map (an allocation per call).
+  std::vector<dnnl_exec_arg_t> exec_args;
   std::string layer;
   // Our own loop, when `primitive` is empty.
   std::function<absl::Status(const Pointers&)> loop;

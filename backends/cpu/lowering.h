@@ -108,7 +108,7 @@ class Lowering {
       reads_bf16 |= desc.data_type() == memory::data_type::bf16;
       memory mem(desc, engine(), DNNL_MEMORY_NONE);
       step.args.push_back({arg, mem, value});
-      step.arg_map.emplace(arg, mem);
+      step.exec_args.push_back({arg, mem.get()});
     }
     // The implementation string (e.g. "x64:gemm:jit") does not say the types.
     if (reads_bf16) step.kind += " [bf16]";
@@ -118,7 +118,7 @@ class Lowering {
           std::max<int64_t>(scratchpad_bytes_, scratch.get_size());
       memory mem(scratch, engine(), DNNL_MEMORY_NONE);
       step.args.push_back({DNNL_ARG_SCRATCHPAD, mem, kScratchpad});
-      step.arg_map.emplace(DNNL_ARG_SCRATCHPAD, mem);
+      step.exec_args.push_back({DNNL_ARG_SCRATCHPAD, mem.get()});
     }
     exe_.steps.push_back(std::move(step));
   }
