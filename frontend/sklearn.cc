@@ -482,7 +482,8 @@ BaseMultilayerPerceptron::ValidationSplit(const Tensor& y) {
 }
 
 std::unique_ptr<Sequential> BaseMultilayerPerceptron::CompiledNetwork(
-    int64_t n_features, int64_t n_outputs, bool* single_threaded) const {
+    int64_t n_features, int64_t n_outputs, std::optional<Device> device,
+    bool* single_threaded) const {
   const double c = LossScale();
   const double l2 = c * 0.5 * options_.alpha / static_cast<double>(l2_batch_);
   const std::string activation = ActivationFor(options_.activation);
@@ -513,7 +514,7 @@ std::unique_ptr<Sequential> BaseMultilayerPerceptron::CompiledNetwork(
   } else {
     loss = SparseCategoricalCrossentropy{.from_logits = true};
   }
-  model->compile(optimizer, loss, {}, options_.device);
+  model->compile(optimizer, loss, {}, std::move(device));
   *single_threaded = false;
   if (auto* cpu = dynamic_cast<CpuBackend*>(&model->backend())) {
     int threads = options_.num_threads;
@@ -543,7 +544,7 @@ void BaseMultilayerPerceptron::BuildModel(int64_t n_features, int64_t n_outputs,
                                           const std::vector<Tensor>& weights) {
   bool single_threaded = false;
   std::unique_ptr<Sequential> model =
-      CompiledNetwork(n_features, n_outputs, &single_threaded);
+      CompiledNetwork(n_features, n_outputs, options_.device, &single_threaded);
   model->set_weights(weights);
   model_ = std::move(model);
   staging_ = std::make_unique<Staging>();
@@ -565,16 +566,13 @@ Tensor BaseMultilayerPerceptron::GraphTargets(const Tensor& y) const {
   return y.dtype() == type.dtype ? y : y.CastTo(type.dtype);
 }
 
-double BaseMultilayerPerceptron::RunEpoch(
-    const Tensor& x, const Tensor& targets, const std::vector<int64_t>& rows,
-    int64_t batch_size, const std::function<void()>& worker_first) {
-  const int64_t n = static_cast<int64_t>(rows.size());
-  const double c = LossScale();
+void BaseMultilayerPerceptron::CompileTrainSteps(int64_t n,
+                                                 int64_t batch_size) {
   const bool sgd = options_.solver == "sgd";
-  const auto step_for = [&](int64_t count) -> Staging::Step& {
+  const auto step_for = [&](int64_t count) {
     auto [it, inserted] = staging_->train.try_emplace(count);
     Staging::Step& step = it->second;
-    if (!inserted) return step;
+    if (!inserted) return;
     step.executable = &model_->executable(GraphStage::kTrain, count);
     const Graph& graph = model_->graph(GraphStage::kTrain);
     const TensorType x_type = FeedType(graph, kFeatureFeed);
@@ -604,16 +602,29 @@ double BaseMultilayerPerceptron::RunEpoch(
         sgd ? static_cast<double>(count) / static_cast<double>(l2_batch_) : 1.0;
     for (int64_t i = 0; i < count; ++i)
       step.sample_weight.SetFromDouble(i, weight);
-    return step;
   };
   const int batches = static_cast<int>((n + batch_size - 1) / batch_size);
   const auto count_of = [&](int b) {
     return std::min<int64_t>(batch_size, n - b * batch_size);
   };
-  // Both executables compile here, on this thread, before any gathering.
   for (int b : {0, batches - 1}) {
     if (b >= 0) step_for(count_of(b));
   }
+}
+
+double BaseMultilayerPerceptron::RunEpoch(
+    const Tensor& x, const Tensor& targets, const std::vector<int64_t>& rows,
+    int64_t batch_size, const std::function<void()>& worker_first) {
+  const int64_t n = static_cast<int64_t>(rows.size());
+  const double c = LossScale();
+  const bool sgd = options_.solver == "sgd";
+  const int batches = static_cast<int>((n + batch_size - 1) / batch_size);
+  const auto count_of = [&](int b) {
+    return std::min<int64_t>(batch_size, n - b * batch_size);
+  };
+  // Both executables compile here (when fit has not yet), on this thread,
+  // before any gathering.
+  CompileTrainSteps(n, batch_size);
   const auto slot_of = [&](int b) -> Staging::Step::Slot& {
     Staging::Step& step = staging_->train.at(count_of(b));
     return step.slots[static_cast<size_t>(b) % step.slots.size()];
@@ -697,11 +708,12 @@ Tensor BaseMultilayerPerceptron::Forward(const Tensor& x) const {
 }
 
 Tensor BaseMultilayerPerceptron::Forward(const Tensor& x, Sequential& model,
-                                         Staging& staging) const {
+                                         Staging& staging,
+                                         bool compile_only) const {
   const int64_t n = x.shape()[0];
   const Graph& graph = model.graph(GraphStage::kPredict);
   const TensorType x_type = FeedType(graph, kFeatureFeed);
-  Tensor result(DType::kF64, Shape{n, n_outputs_});
+  Tensor result(DType::kF64, Shape{compile_only ? 0 : n, n_outputs_});
   // Up to kWhole rows in the feed's type run as one batch reading x in place
   // (validation sets); other inputs go in chunks copied out of x.
   constexpr int64_t kWhole = 16384, kChunk = 4096;
@@ -719,6 +731,7 @@ Tensor BaseMultilayerPerceptron::Forward(const Tensor& x, Sequential& model,
     Staging::Step& step = it->second;
     if (inserted)
       step.executable = &model.executable(GraphStage::kPredict, count);
+    if (compile_only) continue;
     const Tensor* batch = &x;
     if (!in_place) {
       const Shape shape = x_type.shape.WithBatch(count);
@@ -805,14 +818,10 @@ void BaseMultilayerPerceptron::FitPrepared(const Tensor& x, const Tensor& y,
 
   // The training rows stay in x: each epoch gathers its batches from x
   // through train_rows (no copy of the training set).
-  std::vector<int64_t> train_rows;
-  Tensor x_val, y_val;
+  std::vector<int64_t> train_rows, val_rows;
   if (early_stopping) {
-    std::vector<int64_t> val_rows;
     std::tie(train_rows, val_rows) = ValidationSplit(y);
-    x_val = TakeRows(x, val_rows);
-    y_val = TakeRows(y, val_rows);
-    if (x_val.shape()[0] < 2) {
+    if (val_rows.size() < 2) {
       throw Error(
           "The validation set is too small. Increase 'validation_fraction' or "
           "the size of your dataset.");
@@ -837,7 +846,6 @@ void BaseMultilayerPerceptron::FitPrepared(const Tensor& x, const Tensor& y,
     const std::vector<Tensor> weights = model_->get_weights();
     BuildModel(n_features_in_, n_outputs_, weights);
   }
-  const Tensor targets = GraphTargets(y);
 
   // order: scikit-learn's permutation of the training set; rows: the rows
   // of x it names. The next epoch's are drawn ahead (next_*) on a worker
@@ -881,13 +889,8 @@ void BaseMultilayerPerceptron::FitPrepared(const Tensor& x, const Tensor& y,
   Staging::Validation* validation = nullptr;
   if (early_stopping && !incremental && worker != nullptr &&
       !(options_.solver == "sgd" && options_.learning_rate == "adaptive")) {
-    if (staging_->validation == nullptr) {
-      auto created = std::make_unique<Staging::Validation>();
-      bool single_threaded = false;
-      created->network =
-          CompiledNetwork(n_features_in_, n_outputs_, &single_threaded);
-      staging_->validation = std::move(created);
-    }
+    if (staging_->validation == nullptr)
+      staging_->validation = std::make_unique<Staging::Validation>();
     validation = staging_->validation.get();
   }
   bool ahead = false;  // The epoch after the last one counted has run.
@@ -906,6 +909,38 @@ void BaseMultilayerPerceptron::FitPrepared(const Tensor& x, const Tensor& y,
       if (worker != nullptr) worker->Wait();
     }
   } wait_at_exit{worker};
+
+  // The validation set is copied out of x, and the validation network built
+  // and compiled, on the worker while this thread compiles the train steps.
+  Tensor x_val, y_val;
+  std::exception_ptr setup_error;
+  const auto prepare_validation = [&] {
+    x_val = TakeRows(x, val_rows);
+    y_val = TakeRows(y, val_rows);
+    if (validation == nullptr || validation->network != nullptr) return;
+    try {
+      bool single_threaded = false;
+      // On the training network's device: a WithDevice scope of the
+      // caller's does not reach this thread.
+      validation->network = CompiledNetwork(n_features_in_, n_outputs_,
+                                            model_->device(), &single_threaded);
+      Forward(x_val, *validation->network, validation->staging,
+              /*compile_only=*/true);
+    } catch (...) {
+      setup_error = std::current_exception();
+    }
+  };
+  if (early_stopping) {
+    if (worker != nullptr) {
+      worker->Start(prepare_validation);
+    } else {
+      prepare_validation();
+    }
+  }
+  CompileTrainSteps(n, batch_size);
+  const Tensor targets = GraphTargets(y);
+  if (worker != nullptr) worker->Wait();
+  if (setup_error) std::rethrow_exception(setup_error);
   n_iter_ = 0;
   for (int it = 0; it < options_.max_iter; ++it) {
     if (ahead) {

@@ -140,17 +140,21 @@ class BaseMultilayerPerceptron {
   bool classifier_;
 
  private:
-  // The network of this estimator's options, compiled with a fresh
-  // optimizer; sets *single_threaded when its CPU steps run on one thread.
+  // The network of this estimator's options, compiled for `device` (as
+  // Sequential::compile takes it) with a fresh optimizer; sets
+  // *single_threaded when its CPU steps run on one thread.
   std::unique_ptr<Sequential> CompiledNetwork(int64_t n_features,
                                               int64_t n_outputs,
+                                              std::optional<Device> device,
                                               bool* single_threaded) const;
   // Compiles the network with a fresh optimizer and the given weights.
   void BuildModel(int64_t n_features, int64_t n_outputs,
                   const std::vector<Tensor>& weights);
   struct Staging;
-  // Forward on `model`, whose feeds are kept in `staging`.
-  Tensor Forward(const Tensor& x, Sequential& model, Staging& staging) const;
+  // Forward on `model`, whose feeds are kept in `staging`; `compile_only`
+  // compiles what it would run and returns no rows.
+  Tensor Forward(const Tensor& x, Sequential& model, Staging& staging,
+                 bool compile_only = false) const;
   std::vector<Tensor> InitialWeights(int64_t n_features, int64_t n_outputs);
   // Rows of the early-stopping split {train, validation}, drawn as
   // scikit-learn's train_test_split (stratified for two classes only, as
@@ -160,6 +164,9 @@ class BaseMultilayerPerceptron {
   // The factor between the graph's objective and scikit-learn's (see
   // sklearn.cc).
   double LossScale() const;
+  // The train executables and feeds of an epoch of n rows in batches of
+  // batch_size (a full and a last batch size), compiled once.
+  void CompileTrainSteps(int64_t n, int64_t batch_size);
   // One epoch over the rows of (x, targets) that `rows` names, in its
   // order; returns scikit-learn's loss (the mean over samples of the
   // per-batch losses). `worker_first`, when set, runs on the gathering
