@@ -969,17 +969,11 @@ void BaseMultilayerPerceptron::FitPrepared(const Tensor& x, const Tensor& y,
     }
     if (!early_stopping) {
       UpdateNoImprovementCount(false, kNaN, {});
-    } else if (validation == nullptr || it + 1 == options_.max_iter) {
+    } else if (validation == nullptr) {
       UpdateNoImprovementCount(true, ScoreOutputs(Forward(x_val), y_val), {});
     } else {
       std::vector<Tensor> scored = model_->get_weights();
       validation->network->set_weights(scored);
-      VariableStore& store = model_->variables();
-      variables_behind.clear();
-      for (const std::string& name : store.Names())
-        variables_behind.emplace_back(name, ValueOrThrow(store.Read(name)));
-      rng_behind = rng_;
-      begin_epoch();
       double score = kNaN;
       std::exception_ptr validation_error;
       const auto validate = [&] {
@@ -989,16 +983,28 @@ void BaseMultilayerPerceptron::FitPrepared(const Tensor& x, const Tensor& y,
         } catch (...) {
           validation_error = std::current_exception();
         }
-        draw_next();
-        next_drawn = true;
       };
-      try {
-        loss_ahead = RunEpoch(x, targets, epoch_rows, batch_size, validate);
-        error_ahead = nullptr;
-      } catch (...) {
-        error_ahead = std::current_exception();
+      if (it + 1 == options_.max_iter) {
+        validate();  // The last epoch: nothing to run ahead.
+      } else {
+        VariableStore& store = model_->variables();
+        variables_behind.clear();
+        for (const std::string& name : store.Names())
+          variables_behind.emplace_back(name, ValueOrThrow(store.Read(name)));
+        rng_behind = rng_;
+        begin_epoch();
+        try {
+          loss_ahead = RunEpoch(x, targets, epoch_rows, batch_size, [&] {
+            validate();
+            draw_next();
+            next_drawn = true;
+          });
+          error_ahead = nullptr;
+        } catch (...) {
+          error_ahead = std::current_exception();
+        }
+        ahead = true;
       }
-      ahead = true;
       if (validation_error) std::rethrow_exception(validation_error);
       UpdateNoImprovementCount(true, score, std::move(scored));
     }
