@@ -40,7 +40,7 @@ absl::Status MatchFeeds(absl::Span<const Feed> feeds, NameOf name_of,
           absl::StrCat("feed '", feed.name, "' is given twice"));
     }
     const TensorType& want = type_of(i);
-    if (feed.tensor->type() != want) {
+    if (!feed.tensor->HasType(want)) {
       return absl::InvalidArgumentError(absl::StrCat(
           "feed '", feed.name, "' has type ", feed.tensor->type().ToString(),
           ", the graph expects ", want.ToString()));

@@ -73,7 +73,7 @@ absl::Status CpuExecutable::Run(absl::Span<const Feed> feeds,
     const TensorType& type = types[output_values[i]];
     // A default Tensor claims type f32[] but holds no buffer, hence the element
     // count.
-    if (outputs[i].type() != type ||
+    if (!outputs[i].HasType(type) ||
         outputs[i].num_elements() != type.shape.NumElements()) {
       outputs[i] = Tensor(type);
     }

@@ -641,7 +641,7 @@ absl::Status CudaExecutableImpl::Run(absl::Span<const Feed> feeds,
   outputs.resize(output_values.size());
   for (size_t i = 0; i < output_values.size(); ++i) {
     const TensorType& type = output_types[i];
-    if (outputs[i].type() != type ||
+    if (!outputs[i].HasType(type) ||
         outputs[i].num_elements() != type.shape.NumElements()) {
       outputs[i] = Tensor(type);
     }
