@@ -603,13 +603,9 @@ void BaseMultilayerPerceptron::CompileTrainSteps(int64_t n,
     for (int64_t i = 0; i < count; ++i)
       step.sample_weight.SetFromDouble(i, weight);
   };
-  const int batches = static_cast<int>((n + batch_size - 1) / batch_size);
-  const auto count_of = [&](int b) {
-    return std::min<int64_t>(batch_size, n - b * batch_size);
-  };
-  for (int b : {0, batches - 1}) {
-    if (b >= 0) step_for(count_of(b));
-  }
+  // The full batch and a shorter last one (n > 0: fit checked it).
+  step_for(std::min(batch_size, n));
+  if (n % batch_size != 0) step_for(n % batch_size);
 }
 
 double BaseMultilayerPerceptron::RunEpoch(
@@ -889,8 +885,9 @@ void BaseMultilayerPerceptron::FitPrepared(const Tensor& x, const Tensor& y,
   Staging::Validation* validation = nullptr;
   if (early_stopping && !incremental && worker != nullptr &&
       !(options_.solver == "sgd" && options_.learning_rate == "adaptive")) {
-    if (staging_->validation == nullptr)
-      staging_->validation = std::make_unique<Staging::Validation>();
+    // BuildModel made staging_ for this fit (a fit that is not incremental
+    // always builds a fresh optimizer).
+    staging_->validation = std::make_unique<Staging::Validation>();
     validation = staging_->validation.get();
   }
   bool ahead = false;  // The epoch after the last one counted has run.
@@ -917,7 +914,7 @@ void BaseMultilayerPerceptron::FitPrepared(const Tensor& x, const Tensor& y,
   const auto prepare_validation = [&] {
     x_val = TakeRows(x, val_rows);
     y_val = TakeRows(y, val_rows);
-    if (validation == nullptr || validation->network != nullptr) return;
+    if (validation == nullptr) return;
     try {
       bool single_threaded = false;
       // On the training network's device: a WithDevice scope of the
