@@ -302,6 +302,33 @@ TEST(MLPClassifierTest, EarlyStoppingLeavesTheStateOfTheLastCountedEpoch) {
   EXPECT_EQ(optimizer_variables, 1 + 2 * static_cast<int>(a.size()));
 }
 
+// A validation set of several thousand rows is predicted in pieces between
+// the gathers (on a CPU with a core to spare): every row's prediction must
+// land in its place. The restored best weights classify every row of these
+// (separated) blobs, the validation rows among them, so their validation
+// score was 1.
+TEST(MLPClassifierTest, LargeValidationSetsAreScoredWhole) {
+  Blobs b = MakeBlobs(1500, {0, 1, 2}, /*seed=*/5);
+  // Halve the noise around MakeBlobs' centers, so no two blobs overlap.
+  const float centers[3][2] = {{0, 0}, {3, 0}, {0, 3}};
+  auto x = b.x.data<float>();
+  for (int64_t i = 0; i < b.x.shape()[0]; ++i) {
+    for (int64_t j = 0; j < 2; ++j) {
+      const float center = centers[b.y[static_cast<size_t>(i)]][j];
+      x[2 * i + j] = center + 0.5f * (x[2 * i + j] - center);
+    }
+  }
+  MLPOptions o = Small(30);
+  o.early_stopping = true;
+  o.validation_fraction = 0.5;  // 2250 rows.
+  std::ostringstream warnings;
+  o.warnings = &warnings;
+  MLPClassifier clf(o);
+  clf.fit(b.x, b.y);
+  ASSERT_EQ(clf.score(b.x, b.y), 1.0) << "the blobs must be separated";
+  EXPECT_EQ(clf.best_validation_score_, 1.0);
+}
+
 TEST(MLPClassifierTest, ReportedLossIsScikitLearnsLogLossPlusPenalty) {
   // One full-batch epoch at a tiny learning rate: the reported loss is the
   // log-loss at the initial weights plus 0.5 * alpha * |W|^2 / n.
