@@ -26,6 +26,7 @@
 #include "backends/cpu/lowering.h"
 #include "backends/cpu/onednn_util.h"
 #include "backends/cpu/train_kernels.h"
+#include "backends/cpu/weight_layout.h"
 #include "backends/feeds.h"
 #include "backends/host_variable_store.h"
 #include "core/initializers.h"
@@ -269,6 +270,12 @@ absl::StatusOr<std::unique_ptr<Executable>> CpuBackend::Compile(
   // nodes.
   Graph lowered_graph = graph;
   cpu::RewriteDenseBackward(lowered_graph);
+  auto* cpu_store = dynamic_cast<cpu::CpuVariableStore*>(host);
+  cpu::WeightLayoutPlan layouts;
+  if (cpu_store != nullptr) {
+    layouts = cpu::PlanWeightLayouts(lowered_graph, batch_size, *cpu_store,
+                                     compute_dtype_ == DType::kBF16);
+  }
 
   auto exe = std::make_unique<CpuExecutable>();
   // The memory plan over the batch-bound graph in which every reshape's users
@@ -311,6 +318,7 @@ absl::StatusOr<std::unique_ptr<Executable>> CpuBackend::Compile(
   }
 
   cpu::Lowering lowering(*exe);
+  lowering.blocked_values = layouts.blocked;
   for (NodeId id : order) {
     const Node& node = lowered_graph.node(id);
     if (node.op == "max_pool2d_grad" && node.inputs.size() == 3 &&
@@ -390,14 +398,13 @@ absl::StatusOr<std::unique_ptr<Executable>> CpuBackend::Compile(
       input_types.push_back(lowered_graph.type(in));
     }
     Attributes attrs = node.attrs;
-    // The backend's own nodes (RewriteDenseBackward) have no shape rule.
-    auto inferred =
-        (node.op == cpu::kDenseBackwardWeightsOp ||
-         node.op == cpu::kConvBackwardWeightsOp)
-            ? absl::StatusOr<std::vector<TensorType>>(
-                  std::vector<TensorType>{lowered_graph.type(node.outputs[0]),
-                                          lowered_graph.type(node.outputs[1])})
-            : registry.InferTypes(node.op, input_types, attrs);
+    // The backend's own nodes (RewriteDenseBackward, PlanWeightLayouts) have
+    // no shape rule: they keep the types they were made with.
+    std::vector<TensorType> own_types;
+    for (ValueId v : node.outputs) own_types.push_back(lowered_graph.type(v));
+    auto inferred = absl::StartsWith(node.op, "cpu.")
+                        ? absl::StatusOr<std::vector<TensorType>>(own_types)
+                        : registry.InferTypes(node.op, input_types, attrs);
     if (!inferred.ok()) return WithLayer(node, inferred.status());
     if (inferred->size() != node.outputs.size()) {
       return WithLayer(
@@ -465,6 +472,12 @@ absl::StatusOr<std::unique_ptr<Executable>> CpuBackend::Compile(
     if (!value.ok()) return WithLayer(node, value.status());
     SEQUENT_RETURN_IF_ERROR(
         host->Set(StringAttrOr(node.attrs, "name", ""), *std::move(value)));
+  }
+  for (const auto& [name, layout] : layouts.chosen)
+    SEQUENT_RETURN_IF_ERROR(cpu_store->SetLayout(name, layout));
+  // The variables this executable reads keep their layouts from now on.
+  if (cpu_store != nullptr) {
+    for (const auto& [name, type] : variable_types) cpu_store->Bind(name);
   }
 
   exe->expected_inputs =
@@ -571,6 +584,12 @@ absl::StatusOr<std::unique_ptr<Executable>> CpuBackend::Compile(
     }
   }
   return std::unique_ptr<Executable>(std::move(exe));
+}
+
+bool CpuBackend::StoresBlocked(const VariableStore& store,
+                               absl::string_view variable) {
+  const auto* cpu_store = dynamic_cast<const cpu::CpuVariableStore*>(&store);
+  return cpu_store != nullptr && cpu_store->LayoutOf(variable) != nullptr;
 }
 
 void CpuBackend::SetFixedKernelChoice(bool fixed) {

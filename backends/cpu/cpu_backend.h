@@ -58,11 +58,14 @@ namespace sequent {
 // under 16 (predict at batch 1, a 10-class output layer) stays f32: there the
 // conversions and oneDNN's bf16 kernels cost more than they save.
 //
+// Dense kernels, with their gradients and optimizer slots, are stored in the
+// blocked layout oneDNN's inner products prefer when every step touching
+// them can read it (backends/cpu/weight_layout.h): no weight reorder per run;
+// the store converts at its boundary (get_weights, set_weights, save, load).
 // Convolution kernels are handed to oneDNN in the blocked layout its
 // primitive picks (a small reorder per run; activations stay NHWC).
 //
-// Later: blocked layouts for dense weights (with reorders at the store
-// boundary) and convolution activations.
+// Later: blocked convolution kernels in the store, and blocked activations.
 class CpuBackend : public Backend {
  public:
   // Threads for oneDNN and our loops: SEQUENT_NUM_THREADS when set and
@@ -107,6 +110,12 @@ class CpuBackend : public Backend {
   // executable. Unlike ProfileString it needs no profiling.
   static std::vector<std::string> StepImplementations(
       const Executable& executable);
+
+  // Whether `store` (one this backend created) keeps `variable` in oneDNN's
+  // blocked weights layout (backends/cpu/weight_layout.h); its Read and
+  // Write still see row-major data.
+  static bool StoresBlocked(const VariableStore& store,
+                            absl::string_view variable);
 
   // The memory plan of an executable this backend compiled (null for any
   // other executable), and the plan's table (MemoryPlan::ToString over the

@@ -17,6 +17,83 @@ absl::Status Unsupported(const Node& node, absl::string_view why) {
       absl::StrCat("[", node.op, "] the cpu backend ", why));
 }
 
+namespace {
+
+// The offset, in elements, of element (i, j) of a 2-D blocked layout: the
+// blocks' positions from the innermost out, then the outer strides (as
+// oneDNN's own blk_off).
+int64_t BlockedOffset(const memory::desc& desc, int64_t i, int64_t j) {
+  const dnnl_blocking_desc_t& b = desc.data.format_desc.blocking;
+  int64_t index[2] = {i, j};
+  int64_t inner = 0, size = 1;
+  for (int k = b.inner_nblks - 1; k >= 0; --k) {
+    const int d = static_cast<int>(b.inner_idxs[k]);
+    inner += index[d] % b.inner_blks[k] * size;
+    index[d] /= b.inner_blks[k];
+    size *= b.inner_blks[k];
+  }
+  return desc.data.offset0 + index[0] * b.strides[0] + index[1] * b.strides[1] +
+         inner;
+}
+
+// Copies a 2-D f32 variable from layout `from_desc` to `to_desc`. A loop of
+// ours rather than a oneDNN reorder: the store's conversions run in saves,
+// which may run in a forked child, where starting OpenMP threads can hang.
+void Convert(const memory::desc& from_desc, const void* from,
+             const memory::desc& to_desc, void* to) {
+  const memory::dims dims = from_desc.dims();
+  const auto* src = static_cast<const float*>(from);
+  auto* dst = static_cast<float*>(to);
+  for (int64_t i = 0; i < dims[0]; ++i) {
+    for (int64_t j = 0; j < dims[1]; ++j)
+      dst[BlockedOffset(to_desc, i, j)] = src[BlockedOffset(from_desc, i, j)];
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<Tensor> CpuVariableStore::Read(absl::string_view name) const {
+  SEQUENT_ASSIGN_OR_RETURN(Tensor stored, HostVariableStore::Read(name));
+  const Layout* layout = LayoutOf(name);
+  if (layout == nullptr) return stored;
+  Tensor plain(stored.dtype(), stored.shape());
+  Convert(layout->blocked, stored.raw_data(), layout->plain, plain.raw_data());
+  return plain;
+}
+
+absl::Status CpuVariableStore::Write(absl::string_view name,
+                                     const Tensor& value) {
+  if (const Layout* layout = LayoutOf(name)) {
+    Tensor* stored = Find(name);
+    if (stored->type() != value.type()) {
+      // The base class words the error.
+      return HostVariableStore::Write(name, value);
+    }
+    Convert(layout->plain, value.raw_data(), layout->blocked,
+            stored->raw_data());
+  } else {
+    SEQUENT_RETURN_IF_ERROR(HostVariableStore::Write(name, value));
+  }
+  if (auto it = shadows_.find(name); it != shadows_.end())
+    ++it->second->version;
+  return absl::OkStatus();
+}
+
+absl::Status CpuVariableStore::SetLayout(absl::string_view name,
+                                         const Layout& layout) {
+  Tensor* stored = Find(name);
+  if (stored == nullptr || IsBound(name) || LayoutOf(name) != nullptr ||
+      layout.blocked.get_size() != stored->num_bytes() ||
+      layout.plain.get_size() != stored->num_bytes()) {
+    return absl::InternalError(absl::StrCat("variable '", std::string(name),
+                                            "' cannot change its layout"));
+  }
+  const Tensor plain = *stored;
+  Convert(layout.plain, plain.raw_data(), layout.blocked, stored->raw_data());
+  layouts_.emplace(std::string(name), layout);
+  return absl::OkStatus();
+}
+
 absl::Status CpuExecutable::Run(absl::Span<const Feed> feeds,
                                 std::vector<Tensor>& outputs) {
   // Feeds are validated like the reference backend's, with the same messages.

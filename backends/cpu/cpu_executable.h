@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
@@ -82,6 +83,11 @@ inline AlignedBuffer AllocateAligned(int64_t bytes) {
 // version counter per tracked variable, bumped by every write (Write, and the
 // executables' updates), tells when a copy is stale; Adam's update writes the
 // copy in the same pass as the weights (no conversion in the next step).
+//
+// A dense kernel (with its gradient's optimizer slots) may be kept in the
+// blocked layout oneDNN's inner products prefer (weight_layout.h decides, at
+// the first Compile that reads it): Read and Write convert at this boundary,
+// so callers (get_weights, set_weights, save, load) only see row-major data.
 class CpuVariableStore : public HostVariableStore {
  public:
   struct Shadow {
@@ -91,12 +97,28 @@ class CpuVariableStore : public HostVariableStore {
     int64_t n = 0;
   };
 
-  absl::Status Write(absl::string_view name, const Tensor& value) override {
-    SEQUENT_RETURN_IF_ERROR(HostVariableStore::Write(name, value));
-    if (auto it = shadows_.find(name); it != shadows_.end())
-      ++it->second->version;
-    return absl::OkStatus();
+  absl::StatusOr<Tensor> Read(absl::string_view name) const override;
+  absl::Status Write(absl::string_view name, const Tensor& value) override;
+
+  // A variable kept in a blocked layout: oneDNN's view of its row-major
+  // data (a kernel [IC, OC] is the weights {OC, IC} in `io`), and the
+  // blocked layout of the same dims it is stored in.
+  struct Layout {
+    memory::desc plain, blocked;
+  };
+  // nullptr when the variable is stored row-major.
+  const Layout* LayoutOf(absl::string_view name) const {
+    auto it = layouts_.find(name);
+    return it == layouts_.end() ? nullptr : &it->second;
   }
+  // Converts the stored (row-major) variable to `layout.blocked`, of the same
+  // size, and keeps it so. Only for a variable no executable reads yet
+  // (!IsBound).
+  absl::Status SetLayout(absl::string_view name, const Layout& layout);
+  // Whether a compiled executable reads the variable (in its current layout,
+  // which can then no longer change).
+  bool IsBound(absl::string_view name) const { return bound_.contains(name); }
+  void Bind(absl::string_view name) { bound_.insert(std::string(name)); }
 
   // The (stable) version entry of `name`, created when absent.
   Shadow* ShadowOf(absl::string_view name) {
@@ -116,6 +138,8 @@ class CpuVariableStore : public HostVariableStore {
 
  private:
   absl::flat_hash_map<std::string, std::unique_ptr<Shadow>> shadows_;
+  absl::flat_hash_map<std::string, Layout> layouts_;
+  absl::flat_hash_set<std::string> bound_;
 };
 
 // ---------------------------------------------------------------------------------------

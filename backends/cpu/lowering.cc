@@ -174,6 +174,26 @@ absl::Status Lowering::LowerDense(const Node& node, const Attributes& attrs) {
     post.append_eltwise(1.f, e.alg, e.alpha, e.beta);
   dnnl::primitive_attr attr = Attr();
   attr.set_post_ops(post);
+  if (const CpuVariableStore::Layout* layout = BlockedLayout(w_id)) {
+    // The kernel in its blocked layout: the inner product it was chosen for.
+    const auto f32 = memory::data_type::f32;
+    const memory::desc src({m, k}, in, tag::ab), dst({m, p}, f32, tag::ab);
+    const memory::desc bias({p}, f32, tag::a);
+    const auto prop = dnnl::prop_kind::forward_inference;
+    dnnl::inner_product_forward::primitive_desc pd(
+        has_bias ? dnnl::inner_product_forward::desc(prop, src, layout->blocked,
+                                                     bias, dst)
+                 : dnnl::inner_product_forward::desc(prop, src, layout->blocked,
+                                                     dst),
+        attr, engine());
+    std::vector<std::tuple<int, ValueId, memory::desc>> args = {
+        {DNNL_ARG_SRC, x_id, src},
+        {DNNL_ARG_WEIGHTS, w_id, layout->blocked},
+        {DNNL_ARG_DST, z_id, dst}};
+    if (has_bias) args.push_back({DNNL_ARG_BIAS, bias_id, bias});
+    AddPrimitive(pd, dnnl::inner_product_forward(pd), std::move(args));
+    return absl::OkStatus();
+  }
   const GemmChoice choice = GemmChoiceFromEnv();
   const DenseForms f =
       MakeDenseForms(engine(), Attr(), attr, m, k, p, in, has_bias,
@@ -296,6 +316,26 @@ absl::Status Lowering::LowerMatmul(const Node& node, const Attributes& attrs) {
   const memory::desc mm_dst({m, p}, f32, tag::ab);
   dnnl::matmul::primitive_desc mm(
       dnnl::matmul::desc(mm_src, mm_weights, mm_dst), Attr(), engine());
+  const CpuVariableStore::Layout* layout = BlockedLayout(node.inputs[1]);
+  if (layout != nullptr && !ta && tb) {
+    // A dense layer's input gradient over its blocked kernel: dz [M, OC],
+    // the kernel {OC, IC} (here k = OC, p = IC).
+    const memory::desc diff_dst({m, k}, f32, tag::ab);
+    const memory::desc diff_src({m, p}, f32, tag::ab);
+    dnnl::inner_product_forward::primitive_desc hint(
+        dnnl::inner_product_forward::desc(dnnl::prop_kind::forward_training,
+                                          diff_src, layout->blocked, diff_dst),
+        engine());
+    dnnl::inner_product_backward_data::primitive_desc pd(
+        dnnl::inner_product_backward_data::desc(diff_src, layout->blocked,
+                                                diff_dst),
+        Attr(), engine(), hint);
+    AddPrimitive(pd, dnnl::inner_product_backward_data(pd),
+                 {{DNNL_ARG_DIFF_DST, node.inputs[0], diff_dst},
+                  {DNNL_ARG_WEIGHTS, node.inputs[1], layout->blocked},
+                  {DNNL_ARG_DIFF_SRC, node.outputs[0], diff_src}});
+    return absl::OkStatus();
+  }
   const GemmChoice choice = GemmChoiceFromEnv();
   if (!ta && tb && a.shape.rank() == 2 && b.shape.rank() == 2 &&
       choice != GemmChoice::kMatmul &&
@@ -981,6 +1021,17 @@ absl::Status Lowering::LowerNode(const Node& node, const Attributes& attrs) {
     // Row-major data is unchanged by a reshape: the output shares the input's
     // buffer.
     Alias(node.outputs[0], node.inputs[0]);
+    return absl::OkStatus();
+  }
+  if (op == kFromBlockedOp || op == kToBlockedOp) {
+    // A blocked variable read row-major, or written back from row-major
+    // (weight_layout.h).
+    const ValueId in = node.inputs[0], out = node.outputs[0];
+    const bool from = op == kFromBlockedOp;
+    const CpuVariableStore::Layout* layout = BlockedLayout(from ? in : out);
+    if (layout == nullptr) return Unsupported(node, "lost its layout");
+    AddReorder(in, from ? layout->blocked : layout->plain, out,
+               from ? layout->plain : layout->blocked);
     return absl::OkStatus();
   }
   if (op == "transpose") return LowerTranspose(node, attrs);

@@ -24,6 +24,7 @@
 #include "backends/cpu/kernels.h"
 #include "backends/cpu/onednn_util.h"
 #include "backends/cpu/train_kernels.h"
+#include "backends/cpu/weight_layout.h"
 #include "core/graph.h"
 #include "ops/activation_fn.h"
 
@@ -415,6 +416,12 @@ class Lowering {
 
   // max_pool2d outputs whose max_pool2d_grad reads the forward's workspace.
   absl::flat_hash_map<ValueId, ValueId> pool_workspaces;  // y -> extra id
+  // Values held in a blocked weights layout (weight_layout.h).
+  absl::flat_hash_map<ValueId, CpuVariableStore::Layout> blocked_values;
+  const CpuVariableStore::Layout* BlockedLayout(ValueId v) const {
+    auto it = blocked_values.find(v);
+    return it == blocked_values.end() ? nullptr : &it->second;
+  }
 
  private:
   absl::Status LowerActivationGrad(const Node& node, const Attributes& attrs,

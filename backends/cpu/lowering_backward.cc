@@ -697,6 +697,23 @@ absl::Status Lowering::LowerDenseBackwardWeights(const Node& node) {
   const memory::desc weights({p, k}, f32, tag::io);
   const memory::desc bias({p}, f32, tag::a);
   const memory::desc dst({m, p}, in, tag::ab);
+  if (const CpuVariableStore::Layout* layout = BlockedLayout(node.outputs[0])) {
+    // The kernel's gradient in the kernel's blocked layout.
+    dnnl::inner_product_forward::primitive_desc blocked_hint(
+        dnnl::inner_product_forward::desc(dnnl::prop_kind::forward_training,
+                                          src, layout->blocked, bias, dst),
+        engine());
+    dnnl::inner_product_backward_weights::primitive_desc blocked_pd(
+        dnnl::inner_product_backward_weights::desc(src, layout->blocked, bias,
+                                                   dst),
+        Attr(), engine(), blocked_hint);
+    AddPrimitive(blocked_pd, dnnl::inner_product_backward_weights(blocked_pd),
+                 {{DNNL_ARG_SRC, node.inputs[0], src},
+                  {DNNL_ARG_DIFF_DST, node.inputs[1], dst},
+                  {DNNL_ARG_DIFF_WEIGHTS, node.outputs[0], layout->blocked},
+                  {DNNL_ARG_DIFF_BIAS, node.outputs[1], bias}});
+    return absl::OkStatus();
+  }
   dnnl::inner_product_forward::primitive_desc hint(
       dnnl::inner_product_forward::desc(dnnl::prop_kind::forward_training, src,
                                         memory::desc({p, k}, in, tag::io), bias,
