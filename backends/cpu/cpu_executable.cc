@@ -53,11 +53,13 @@ void Convert(const memory::desc& from_desc, const void* from,
 }  // namespace
 
 absl::StatusOr<Tensor> CpuVariableStore::Read(absl::string_view name) const {
-  SEQUENT_ASSIGN_OR_RETURN(Tensor stored, HostVariableStore::Read(name));
   const Layout* layout = LayoutOf(name);
-  if (layout == nullptr) return stored;
-  Tensor plain(stored.dtype(), stored.shape());
-  Convert(layout->blocked, stored.raw_data(), layout->plain, plain.raw_data());
+  if (layout == nullptr) return HostVariableStore::Read(name);
+  // Converted straight from the stored tensor (a layout is only set on a
+  // stored variable), without the base class's copy of it.
+  const Tensor* stored = Find(name);
+  Tensor plain(stored->dtype(), stored->shape());
+  Convert(layout->blocked, stored->raw_data(), layout->plain, plain.raw_data());
   return plain;
 }
 
