@@ -83,7 +83,8 @@ namespace {
 
 // The oneDNN formulations of one dense GEMM z = act(x W + b) at m rows, x
 // [m, k], the kernel W [k, p]:
-// - an inner product: the kernel as oneDNN's {OC=p, IC=k} weights is `io`;
+// - an inner product: the kernel as oneDNN's {OC=p, IC=k} weights is `io`
+//   (or `weights`, a blocked layout the kernel is stored in);
 // - a matmul: the kernel is its plain `ab` B and the bias a {1, p} row;
 // - transposed, z^T = W^T x^T: an inner product whose weights are the batch
 //   ([m, k] as `oi`) and whose source is the kernel transposed ([p, k]),
@@ -111,11 +112,12 @@ DenseForms MakeDenseForms(const dnnl::engine& engine,
                           const dnnl::primitive_attr& plain_attr,
                           const dnnl::primitive_attr& attr, int64_t m,
                           int64_t k, int64_t p, memory::data_type in,
-                          bool has_bias, bool with_alternatives) {
+                          bool has_bias, bool with_alternatives,
+                          const memory::desc* weights = nullptr) {
   const auto f32 = memory::data_type::f32;
   DenseForms f;
   f.src = memory::desc({m, k}, in, tag::ab);
-  f.weights = memory::desc({p, k}, in, tag::io);
+  f.weights = weights != nullptr ? *weights : memory::desc({p, k}, in, tag::io);
   f.dst = memory::desc({m, p}, f32, tag::ab);
   f.bias = memory::desc({p}, f32, tag::a);
   f.ip = has_bias ? dnnl::inner_product_forward::primitive_desc(
@@ -174,30 +176,15 @@ absl::Status Lowering::LowerDense(const Node& node, const Attributes& attrs) {
     post.append_eltwise(1.f, e.alg, e.alpha, e.beta);
   dnnl::primitive_attr attr = Attr();
   attr.set_post_ops(post);
-  if (const CpuVariableStore::Layout* layout = BlockedLayout(w_id)) {
-    // The kernel in its blocked layout: the inner product it was chosen for.
-    const auto f32 = memory::data_type::f32;
-    const memory::desc src({m, k}, in, tag::ab), dst({m, p}, f32, tag::ab);
-    const memory::desc bias({p}, f32, tag::a);
-    const auto prop = dnnl::prop_kind::forward_inference;
-    dnnl::inner_product_forward::primitive_desc pd(
-        has_bias ? dnnl::inner_product_forward::desc(prop, src, layout->blocked,
-                                                     bias, dst)
-                 : dnnl::inner_product_forward::desc(prop, src, layout->blocked,
-                                                     dst),
-        attr, engine());
-    std::vector<std::tuple<int, ValueId, memory::desc>> args = {
-        {DNNL_ARG_SRC, x_id, src},
-        {DNNL_ARG_WEIGHTS, w_id, layout->blocked},
-        {DNNL_ARG_DST, z_id, dst}};
-    if (has_bias) args.push_back({DNNL_ARG_BIAS, bias_id, bias});
-    AddPrimitive(pd, dnnl::inner_product_forward(pd), std::move(args));
-    return absl::OkStatus();
-  }
-  const GemmChoice choice = GemmChoiceFromEnv();
+  // A kernel in its blocked layout (weight_layout.h) takes the inner product
+  // the layout was chosen for.
+  const CpuVariableStore::Layout* layout = BlockedLayout(w_id);
+  const GemmChoice choice =
+      layout != nullptr ? GemmChoice::kInnerProduct : GemmChoiceFromEnv();
   const DenseForms f =
       MakeDenseForms(engine(), Attr(), attr, m, k, p, in, has_bias,
-                     choice != GemmChoice::kInnerProduct);
+                     choice != GemmChoice::kInnerProduct,
+                     layout != nullptr ? &layout->blocked : nullptr);
   enum { kIp, kMatmul, kTransposed } pick = kIp;
   if (choice == GemmChoice::kMatmul) pick = kMatmul;
   if (choice == GemmChoice::kTransposedMatmul)
