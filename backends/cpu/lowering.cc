@@ -177,15 +177,19 @@ absl::Status Lowering::LowerDense(const Node& node, const Attributes& attrs) {
   dnnl::primitive_attr attr = Attr();
   attr.set_post_ops(post);
   // A kernel in its blocked layout (weight_layout.h) takes the inner product
-  // the layout was chosen for.
+  // the layout was chosen for; a thin kernel stored transposed, the
+  // transposed form where it applies.
   const CpuVariableStore::Layout* layout = BlockedLayout(w_id);
+  const bool stored_transposed =
+      layout != nullptr && layout->blocked == TransposedKernel(k, p);
   const GemmChoice choice =
       layout != nullptr ? GemmChoice::kInnerProduct : GemmChoiceFromEnv();
   const DenseForms f =
       MakeDenseForms(engine(), Attr(), attr, m, k, p, in, has_bias,
-                     choice != GemmChoice::kInnerProduct,
+                     choice != GemmChoice::kInnerProduct || stored_transposed,
                      layout != nullptr ? &layout->blocked : nullptr);
   enum { kIp, kMatmul, kTransposed } pick = kIp;
+  if (stored_transposed && f.transposable) pick = kTransposed;
   if (choice == GemmChoice::kMatmul) pick = kMatmul;
   if (choice == GemmChoice::kTransposedMatmul)
     pick = f.transposable ? kTransposed : kMatmul;
@@ -246,12 +250,15 @@ absl::Status Lowering::LowerDense(const Node& node, const Attributes& attrs) {
     }));
   }
   if (pick == kTransposed) {
-    const ValueId w_t = NewExtra(f.kernel_t.get_size());
+    ValueId w_t = w_id;
+    if (!stored_transposed) {
+      w_t = NewExtra(f.kernel_t.get_size());
+      AddPrimitive(f.transpose_kernel, dnnl::reorder(f.transpose_kernel),
+                   {{DNNL_ARG_FROM, w_id, f.kernel_as_t},
+                    {DNNL_ARG_TO, w_t, f.kernel_t}});
+    }
     std::byte* zt_data = nullptr;  // Loops read extras directly.
     const ValueId zt_id = NewExtra(f.z_t.get_size(), &zt_data);
-    AddPrimitive(
-        f.transpose_kernel, dnnl::reorder(f.transpose_kernel),
-        {{DNNL_ARG_FROM, w_id, f.kernel_as_t}, {DNNL_ARG_TO, w_t, f.kernel_t}});
     AddPrimitive(f.t_ip, dnnl::inner_product_forward(f.t_ip),
                  {{DNNL_ARG_SRC, w_t, f.kernel_t},
                   {DNNL_ARG_WEIGHTS, x_id, f.batch_as_weights},

@@ -697,7 +697,37 @@ absl::Status Lowering::LowerDenseBackwardWeights(const Node& node) {
   const memory::desc weights({p, k}, f32, tag::io);
   const memory::desc bias({p}, f32, tag::a);
   const memory::desc dst({m, p}, in, tag::ab);
-  if (const CpuVariableStore::Layout* layout = BlockedLayout(node.outputs[0])) {
+  // db as column sums of dz (f32 in bf16 mode too), in a loop of ours with a
+  // per-thread scratch.
+  const auto new_sums_scratch = [&] {
+    std::byte* scratch = nullptr;
+    NewExtra(p * std::max(1, exe_.num_threads) *
+                 static_cast<int64_t>(sizeof(double)),
+             &scratch);
+    return reinterpret_cast<double*>(scratch);
+  };
+  const auto add_column_sums = [&](double* sums) {
+    const ValueId dz_f32 = node.inputs[1], db_id = node.outputs[1];
+    AddLoop([=](const Pointers& ptr) {
+      ColumnSums(DType::kF32, ptr[dz_f32], ptr[db_id], m, p, 1.0, sums);
+      return absl::OkStatus();
+    });
+  };
+  const CpuVariableStore::Layout* layout = BlockedLayout(node.outputs[0]);
+  if (layout != nullptr && layout->blocked == TransposedKernel(k, p) && !bf16) {
+    // A thin kernel stored transposed: dW^T = dz^T x straight into it (the
+    // GEMM's long side is k), and the column sums.
+    const memory::desc dz_t({p, m}, f32, Dims({1, p}));
+    dnnl::matmul::primitive_desc transposed(
+        dnnl::matmul::desc(dz_t, src, layout->blocked), Attr(), engine());
+    AddPrimitive(transposed, dnnl::matmul(transposed),
+                 {{DNNL_ARG_SRC, node.inputs[1], dz_t},
+                  {DNNL_ARG_WEIGHTS, node.inputs[0], src},
+                  {DNNL_ARG_DST, node.outputs[0], layout->blocked}});
+    add_column_sums(new_sums_scratch());
+    return absl::OkStatus();
+  }
+  if (layout != nullptr) {
     // The kernel's gradient in the kernel's blocked layout.
     dnnl::inner_product_forward::primitive_desc blocked_hint(
         dnnl::inner_product_forward::desc(dnnl::prop_kind::forward_training,
@@ -727,7 +757,6 @@ absl::Status Lowering::LowerDenseBackwardWeights(const Node& node) {
   // dz itself (f32 in bf16 mode too).
   const ValueId x_id = GemmOperand(node.inputs[0], bf16);
   const ValueId dz_id = GemmOperand(node.inputs[1], bf16);
-  const ValueId dz_f32 = node.inputs[1];
   const ValueId dw_id = node.outputs[0], db_id = node.outputs[1];
 
   const GemmChoice choice = GemmChoiceFromEnv();
@@ -743,11 +772,7 @@ absl::Status Lowering::LowerDenseBackwardWeights(const Node& node) {
                                             Attr(), engine());
     dnnl::reorder::primitive_desc transpose(engine(), dw_t, engine(), dw_as_t,
                                             Attr());
-    std::byte* sums_scratch = nullptr;
-    NewExtra(p * std::max(1, exe_.num_threads) *
-                 static_cast<int64_t>(sizeof(double)),
-             &sums_scratch);
-    auto* sums = reinterpret_cast<double*>(sums_scratch);
+    double* sums = new_sums_scratch();
     enum {
       kIp,
       kDirect,
@@ -802,10 +827,7 @@ absl::Status Lowering::LowerDenseBackwardWeights(const Node& node) {
             transpose, dnnl::reorder(transpose),
             {{DNNL_ARG_FROM, scratch, dw_t}, {DNNL_ARG_TO, dw_id, dw_as_t}});
       }
-      AddLoop([=](const Pointers& ptr) {
-        ColumnSums(DType::kF32, ptr[dz_f32], ptr[db_id], m, p, 1.0, sums);
-        return absl::OkStatus();
-      });
+      add_column_sums(sums);
       return absl::OkStatus();
     }
   }

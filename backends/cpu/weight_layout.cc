@@ -87,7 +87,8 @@ bool IsReference(const char* impl) {
 
 // The blocked layout of a kernel {OC = p, IC = k} that the group's forward
 // prefers, when oneDNN has a non-reference kernel with it for every aware
-// step of the group and it has no padding.
+// step of the group and it has no padding. A thin kernel, which the blocks
+// would pad, is stored transposed instead (TransposedKernel).
 std::optional<memory::desc> ChooseLayout(const Graph& graph, const Group& g,
                                          int64_t batch_size, int64_t k,
                                          int64_t p) {
@@ -107,7 +108,9 @@ std::optional<memory::desc> ChooseLayout(const Graph& graph, const Group& g,
                                           bias,
                                           memory::desc({m, p}, f32, tag::ab)),
         engine);
-    const memory::desc blocked = any.weights_desc();
+    memory::desc blocked = any.weights_desc();
+    if (blocked.get_size() != plain.get_size() && IsThinKernel(k, p))
+      blocked = TransposedKernel(k, p);
     if (blocked == plain || blocked.get_size() != plain.get_size() ||
         blocked.data.format_kind != dnnl_blocked)
       return std::nullopt;
@@ -148,6 +151,15 @@ std::optional<memory::desc> ChooseLayout(const Graph& graph, const Group& g,
 }
 
 }  // namespace
+
+bool IsThinKernel(int64_t k, int64_t p) {
+  constexpr int64_t kMaxThinOutputs = 16, kMinThinInputs = 64;
+  return p <= kMaxThinOutputs && k >= kMinThinInputs;
+}
+
+memory::desc TransposedKernel(int64_t k, int64_t p) {
+  return memory::desc({p, k}, memory::data_type::f32, tag::oi);
+}
 
 WeightLayoutPlan PlanWeightLayouts(Graph& graph, int64_t batch_size,
                                    const CpuVariableStore& store, bool bf16) {

@@ -443,7 +443,7 @@ void CompareTrainSteps(Sequential model, const Optimizer& optimizer,
 // Layers of 128 units over 32 and 128 inputs: kernels oneDNN blocks 16x64
 // without padding, in an order unlike row-major's (with 64 units the blocked
 // bytes would equal the row-major ones); the 5-unit output layer's would
-// pad, and stays row-major.
+// pad, and is stored transposed (a thin kernel, weight_layout.h).
 Sequential BlockableMlp() {
   return Sequential(
       {Input({32}), Dense(128, "relu"), Dense(128, "tanh"), Dense(5)});
@@ -472,16 +472,28 @@ TEST(CpuTrainTest, MlpTrainStepsMatchReferenceWithEveryGemmFormulation) {
   }
 }
 
-// Two kernels in the blocked layout, each with Adam's two slots (or SGD's
-// velocity): forward, input and weight gradients, clipping and the update
-// all read and write them blocked; the store reads them back row-major.
+// Two kernels in the blocked layout and a thin one stored transposed, each
+// with Adam's two slots (or SGD's velocity): forward, input and weight
+// gradients, clipping and the update all read and write them as stored; the
+// store reads them back row-major.
 TEST(CpuTrainTest, BlockedKernelTrainStepsMatchReference) {
   CompareTrainSteps(BlockableMlp(), Adam{}, Shape{32}, 1e-4, "blocked adam",
-                    /*blocked=*/6);
+                    /*blocked=*/9);
   CompareTrainSteps(
       BlockableMlp(),
       SGD{.learning_rate = 0.01, .momentum = 0.9, .clipnorm = 0.5}, Shape{32},
-      1e-5, "blocked sgd", /*blocked=*/4);
+      1e-5, "blocked sgd", /*blocked=*/6);
+}
+
+// scikit-learn's (5,5,5) net at a lower width: the first kernel (96x5) is
+// stored transposed and the thin forms read and write it without reorders,
+// with an L2 penalty on it as MLPClassifier adds.
+TEST(CpuTrainTest, ThinKernelStoredTransposedTrainsLikeReference) {
+  CompareTrainSteps(
+      Sequential({Input({96}),
+                  Dense(5, "relu", {.kernel_regularizer = {.l2 = 1e-3}}),
+                  Dense(5, "relu"), Dense(5)}),
+      Adam{}, Shape{96}, 1e-4, "thin adam", /*blocked=*/3);
 }
 
 // A store whose kernels are blocked serves a graph that cannot read them so
@@ -506,7 +518,7 @@ TEST(CpuTrainTest, BlockedKernelsServeGraphsThatReadThemRowMajor) {
   ASSERT_TRUE(f32_exe.ok()) << f32_exe.status();
   auto bf16_exe = cpu_bf16.Compile(train, kBatch, cpu_store.get());
   ASSERT_TRUE(bf16_exe.ok()) << bf16_exe.status();
-  ASSERT_EQ(CountBlocked(*cpu_store), 6);
+  ASSERT_EQ(CountBlocked(*cpu_store), 9);
   std::mt19937 rng(17);
   for (Executable* exe : {f32_exe->get(), bf16_exe->get()}) {
     Batch batch = RandomBatch(Shape{32}, kBatch, 5, rng);
