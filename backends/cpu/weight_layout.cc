@@ -153,7 +153,10 @@ std::optional<memory::desc> ChooseLayout(const Graph& graph, const Group& g,
 }  // namespace
 
 bool IsThinKernel(int64_t k, int64_t p) {
-  constexpr int64_t kMaxThinOutputs = 16, kMinThinInputs = 64;
+  // Up to half of a 16-lane block: a 512x10 classifier head stays row-major,
+  // as its batch-1 forward is 2 us faster so (brgemm against gemm:jit over
+  // the transposed kernel; bench/sequent_bench MlpPredict/1: 19 vs 21 us).
+  constexpr int64_t kMaxThinOutputs = 8, kMinThinInputs = 64;
   return p <= kMaxThinOutputs && k >= kMinThinInputs;
 }
 
