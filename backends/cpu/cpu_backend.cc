@@ -22,6 +22,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "backends/cpu/cpu_executable.h"
+#include "backends/cpu/graph_rewrites.h"
 #include "backends/cpu/kernels.h"
 #include "backends/cpu/lowering.h"
 #include "backends/cpu/onednn_util.h"
@@ -49,96 +50,6 @@ absl::Status CheckValue(const Graph& graph, ValueId value,
                                                    ", which no node produces"));
   }
   return absl::OkStatus();
-}
-
-// Makes each dense layer's weight gradient matmul(x, dz, transpose_a) and its
-// bias gradient (activation_bias_grad's second output beside dz, or
-// reduce_sum(dz, axes=[0])) one kDenseBackwardWeightsOp node, which oneDNN
-// runs as one inner_product_backward_weights. activation_bias_grad keeps dz
-// only (an activation_grad, oneDNN's eltwise backward from the output).
-void RewriteDenseBackward(Graph& g) {
-  for (NodeId id : g.LiveNodes()) {
-    if (g.node(id).op != "matmul") continue;
-    const Node& m = g.node(id);
-    if (!BoolAttrOr(m.attrs, "transpose_a", false) ||
-        BoolAttrOr(m.attrs, "transpose_b", false) || m.inputs.size() != 2) {
-      continue;
-    }
-    const ValueId x = m.inputs[0], dz = m.inputs[1];
-    const TensorType& xt = g.type(x);
-    const TensorType& dt = g.type(dz);
-    if (xt.dtype != DType::kF32 || dt.dtype != DType::kF32 ||
-        xt.shape.rank() != 2 || dt.shape.rank() != 2 ||
-        dt.shape[1] == Shape::kBatch) {
-      continue;
-    }
-    const TensorType bias_type{DType::kF32, Shape{dt.shape[1]}};
-    ValueId db = kNoValue;
-    const NodeId producer = g.value(dz).producer;
-    if (g.node(producer).op == "activation_bias_grad" &&
-        g.node(producer).outputs.size() == 2 &&
-        g.node(producer).outputs[0] == dz) {
-      db = g.node(producer).outputs[1];
-      Node& abg = g.mutable_node(producer);
-      abg.op = "activation_grad";
-      abg.outputs.resize(1);
-    } else {
-      for (const auto& [user, index] : g.Users(dz)) {
-        const Node& u = g.node(user);
-        const std::vector<int64_t> axes = IntListAttrOr(u.attrs, "axes", {});
-        if (u.op == "reduce_sum" && u.outputs.size() == 1 &&
-            (axes == std::vector<int64_t>{0} ||
-             axes == std::vector<int64_t>{-2}) &&
-            !BoolAttrOr(u.attrs, "keepdims", false) &&
-            g.type(u.outputs[0]) == bias_type) {
-          db = u.outputs[0];
-          Node& r = g.mutable_node(user);
-          r.removed = true;
-          r.outputs.clear();
-          break;
-        }
-      }
-    }
-    if (db == kNoValue) continue;
-    Node& w = g.mutable_node(id);
-    w.op = std::string(kDenseBackwardWeightsOp);
-    w.attrs.clear();
-    w.outputs.push_back(db);
-    g.mutable_value(db).producer = id;
-    g.mutable_value(db).output_index = 1;
-  }
-  // A convolution's filter gradient conv2d_backprop_filter(x, dz) and its
-  // bias gradient reduce_sum(dz, axes=[0, 1, 2]): one oneDNN
-  // convolution_backward_weights with diff_bias.
-  for (NodeId id : g.LiveNodes()) {
-    const Node& f = g.node(id);
-    if (f.op != "conv2d_backprop_filter" || f.inputs.size() != 2) continue;
-    const ValueId dz = f.inputs[1];
-    const TensorType& dt = g.type(dz);
-    if (dt.dtype != DType::kF32 || dt.shape.rank() != 4) continue;
-    const TensorType bias_type{DType::kF32, Shape{dt.shape[3]}};
-    for (const auto& [user, index] : g.Users(dz)) {
-      const Node& u = g.node(user);
-      const std::vector<int64_t> axes = IntListAttrOr(u.attrs, "axes", {});
-      if (u.op != "reduce_sum" || u.outputs.size() != 1 ||
-          !(axes == std::vector<int64_t>{0, 1, 2} ||
-            axes == std::vector<int64_t>{-4, -3, -2}) ||
-          BoolAttrOr(u.attrs, "keepdims", false) ||
-          g.type(u.outputs[0]) != bias_type) {
-        continue;
-      }
-      const ValueId db = u.outputs[0];
-      Node& r = g.mutable_node(user);
-      r.removed = true;
-      r.outputs.clear();
-      Node& w = g.mutable_node(id);
-      w.op = std::string(kConvBackwardWeightsOp);
-      w.outputs.push_back(db);
-      g.mutable_value(db).producer = id;
-      g.mutable_value(db).output_index = 1;
-      break;
-    }
-  }
 }
 
 // Same window on the same input: the max_pool2d_grad can use the forward's
@@ -270,6 +181,7 @@ absl::StatusOr<std::unique_ptr<Executable>> CpuBackend::Compile(
   // nodes.
   Graph lowered_graph = graph;
   cpu::RewriteDenseBackward(lowered_graph);
+  cpu::RewriteWeightPenalties(lowered_graph);
   auto* cpu_store = dynamic_cast<cpu::CpuVariableStore*>(host);
   cpu::WeightLayoutPlan layouts;
   if (cpu_store != nullptr) {
@@ -398,7 +310,7 @@ absl::StatusOr<std::unique_ptr<Executable>> CpuBackend::Compile(
       input_types.push_back(lowered_graph.type(in));
     }
     Attributes attrs = node.attrs;
-    // The backend's own nodes (RewriteDenseBackward, PlanWeightLayouts) have
+    // The backend's own nodes (graph_rewrites.h, PlanWeightLayouts) have
     // no shape rule: they keep the types they were made with.
     std::vector<TensorType> own_types;
     for (ValueId v : node.outputs) own_types.push_back(lowered_graph.type(v));

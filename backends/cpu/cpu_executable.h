@@ -46,6 +46,11 @@ inline constexpr absl::string_view kDenseBackwardWeightsOp =
 // with conv2d_backprop_filter's attributes.
 inline constexpr absl::string_view kConvBackwardWeightsOp =
     "cpu.conv2d_backward_weights";
+// A weight penalty's steps (RewriteWeightPenalties): (w) -> the sum of w's
+// squares, f32[]; and (g, w, s1, ..., sk) -> g + s1 * ... * sk * w, for
+// same-shaped g and w and scalar s's.
+inline constexpr absl::string_view kSumOfSquaresOp = "cpu.sum_of_squares";
+inline constexpr absl::string_view kAddScaledOp = "cpu.add_scaled";
 
 // UnimplementedError "[op] the cpu backend <why>".
 absl::Status Unsupported(const Node& node, absl::string_view why);

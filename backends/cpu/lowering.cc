@@ -1102,6 +1102,35 @@ absl::Status Lowering::LowerNode(const Node& node, const Attributes& attrs) {
   if (op == "clip_by_value") return LowerClip(node, attrs, /*norm=*/false);
   if (op == "clip_by_norm") return LowerClip(node, attrs, /*norm=*/true);
   if (op == kDenseBackwardWeightsOp) return LowerDenseBackwardWeights(node);
+  if (op == kSumOfSquaresOp) {
+    SEQUENT_RETURN_IF_ERROR(ExpectF32(node, type(node.inputs[0])));
+    const ValueId w = node.inputs[0], out = node.outputs[0];
+    const int64_t n = type(w).shape.NumElements();
+    AddLoop([=](const Pointers& ptr) {
+      *reinterpret_cast<float*>(ptr[out]) =
+          SumOfSquares(reinterpret_cast<const float*>(ptr[w]), n);
+      return absl::OkStatus();
+    });
+    return absl::OkStatus();
+  }
+  if (op == kAddScaledOp) {
+    for (ValueId v : node.inputs)
+      SEQUENT_RETURN_IF_ERROR(ExpectF32(node, type(v)));
+    const ValueId g = node.inputs[0], w = node.inputs[1], out = node.outputs[0];
+    const std::vector<ValueId> scalars(node.inputs.begin() + 2,
+                                       node.inputs.end());
+    const int64_t n = type(out).shape.NumElements();
+    AddLoop([=](const Pointers& ptr) {
+      float scale = 1.f;
+      for (ValueId s : scalars)
+        scale *= *reinterpret_cast<const float*>(ptr[s]);
+      AddScaled(reinterpret_cast<const float*>(ptr[g]),
+                reinterpret_cast<const float*>(ptr[w]), scale,
+                reinterpret_cast<float*>(ptr[out]), n);
+      return absl::OkStatus();
+    });
+    return absl::OkStatus();
+  }
   if (op == kConvBackwardWeightsOp)
     return LowerConv2dBackprop(node, attrs, /*filter=*/true);
   return absl::UnimplementedError(

@@ -60,6 +60,12 @@ void ApplyUpdate(const UpdateParams& params, DType dtype, int64_t n,
                  const std::vector<void*>& slots_out,
                  uint16_t* var_bf16 = nullptr);
 
+// A weight penalty's steps (kSumOfSquaresOp, kAddScaledOp): the sum of w's
+// squares (accumulated in double, the same in every run); out = g + scale * w.
+float SumOfSquares(const float* w, int64_t n);
+void AddScaled(const float* g, const float* w, float scale, float* out,
+               int64_t n);
+
 void ClipByValue(DType dtype, const void* x, void* y, int64_t n, double lo,
                  double hi);
 void ClipByNorm(DType dtype, const void* x, void* y, int64_t n,

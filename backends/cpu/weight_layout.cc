@@ -37,11 +37,13 @@ bool IsElementwise(const std::string& op) {
                                            "adam_update",
                                            "adamw_update",
                                            "rmsprop_update",
-                                           "adagrad_update"};
+                                           "adagrad_update",
+                                           std::string(kAddScaledOp)};
   return kOps->contains(op);
 }
 
 bool IsFullReduction(const Node& node, int rank) {
+  if (node.op == kSumOfSquaresOp) return true;
   if (node.op != "reduce_sum" && node.op != "reduce_mean" &&
       node.op != "reduce_max") {
     return false;

@@ -55,8 +55,8 @@ struct WeightLayoutPlan {
 // A kernel [k, p] with a few outputs over many inputs (scikit-learn's
 // 784x5; p <= 8, k >= 64): oneDNN's blocks would pad its outputs to 16, so
 // it is stored transposed, TransposedKernel: {OC = p, IC = k} as `oi`, the
-// kernel's transpose row-major. The thin-layer forms of the forward (z^T = W^T x^T)
-// and of the weight gradient (dW^T = dz^T x) then read and write it as it
+// kernel's transpose row-major. The thin-layer forms of the forward (z^T = W^T
+// x^T) and of the weight gradient (dW^T = dz^T x) then read and write it as it
 // is, without the transposing reorders the row-major kernel needs.
 bool IsThinKernel(int64_t k, int64_t p);
 memory::desc TransposedKernel(int64_t k, int64_t p);

@@ -485,6 +485,36 @@ TEST(CpuTrainTest, BlockedKernelTrainStepsMatchReference) {
       1e-5, "blocked sgd", /*blocked=*/6);
 }
 
+// L2 penalties on every kernel: the cpu backend computes each penalty and
+// adds its gradient in one pass (graph_rewrites.h); the training must match
+// the reference backend's.
+TEST(CpuTrainTest, WeightPenaltiesTrainLikeReference) {
+  const auto penalized = [] {
+    const DenseOptions l2{.kernel_regularizer = {.l2 = 1e-2}};
+    return Sequential({Input({20}), Dense(16, "relu", l2),
+                       Dense(12, "tanh", l2), Dense(5, "linear", l2)});
+  };
+  CompareTrainSteps(penalized(), Adam{}, Shape{20}, 1e-4, "l2 adam");
+  CompareTrainSteps(penalized(), SGD{.learning_rate = 0.05, .momentum = 0.9},
+                    Shape{20}, 1e-5, "l2 sgd");
+  Sequential model = penalized();
+  model.compile(Adam{}, SparseCategoricalCrossentropy{.from_logits = true}, {},
+                Device::CPU());
+  CpuBackend cpu;
+  auto store = cpu.CreateVariableStore();
+  auto exe = cpu.Compile(model.graph(GraphStage::kTrain), 6, store.get());
+  ASSERT_TRUE(exe.ok()) << exe.status();
+  int sums = 0, scaled_adds = 0;
+  for (const std::string& step : CpuBackend::StepImplementations(**exe)) {
+    sums += absl::StartsWith(step, "cpu.sum_of_squares") ? 1 : 0;
+    scaled_adds += absl::StartsWith(step, "cpu.add_scaled") ? 1 : 0;
+    EXPECT_FALSE(absl::StartsWith(step, "square")) << step;
+  }
+  EXPECT_EQ(sums, 3);
+  // Each kernel's gradient, and the penalties added to the loss.
+  EXPECT_GE(scaled_adds, 3);
+}
+
 // scikit-learn's (5,5,5) net at a lower width: the first kernel (96x5) is
 // stored transposed and the thin forms read and write it without reorders,
 // with an L2 penalty on it as MLPClassifier adds.

@@ -1,0 +1,102 @@
+#include "backends/cpu/graph_rewrites.h"
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "core/graph.h"
+#include "core/graph_builder.h"
+#include "gtest/gtest.h"
+#include "ops/registry.h"
+
+namespace sequent::cpu {
+namespace {
+
+const TensorType kMatrix{DType::kF32, Shape{4, 3}};
+const TensorType kScalar{DType::kF32, Shape{}};
+
+std::vector<std::string> LiveOps(const Graph& g) {
+  std::vector<std::string> ops;
+  for (NodeId id : g.LiveNodes()) ops.push_back(g.node(id).op);
+  return ops;
+}
+
+bool Has(const std::vector<std::string>& ops, absl::string_view op) {
+  return std::find(ops.begin(), ops.end(), op) != ops.end();
+}
+
+// An L2 penalty as the training graph writes it, and its gradient added to a
+// weight gradient as autodiff writes it.
+TEST(RewriteWeightPenaltiesTest, PenaltyAndItsGradientBecomeOnePassEach) {
+  Graph g;
+  GraphBuilder b(&g, &ops::DefaultRegistry());
+  const ValueId w = b.Input("w", kMatrix);
+  const ValueId dw = b.Input("dw", kMatrix);
+  const ValueId c = b.Input("c", kScalar);
+  const ValueId sum = b.Op("reduce_sum", {b.Op("square", {w})});
+  const ValueId two = b.ScalarConstant(2.0);
+  const ValueId grad =
+      b.Op("add", {b.Op("mul", {b.Op("mul", {w, two}), c}), dw});
+  ASSERT_TRUE(b.status().ok()) << b.status();
+  g.AddOutput("sum", sum);
+  g.AddOutput("grad", grad);
+
+  RewriteWeightPenalties(g);
+  const Node& sum_node = g.producer(sum);
+  EXPECT_EQ(sum_node.op, "cpu.sum_of_squares");
+  EXPECT_EQ(sum_node.inputs, std::vector<ValueId>{w});
+  const Node& grad_node = g.producer(grad);
+  EXPECT_EQ(grad_node.op, "cpu.add_scaled");
+  EXPECT_EQ(grad_node.inputs, (std::vector<ValueId>{dw, w, c, two}));
+  const std::vector<std::string> ops = LiveOps(g);
+  EXPECT_FALSE(Has(ops, "square"));
+  EXPECT_FALSE(Has(ops, "mul"));
+}
+
+// A value read elsewhere too must still be computed: the rewrite stops at it.
+TEST(RewriteWeightPenaltiesTest, KeepsValuesWithOtherUses) {
+  Graph g;
+  GraphBuilder b(&g, &ops::DefaultRegistry());
+  const ValueId w = b.Input("w", kMatrix);
+  const ValueId dw = b.Input("dw", kMatrix);
+  const ValueId c = b.Input("c", kScalar);
+  const ValueId squares = b.Op("square", {w});
+  const ValueId sum = b.Op("reduce_sum", {squares});
+  const ValueId doubled = b.Op("mul", {w, b.ScalarConstant(2.0)});
+  const ValueId grad = b.Op("add", {dw, b.Op("mul", {c, doubled})});
+  ASSERT_TRUE(b.status().ok()) << b.status();
+  g.AddOutput("squares", squares);
+  g.AddOutput("doubled", doubled);
+  g.AddOutput("sum", sum);
+  g.AddOutput("grad", grad);
+
+  RewriteWeightPenalties(g);
+  EXPECT_EQ(g.producer(sum).op, "reduce_sum");
+  EXPECT_EQ(g.producer(squares).op, "square");
+  EXPECT_EQ(g.producer(doubled).op, "mul");
+  const Node& grad_node = g.producer(grad);
+  EXPECT_EQ(grad_node.op, "cpu.add_scaled");
+  EXPECT_EQ(grad_node.inputs, (std::vector<ValueId>{dw, doubled, c}));
+}
+
+// Only same-shaped operands: a broadcasting add, or a product of two
+// matrices, stays as it is.
+TEST(RewriteWeightPenaltiesTest, LeavesBroadcastsAndMatrixProductsAlone) {
+  Graph g;
+  GraphBuilder b(&g, &ops::DefaultRegistry());
+  const ValueId w = b.Input("w", kMatrix);
+  const ValueId row = b.Input("row", {DType::kF32, Shape{3}});
+  const ValueId c = b.Input("c", kScalar);
+  const ValueId broadcast = b.Op("add", {b.Op("mul", {row, c}), w});
+  const ValueId product = b.Op("add", {b.Op("mul", {w, w}), w});
+  ASSERT_TRUE(b.status().ok()) << b.status();
+  g.AddOutput("broadcast", broadcast);
+  g.AddOutput("product", product);
+
+  RewriteWeightPenalties(g);
+  EXPECT_EQ(g.producer(broadcast).op, "add");
+  EXPECT_EQ(g.producer(product).op, "add");
+}
+
+}  // namespace
+}  // namespace sequent::cpu
