@@ -483,14 +483,15 @@ void ClipByValueT(const T* x, T* y, int64_t n, T lo, T hi) {
   for (int64_t i = 0; i < n; ++i) y[i] = std::clamp(x[i], lo, hi);
 }
 
-// Sum of x's squares in double, in fixed blocks summed in order: an OpenMP
-// reduction combines partial sums in the order threads finish, which would
-// make the result differ in its last bits from run to run.
+// Sum of x's squares in double, the same for any thread count: large x in
+// fixed blocks summed in order (an OpenMP reduction combines partial sums in
+// the order threads finish, which would make the result differ in its last
+// bits from run to run).
 template <typename T>
 double SumOfSquaresT(const T* x, int64_t n) {
-  if (!UseTeam(n)) {
-    // One thread: one pass (64 blocks of a 784x5 kernel's 61 elements took
-    // 2.3 us, the pass 0.3).
+  if (n < kMinParallelWork) {
+    // One pass (64 blocks of a 784x5 kernel's 61 elements took 2.3 us, the
+    // pass 0.3).
     double sum = 0.0;
 #pragma omp simd reduction(+ : sum)
     for (int64_t i = 0; i < n; ++i)
