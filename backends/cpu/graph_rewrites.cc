@@ -9,8 +9,11 @@
 namespace sequent::cpu {
 namespace {
 
+// An f32 value of one element (kAddScaledOp's lowering reads them as f32).
 bool IsScalar(const Graph& g, ValueId v) {
-  return g.type(v).shape.IsStatic() && g.type(v).shape.NumElements() == 1;
+  const TensorType& t = g.type(v);
+  return t.dtype == DType::kF32 && t.shape.IsStatic() &&
+         t.shape.NumElements() == 1;
 }
 
 // A node this rewrite absorbs: nothing reads its output any more.
