@@ -1119,6 +1119,10 @@ absl::Status Lowering::LowerNode(const Node& node, const Attributes& attrs) {
     const ValueId g = node.inputs[0], w = node.inputs[1], out = node.outputs[0];
     const std::vector<ValueId> scalars(node.inputs.begin() + 2,
                                        node.inputs.end());
+    if (penalties_in_updates.contains(out)) {
+      penalty_terms_[out] = {g, scalars};
+      return absl::OkStatus();
+    }
     const int64_t n = type(out).shape.NumElements();
     AddLoop([=](const Pointers& ptr) {
       float scale = 1.f;

@@ -418,6 +418,10 @@ class Lowering {
   absl::flat_hash_map<ValueId, ValueId> pool_workspaces;  // y -> extra id
   // Values held in a blocked weights layout (weight_layout.h).
   absl::flat_hash_map<ValueId, CpuVariableStore::Layout> blocked_values;
+  // cpu.add_scaled outputs g + s * w whose only reader is w's own update (an
+  // L2 penalty's gradient added to w's gradient): the update adds the term
+  // itself, in its pass over w, and the add_scaled step is not emitted.
+  absl::flat_hash_set<ValueId> penalties_in_updates;
   const CpuVariableStore::Layout* BlockedLayout(ValueId v) const {
     auto it = blocked_values.find(v);
     return it == blocked_values.end() ? nullptr : &it->second;
@@ -488,6 +492,9 @@ class Lowering {
   // Logits -> the softmax a sparse crossentropy loss step wrote for them
   // (an extra buffer), which its gradient step reuses.
   absl::flat_hash_map<ValueId, const std::byte*> softmax_of_logits_;
+  // penalties_in_updates' values -> (g, the scalars of s).
+  absl::flat_hash_map<ValueId, std::pair<ValueId, std::vector<ValueId>>>
+      penalty_terms_;
   std::vector<std::tuple<ValueId, memory::desc, ValueId>> conv_weights_;
 
  public:

@@ -609,9 +609,16 @@ absl::Status Lowering::LowerUpdate(const Node& node, const Attributes& attrs,
   params.weight_decay = FloatAttrOr(attrs, "weight_decay", 0.004);
   params.rho = FloatAttrOr(attrs, "rho", 0.9);
   const size_t num_slots = node.outputs.size() - 1;
-  const ValueId v = node.inputs[0], g = node.inputs[1],
-                lr = node.inputs[num_slots + 2],
+  const ValueId v = node.inputs[0], lr = node.inputs[num_slots + 2],
                 it = node.inputs[num_slots + 3], v_out = node.outputs[0];
+  // The gradient, or the gradient before the weight's penalty term, which the
+  // update then adds (penalties_in_updates).
+  ValueId g = node.inputs[1];
+  std::vector<ValueId> penalty_scalars;
+  if (auto term = penalty_terms_.find(g); term != penalty_terms_.end()) {
+    std::tie(g, penalty_scalars) = term->second;
+  }
+  const bool penalized = !penalty_scalars.empty();
   std::vector<ValueId> slots, slots_out;
   for (size_t s = 0; s < num_slots; ++s) {
     slots.push_back(node.inputs[2 + s]);
@@ -646,8 +653,11 @@ absl::Status Lowering::LowerUpdate(const Node& node, const Attributes& attrs,
         shadow != nullptr && shadow->copy != nullptr && shadow->n == n
             ? reinterpret_cast<uint16_t*>(shadow->copy.get())
             : nullptr;
+    float penalty = 1.f;
+    for (ValueId s : penalty_scalars)
+      penalty *= *reinterpret_cast<const float*>(ptr[s]);
     ApplyUpdate(params, dtype, n, ptr[v], ptr[g], *slot_ptrs, ptr[lr], ptr[it],
-                ptr[v_out], *out_ptrs, copy);
+                ptr[v_out], *out_ptrs, copy, penalized ? &penalty : nullptr);
     if (shadow != nullptr) {
       ++shadow->version;
       if (copy != nullptr) shadow->holds = shadow->version;

@@ -52,13 +52,15 @@ struct UpdateParams {
 // the slots once and writes var' and slots' (which may be the same buffers).
 // `lr` and `iterations` point at scalars of `dtype` (f32 or f64). With
 // `var_bf16` (f32 only) it also writes var' rounded to bf16 there (as
-// ConvertToBf16), in the same pass for Adam and AdamW.
+// ConvertToBf16), in the same pass for Adam and AdamW. With `penalty` (f32
+// SGD, momentum and Adam only) the gradient is grad + *penalty * var, an L2
+// penalty's term added in the same pass.
 void ApplyUpdate(const UpdateParams& params, DType dtype, int64_t n,
                  const void* var, const void* grad,
                  const std::vector<const void*>& slots, const void* lr,
                  const void* iterations, void* var_out,
                  const std::vector<void*>& slots_out,
-                 uint16_t* var_bf16 = nullptr);
+                 uint16_t* var_bf16 = nullptr, const float* penalty = nullptr);
 
 // A weight penalty's steps (kSumOfSquaresOp, kAddScaledOp): the sum of w's
 // squares (accumulated in double, the same in every run); out = g + scale * w.

@@ -485,9 +485,10 @@ TEST(CpuTrainTest, BlockedKernelTrainStepsMatchReference) {
       1e-5, "blocked sgd", /*blocked=*/6);
 }
 
-// L2 penalties on every kernel: the cpu backend computes each penalty and
-// adds its gradient in one pass (graph_rewrites.h); the training must match
-// the reference backend's.
+// L2 penalties on every kernel: the cpu backend computes each penalty in one
+// pass (graph_rewrites.h) and the optimizer adds each penalty's gradient in
+// its own pass over the kernel (SGD, momentum and Adam); the training must
+// match the reference backend's.
 TEST(CpuTrainTest, WeightPenaltiesTrainLikeReference) {
   const auto penalized = [] {
     const DenseOptions l2{.kernel_regularizer = {.l2 = 1e-2}};
@@ -496,23 +497,30 @@ TEST(CpuTrainTest, WeightPenaltiesTrainLikeReference) {
   };
   CompareTrainSteps(penalized(), Adam{}, Shape{20}, 1e-4, "l2 adam");
   CompareTrainSteps(penalized(), SGD{.learning_rate = 0.05, .momentum = 0.9},
-                    Shape{20}, 1e-5, "l2 sgd");
-  Sequential model = penalized();
-  model.compile(Adam{}, SparseCategoricalCrossentropy{.from_logits = true}, {},
-                Device::CPU());
-  CpuBackend cpu;
-  auto store = cpu.CreateVariableStore();
-  auto exe = cpu.Compile(model.graph(GraphStage::kTrain), 6, store.get());
-  ASSERT_TRUE(exe.ok()) << exe.status();
-  int sums = 0, scaled_adds = 0;
-  for (const std::string& step : CpuBackend::StepImplementations(**exe)) {
-    sums += absl::StartsWith(step, "cpu.sum_of_squares") ? 1 : 0;
-    scaled_adds += absl::StartsWith(step, "cpu.add_scaled") ? 1 : 0;
-    EXPECT_FALSE(absl::StartsWith(step, "square")) << step;
+                    Shape{20}, 1e-5, "l2 momentum");
+  CompareTrainSteps(penalized(), SGD{.learning_rate = 0.05}, Shape{20}, 1e-5,
+                    "l2 sgd");
+  // RMSprop adds the gradient term in a step of its own.
+  CompareTrainSteps(penalized(), RMSprop{}, Shape{20}, 1e-4, "l2 rmsprop");
+  for (const bool fused : {true, false}) {
+    Sequential model = penalized();
+    model.compile(fused ? Optimizer(Adam{}) : Optimizer(RMSprop{}),
+                  SparseCategoricalCrossentropy{.from_logits = true}, {},
+                  Device::CPU());
+    CpuBackend cpu;
+    auto store = cpu.CreateVariableStore();
+    auto exe = cpu.Compile(model.graph(GraphStage::kTrain), 6, store.get());
+    ASSERT_TRUE(exe.ok()) << exe.status();
+    int sums = 0, gradient_terms = 0;
+    for (const std::string& step : CpuBackend::StepImplementations(**exe)) {
+      sums += absl::StartsWith(step, "cpu.sum_of_squares") ? 1 : 0;
+      gradient_terms +=
+          absl::StartsWith(step, "cpu.add_scaled (layer 'backward/") ? 1 : 0;
+      EXPECT_FALSE(absl::StartsWith(step, "square")) << step;
+    }
+    EXPECT_EQ(sums, 3);
+    EXPECT_EQ(gradient_terms, fused ? 0 : 3);
   }
-  EXPECT_EQ(sums, 3);
-  // Each kernel's gradient, and the penalties added to the loss.
-  EXPECT_GE(scaled_adds, 3);
 }
 
 // scikit-learn's (5,5,5) net at a lower width: the first kernel (96x5) is
