@@ -20,9 +20,10 @@ void RewriteDenseBackward(Graph& g);
 // A weight penalty's steps as single passes over the weights: the L2 term
 // reduce_sum(square(w)) becomes kSumOfSquaresOp(w), and its gradient added
 // to the weight gradient, add(mul(mul(w, 2), c), dw) (any number of scalar
-// factors, either operand order), becomes kAddScaledOp(dw, w, 2, c). A
-// (5,5,5) network's step ran 24 such nodes for its four kernels; the
-// penalty cost 3.6 of its 38.6 us.
+// factors, either operand order), becomes kAddScaledOp(dw, w, 2, c), which
+// w's own SGD, momentum or Adam update then computes in its pass over w
+// (Lowering::penalties_in_updates). A (5,5,5) network's step ran 24 such
+// nodes for its four kernels; the penalty cost 3.6 of its 38.6 us.
 void RewriteWeightPenalties(Graph& g);
 
 }  // namespace sequent::cpu
