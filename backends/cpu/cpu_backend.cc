@@ -231,24 +231,7 @@ absl::StatusOr<std::unique_ptr<Executable>> CpuBackend::Compile(
 
   cpu::Lowering lowering(*exe);
   lowering.blocked_values = layouts.blocked;
-  // A weight's penalty gradient read only by that weight's own f32 SGD,
-  // momentum or Adam update: the update adds the term in its pass.
-  for (NodeId id : order) {
-    const Node& node = lowered_graph.node(id);
-    if (node.op != cpu::kAddScaledOp || node.outputs.size() != 1 ||
-        node.inputs.size() < 3 || lowered_graph.NumUses(node.outputs[0]) != 1) {
-      continue;
-    }
-    const auto users = lowered_graph.Users(node.outputs[0]);
-    if (users.size() != 1 || users[0].second != 1) continue;
-    const Node& update = lowered_graph.node(users[0].first);
-    if ((update.op == "adam_update" || update.op == "sgd_update" ||
-         update.op == "momentum_update") &&
-        update.inputs[0] == node.inputs[1] &&
-        lowered_graph.type(update.inputs[0]).dtype == DType::kF32) {
-      lowering.penalties_in_updates.insert(node.outputs[0]);
-    }
-  }
+  lowering.penalties_in_updates = cpu::PenaltiesAddedByUpdates(lowered_graph);
   for (NodeId id : order) {
     const Node& node = lowered_graph.node(id);
     if (node.op == "max_pool2d_grad" && node.inputs.size() == 3 &&

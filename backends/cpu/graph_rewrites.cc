@@ -199,4 +199,25 @@ void RewriteWeightPenalties(Graph& g) {
   }
 }
 
+absl::flat_hash_set<ValueId> PenaltiesAddedByUpdates(const Graph& g) {
+  absl::flat_hash_set<ValueId> fused;
+  for (NodeId id : g.LiveNodes()) {
+    const Node& node = g.node(id);
+    if (node.op != kAddScaledOp || node.outputs.size() != 1 ||
+        node.inputs.size() < 3 || g.NumUses(node.outputs[0]) != 1) {
+      continue;
+    }
+    const auto users = g.Users(node.outputs[0]);
+    if (users.size() != 1 || users[0].second != 1) continue;
+    const Node& update = g.node(users[0].first);
+    if ((update.op == "adam_update" || update.op == "sgd_update" ||
+         update.op == "momentum_update") &&
+        update.inputs[0] == node.inputs[1] &&
+        g.type(update.inputs[0]).dtype == DType::kF32) {
+      fused.insert(node.outputs[0]);
+    }
+  }
+  return fused;
+}
+
 }  // namespace sequent::cpu

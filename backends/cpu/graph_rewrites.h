@@ -5,6 +5,7 @@
 // ("cpu.*", declared in cpu_executable.h), which run as one oneDNN primitive
 // or one loop where the IR has several nodes.
 
+#include "absl/container/flat_hash_set.h"
 #include "core/graph.h"
 
 namespace sequent::cpu {
@@ -25,6 +26,11 @@ void RewriteDenseBackward(Graph& g);
 // (Lowering::penalties_in_updates). A (5,5,5) network's step ran 24 such
 // nodes for its four kernels; the penalty cost 3.6 of its 38.6 us.
 void RewriteWeightPenalties(Graph& g);
+
+// The kAddScaledOp outputs g + s * w (after RewriteWeightPenalties) whose only
+// reader is w's own f32 SGD, momentum or Adam update, which can add the term
+// in its pass over w (ApplyUpdate's `penalty`).
+absl::flat_hash_set<ValueId> PenaltiesAddedByUpdates(const Graph& g);
 
 }  // namespace sequent::cpu
 

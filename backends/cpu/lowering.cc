@@ -1125,11 +1125,8 @@ absl::Status Lowering::LowerNode(const Node& node, const Attributes& attrs) {
     }
     const int64_t n = type(out).shape.NumElements();
     AddLoop([=](const Pointers& ptr) {
-      float scale = 1.f;
-      for (ValueId s : scalars)
-        scale *= *reinterpret_cast<const float*>(ptr[s]);
       AddScaled(reinterpret_cast<const float*>(ptr[g]),
-                reinterpret_cast<const float*>(ptr[w]), scale,
+                reinterpret_cast<const float*>(ptr[w]), ScaleOf(ptr, scalars),
                 reinterpret_cast<float*>(ptr[out]), n);
       return absl::OkStatus();
     });

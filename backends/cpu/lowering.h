@@ -418,6 +418,13 @@ class Lowering {
   absl::flat_hash_map<ValueId, ValueId> pool_workspaces;  // y -> extra id
   // Values held in a blocked weights layout (weight_layout.h).
   absl::flat_hash_map<ValueId, CpuVariableStore::Layout> blocked_values;
+  // The product of cpu.add_scaled's scalar factors in this run.
+  static float ScaleOf(const Pointers& ptr,
+                       const std::vector<ValueId>& scalars) {
+    float scale = 1.f;
+    for (ValueId s : scalars) scale *= *reinterpret_cast<const float*>(ptr[s]);
+    return scale;
+  }
   // cpu.add_scaled outputs g + s * w whose only reader is w's own update (an
   // L2 penalty's gradient added to w's gradient): the update adds the term
   // itself, in its pass over w, and the add_scaled step is not emitted.

@@ -653,9 +653,7 @@ absl::Status Lowering::LowerUpdate(const Node& node, const Attributes& attrs,
         shadow != nullptr && shadow->copy != nullptr && shadow->n == n
             ? reinterpret_cast<uint16_t*>(shadow->copy.get())
             : nullptr;
-    float penalty = 1.f;
-    for (ValueId s : penalty_scalars)
-      penalty *= *reinterpret_cast<const float*>(ptr[s]);
+    const float penalty = ScaleOf(ptr, penalty_scalars);
     ApplyUpdate(params, dtype, n, ptr[v], ptr[g], *slot_ptrs, ptr[lr], ptr[it],
                 ptr[v_out], *out_ptrs, copy, penalized ? &penalty : nullptr);
     if (shadow != nullptr) {
