@@ -432,17 +432,29 @@ absl::Status CheckSparseLabels(ConstView labels, int64_t rows,
 // since loads through the dtype took 3 us of a (5,5,5) step's 200 rows.
 template <typename LabelAt, typename WeightAt>
 absl::Status SparseCrossentropyRows(const LabelAt& label_at,
-                                    const WeightAt& weight_at,
+                                    const WeightAt& weight_at, bool unweighted,
                                     const float* probs, const float* logits,
                                     int64_t rows, int64_t classes,
                                     double* total) {
   double sum = 0;
+  // Unweighted rows' -log(p) summed as -log of their product: a logarithm per
+  // ~150 rows instead of one per row (200 took ~1 us). Each p > 1e-30 keeps
+  // the product above 1e-230 before it is folded into the sum.
+  double product = 1;
   for (int64_t r = 0; r < rows; ++r) {
     const double label = label_at(r);
     SEQUENT_RETURN_IF_ERROR(CheckSparseLabel(label, r, classes));
     const auto index = static_cast<int64_t>(label);
     const float p = probs[r * classes + index];
     double loss;
+    if (p > 1e-30f && unweighted) {
+      product *= p;
+      if (product < 1e-200) {
+        sum -= std::log(product);
+        product = 1;
+      }
+      continue;
+    }
     if (p > 1e-30f) {
       loss = -std::log(static_cast<double>(p));
     } else {
@@ -458,7 +470,7 @@ absl::Status SparseCrossentropyRows(const LabelAt& label_at,
     }
     sum += loss * weight_at(r);
   }
-  *total = sum;
+  *total = sum - std::log(product);
   return absl::OkStatus();
 }
 
@@ -504,7 +516,7 @@ absl::Status SparseCrossentropyFromProbs(ConstView labels, const float* probs,
                      ? 1.0
                      : static_cast<double>(f32_weight[sample(r)]);
         },
-        probs, logits, rows, classes, &total);
+        f32_weight == nullptr, probs, logits, rows, classes, &total);
   } else {
     status = SparseCrossentropyRows(
         [&](int64_t r) { return Load(labels.dtype, labels.data, r); },
@@ -513,7 +525,7 @@ absl::Status SparseCrossentropyFromProbs(ConstView labels, const float* probs,
                      ? 1.0
                      : Load(weight.dtype, weight.data, sample(r));
         },
-        probs, logits, rows, classes, &total);
+        weight.data == nullptr, probs, logits, rows, classes, &total);
   }
   SEQUENT_RETURN_IF_ERROR(status);
   out[0] =

@@ -23,6 +23,7 @@
 #include "absl/strings/str_join.h"
 #include "backends/cpu/kernels.h"
 #include "backends/cpu/onednn_util.h"
+#include "backends/cpu/softmax_crossentropy.h"
 #include "backends/cpu/train_kernels.h"
 #include "backends/feeds.h"
 #include "backends/host_variable_store.h"
@@ -888,6 +889,22 @@ absl::Status Lowering::LowerLoss(const Node& node, const Attributes& attrs,
   }
   const LossOperands o = LossOperandsOf(node, attrs, kind, /*weight_input=*/2);
   const ValueId out = node.outputs[0];
+  if (o.SoftmaxOfLogits() && o.t_size == o.batch &&
+      HasFusedSoftmaxCrossentropy(o.row_len, o.t_dtype) &&
+      (o.w == kNoValue ||
+       (o.w_dtype == DType::kF32 && (o.w_size == 1 || o.w_size == o.batch)))) {
+    std::byte* residual = nullptr;
+    NewExtra(o.p_size * static_cast<int64_t>(sizeof(float)), &residual);
+    auto* residual_f32 = reinterpret_cast<float*>(residual);
+    softmax_of_logits_.emplace(o.p, SoftmaxForGradient{residual_f32, true});
+    AddLoop([=](const Pointers& ptr) {
+      return SoftmaxCrossentropy(reinterpret_cast<const float*>(ptr[o.p]),
+                                 o.Labels(ptr), o.Weights(ptr), o.batch,
+                                 o.row_len, residual_f32,
+                                 reinterpret_cast<float*>(ptr[out]));
+    });
+    return absl::OkStatus();
+  }
   if (o.SoftmaxOfLogits()) {
     // oneDNN's vectorized softmax, then one logarithm per row: the per-row
     // exponentials in double were most of a small model's loss time.
@@ -922,7 +939,8 @@ absl::Status Lowering::LowerLoss(const Node& node, const Attributes& attrs,
     } else {
       AddSoftmax(o.p, probs_id, desc, 1, /*log=*/false);
     }
-    softmax_of_logits_.emplace(o.p, probs);
+    softmax_of_logits_.emplace(
+        o.p, SoftmaxForGradient{reinterpret_cast<const float*>(probs), false});
     AddLoop([=](const Pointers& ptr) {
       return SparseCrossentropyFromProbs(
           o.Labels(ptr), reinterpret_cast<const float*>(probs),

@@ -496,9 +496,14 @@ class Lowering {
     memory::data_type type = memory::data_type::undef;
   };
   std::vector<TimingBuffer> timing_buffers_;
-  // Logits -> the softmax a sparse crossentropy loss step wrote for them
-  // (an extra buffer), which its gradient step reuses.
-  absl::flat_hash_map<ValueId, const std::byte*> softmax_of_logits_;
+  // Logits -> what a sparse crossentropy loss step wrote for them (an extra
+  // buffer), which its gradient step reuses: their softmax, or (residual) the
+  // softmax minus the labels' one-hot.
+  struct SoftmaxForGradient {
+    const float* data = nullptr;
+    bool residual = false;
+  };
+  absl::flat_hash_map<ValueId, SoftmaxForGradient> softmax_of_logits_;
   // penalties_in_updates' values -> (g, the scalars of s).
   absl::flat_hash_map<ValueId, std::pair<ValueId, std::vector<ValueId>>>
       penalty_terms_;

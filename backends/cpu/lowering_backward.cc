@@ -562,21 +562,31 @@ absl::Status Lowering::LowerLossGrad(const Node& node, const Attributes& attrs,
     if (auto it = softmax_of_logits_.find(o.p);
         it != softmax_of_logits_.end()) {
       // The loss, an earlier step, computed these probabilities already.
-      const std::byte* probs = it->second;
-      const size_t bytes = desc.get_size();
+      const float* probs = it->second.data;
+      if (it->second.residual) {
+        // ...and subtracted the labels, which it checked.
+        const int64_t n = o.p_size, rows = o.batch;
+        const DType dl_dtype = o.p_dtype;
+        AddLoop([=](const Pointers& ptr) {
+          ScaleResidual(probs, {ptr[dl], dl_dtype, 1}, rows, n,
+                        reinterpret_cast<float*>(ptr[out]));
+          return absl::OkStatus();
+        });
+        return absl::OkStatus();
+      }
       AddLoop([=](const Pointers& ptr) {
-        std::memcpy(ptr[out], probs, bytes);
         return SparseCrossentropyGradFromProbs(
             o.Labels(ptr), {ptr[dl], o.p_dtype, 1}, o.Weights(ptr), o.batch,
-            o.row_len, o.batch, reinterpret_cast<float*>(ptr[out]));
+            o.row_len, o.batch, probs, reinterpret_cast<float*>(ptr[out]));
       });
       return absl::OkStatus();
     }
     AddSoftmax(o.p, out, desc, 1, /*log=*/false);
     AddLoop([=](const Pointers& ptr) {
+      auto* grad = reinterpret_cast<float*>(ptr[out]);
       return SparseCrossentropyGradFromProbs(
           o.Labels(ptr), {ptr[dl], o.p_dtype, 1}, o.Weights(ptr), o.batch,
-          o.row_len, o.batch, reinterpret_cast<float*>(ptr[out]));
+          o.row_len, o.batch, grad, grad);
     });
     return absl::OkStatus();
   }

@@ -21,14 +21,19 @@ namespace sequent::cpu {
 // d loss / d y_pred of ops/loss.cc's *_grad ops: `dloss` is a scalar of
 // y_pred's dtype; `weight.data` is null when there is no sample weight.
 // `scratch` holds 3 * row_len doubles per OpenMP thread.
-// LossGrad's sparse crossentropy from logits, in place on `grad`, which holds
-// the softmax of the logits (f32 [rows, classes], from a oneDNN primitive):
-// grad = (softmax - onehot(label)) * dloss * weight / rows, with LossGrad's
+// LossGrad's sparse crossentropy from logits, given `probs`, the softmax of
+// the logits (f32 [rows, classes]; may be `grad` itself):
+// grad = (probs - onehot(label)) * dloss * weight / rows, with LossGrad's
 // checks.
 absl::Status SparseCrossentropyGradFromProbs(ConstView labels, ConstView dloss,
                                              ConstView weight, int64_t rows,
                                              int64_t classes, int64_t batch,
-                                             float* grad);
+                                             const float* probs, float* grad);
+
+// grad = residual * dloss / rows over n elements: the sparse crossentropy's
+// gradient from SoftmaxCrossentropy's residual.
+void ScaleResidual(const float* residual, ConstView dloss, int64_t rows,
+                   int64_t n, float* grad);
 
 absl::Status LossGrad(const LossParams& params, ConstView y_true,
                       ConstView y_pred, ConstView dloss, ConstView weight,

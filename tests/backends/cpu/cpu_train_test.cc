@@ -459,6 +459,18 @@ TEST(CpuTrainTest, MlpTrainStepsMatchReferenceAdam) {
   CompareTrainSteps(SmallMlp(), Adam{}, Shape{20}, 1e-4, "mlp adam");
 }
 
+// Heads of up to 16 classes take one fused softmax-crossentropy pass
+// (softmax_crossentropy.h); wider ones our row loops around oneDNN's exp
+// (up to 32) or oneDNN's softmax, with the per-row gradient.
+TEST(CpuTrainTest, WideClassifierHeadsTrainLikeReference) {
+  // (classes, how many variables the CPU store keeps blocked)
+  for (auto [classes, blocked] : {std::pair{16, 3}, {17, 0}, {40, 0}}) {
+    CompareTrainSteps(
+        Sequential({Input({20}), Dense(16, "relu"), Dense(classes)}), Adam{},
+        Shape{20}, 1e-4, absl::StrCat("head of ", classes), blocked);
+  }
+}
+
 // Each dense GEMM has several oneDNN formulations (inner product, matmul,
 // and transposed ones: a weight gradient's matmul, a thin layer's forward
 // z^T = W^T x^T with our bias-and-activation loop — every layer here has 16
