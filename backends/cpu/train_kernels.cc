@@ -327,7 +327,12 @@ template <typename T>
 void ActivationGradT(const ops::Activation& act, bool from_output, const T* dy,
                      const T* v, T* dx, int64_t n) {
   if (from_output && act.kind == ops::ActivationKind::kRelu) {
-    ParallelForSimd(n, [&](int64_t i) { dx[i] = v[i] > T(0) ? dy[i] : T(0); });
+    // dy[i] read unconditionally, so the select vectorizes (a load under the
+    // condition kept the loop scalar: 0.4 us for 1,000 elements).
+    ParallelForSimd(n, [&](int64_t i) {
+      const T g = dy[i];
+      dx[i] = v[i] > T(0) ? g : T(0);
+    });
     return;
   }
   ParallelFor(n, n, [&](int64_t i) {
@@ -336,14 +341,51 @@ void ActivationGradT(const ops::Activation& act, bool from_output, const T* dy,
   });
 }
 
+// ColumnSumsT for kColumns (2-16) columns: even and odd rows in two sets of
+// accumulators that stay in registers (an array indexed by a run-time column
+// chained each sum through memory: ~0.45 us for a 200x5 bias gradient).
+template <int kColumns, typename T, typename Get>
+void FewColumnSums(int64_t rows, T* out, const Get& get, double scale) {
+  double even[kColumns] = {}, odd[kColumns] = {};
+  int64_t r = 0;
+  for (; r + 2 <= rows; r += 2) {
+#pragma GCC unroll 16
+    for (int j = 0; j < kColumns; ++j) {
+      even[j] += get(r * kColumns + j);
+      odd[j] += get((r + 1) * kColumns + j);
+    }
+  }
+  if (r < rows) {
+#pragma GCC unroll 16
+    for (int j = 0; j < kColumns; ++j) even[j] += get(r * kColumns + j);
+  }
+  for (int j = 0; j < kColumns; ++j)
+    out[j] = static_cast<T>((even[j] + odd[j]) * scale);
+}
+
+// FewColumnSums<c> where c is in 2-16; false otherwise.
+template <typename T, typename Get, int... kMinusTwo>
+bool FewColumnSumsOf(std::integer_sequence<int, kMinusTwo...>, int64_t rows,
+                     int64_t c, T* out, const Get& get, double scale) {
+  return ((c == kMinusTwo + 2
+               ? (FewColumnSums<kMinusTwo + 2>(rows, out, get, scale), true)
+               : false) ||
+          ...);
+}
+
 // Column sums over rows, in double, times `scale`: each thread sums a band of
 // columns over all rows (rows inner would stride; columns inner vectorizes),
 // or, with too few bands for the threads and `scratch` (threads * c doubles),
 // a block of rows into its own partial sums, added up in thread order (so the
-// result does not depend on scheduling).
+// result does not depend on scheduling); FewColumnSums where there are few.
 template <typename T, typename Get>
 void ColumnSumsT(int64_t rows, int64_t c, T* out, Get get, double scale = 1.0,
                  double* scratch = nullptr) {
+  if (rows * c < kMinParallelWork &&
+      FewColumnSumsOf(std::make_integer_sequence<int, 15>(), rows, c, out, get,
+                      scale)) {
+    return;
+  }
   constexpr int64_t kBand = 256;
   const int64_t bands = (c + kBand - 1) / kBand;
   const int threads = omp_get_max_threads();
