@@ -22,6 +22,7 @@
 #include "core/training_graph.h"
 #include "fmt/format.h"
 #include "frontend/background_worker.h"
+#include "frontend/byte_rows.h"
 #include "frontend/compile_options.h"
 #include "frontend/data.h"
 #include "frontend/layers.h"
@@ -651,8 +652,9 @@ void BaseMultilayerPerceptron::CompileTrainSteps(int64_t n,
 }
 
 double BaseMultilayerPerceptron::RunEpoch(
-    const Tensor& x, const Tensor& targets, const std::vector<int64_t>& rows,
-    int64_t batch_size, const std::function<double()>& side_work) {
+    const Tensor& x, const ByteRows* x_bytes, const Tensor& targets,
+    const std::vector<int64_t>& rows, int64_t batch_size,
+    const std::function<double()>& side_work) {
   const int64_t n = static_cast<int64_t>(rows.size());
   const double c = LossScale();
   const bool sgd = options_.solver == "sgd";
@@ -670,7 +672,11 @@ double BaseMultilayerPerceptron::RunEpoch(
   const auto gather = [&](int b) {
     Staging::Step::Slot& slot = slot_of(b);
     const int64_t begin = b * batch_size;
-    GatherRows(x, rows.data() + begin, count_of(b), slot.x);
+    if (x_bytes != nullptr) {
+      x_bytes->GatherRows(rows.data() + begin, count_of(b), slot.x);
+    } else {
+      GatherRows(x, rows.data() + begin, count_of(b), slot.x);
+    }
     GatherRows(targets, rows.data() + begin, count_of(b), slot.y);
   };
 
@@ -1032,17 +1038,26 @@ void BaseMultilayerPerceptron::FitPrepared(const Tensor& x, const Tensor& y,
       setup_error = std::current_exception();
     }
   };
-  if (early_stopping) {
-    if (worker != nullptr) {
-      worker->Start(prepare_validation);
-    } else {
-      prepare_validation();
-    }
+  // Pixels scaled from bytes train from their bytes (byte_rows.h): coded on
+  // the worker too, while this thread compiles. Small inputs stay in the
+  // caches and gain nothing.
+  constexpr int64_t kByteRowsMinValues = int64_t{1} << 20;
+  std::optional<ByteRows> x_bytes;
+  const auto prepare = [&] {
+    if (x.num_elements() >= kByteRowsMinValues)
+      x_bytes = ByteRows::FromScaledFloats(x);
+    if (early_stopping) prepare_validation();
+  };
+  if (worker != nullptr) {
+    worker->Start(prepare);
+  } else {
+    prepare();
   }
   CompileTrainSteps(n, batch_size);
   const Tensor targets = GraphTargets(y);
   if (worker != nullptr) worker->Wait();
   if (setup_error) std::rethrow_exception(setup_error);
+  const ByteRows* x_bytes_or_null = x_bytes ? &*x_bytes : nullptr;
   n_iter_ = 0;
   for (int it = 0; it < options_.max_iter; ++it) {
     if (ahead) {
@@ -1051,7 +1066,7 @@ void BaseMultilayerPerceptron::FitPrepared(const Tensor& x, const Tensor& y,
       loss_ = loss_ahead;
     } else {
       begin_epoch();
-      loss_ = RunEpoch(x, targets, epoch_rows, batch_size);
+      loss_ = RunEpoch(x, x_bytes_or_null, targets, epoch_rows, batch_size);
       if (worker != nullptr && validation == nullptr &&
           it + 1 < options_.max_iter) {
         worker->Start(draw_next);
@@ -1115,8 +1130,8 @@ void BaseMultilayerPerceptron::FitPrepared(const Tensor& x, const Tensor& y,
         begin_epoch();
         add_draw_next(pieces);
         try {
-          loss_ahead = RunEpoch(x, targets, epoch_rows, batch_size,
-                                [&] { return pieces.RunNext(); });
+          loss_ahead = RunEpoch(x, x_bytes_or_null, targets, epoch_rows,
+                                batch_size, [&] { return pieces.RunNext(); });
           error_ahead = nullptr;
         } catch (...) {
           error_ahead = std::current_exception();

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "frontend/byte_rows.h"
 #include "frontend/device.h"
 #include "frontend/error.h"
 #include "frontend/model.h"
@@ -168,14 +169,16 @@ class BaseMultilayerPerceptron {
   // batch_size (a full and a last batch size), compiled once.
   void CompileTrainSteps(int64_t n, int64_t batch_size);
   // One epoch over the rows of (x, targets) that `rows` names, in its
-  // order; returns scikit-learn's loss (the mean over samples of the
-  // per-batch losses). `side_work`, when set, runs one short piece of other
+  // order, gathering x's rows from `x_bytes` when set (x in bytes);
+  // returns scikit-learn's loss (the mean over samples of the per-batch
+  // losses). `side_work`, when set, runs one short piece of other
   // work and returns the fraction of it done (1 once nothing is left): the
   // gathering worker runs its pieces between gathers, at the pace of the
   // steps, to be done before the epoch ends (without a worker this thread
   // runs it all first).
-  double RunEpoch(const Tensor& x, const Tensor& targets,
-                  const std::vector<int64_t>& rows, int64_t batch_size,
+  double RunEpoch(const Tensor& x, const ByteRows* x_bytes,
+                  const Tensor& targets, const std::vector<int64_t>& rows,
+                  int64_t batch_size,
                   const std::function<double()>& side_work = nullptr);
   // The graph's targets for FitPrepared's y: class indices stay i32 for a
   // softmax output, become 0/1 [n, 1] for a logistic one; regression targets

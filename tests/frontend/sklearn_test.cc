@@ -329,6 +329,47 @@ TEST(MLPClassifierTest, LargeValidationSetsAreScoredWhole) {
   EXPECT_EQ(clf.best_validation_score_, 1.0);
 }
 
+// Pixels scaled from bytes (x / 255) train from their bytes when the input is
+// large (byte_rows.h): the same batches, so the same weights, bit for bit,
+// as training from the floats (SEQUENT_BYTE_ROWS=0), with and without a
+// validation split.
+TEST(MLPClassifierTest, PixelsScaledFromBytesTrainAsTheirFloats) {
+  constexpr int64_t kRows = 1400, kFeatures = 784;  // > 2^20 values
+  std::mt19937 rng(3);
+  Tensor x(DType::kF32, Shape{kRows, kFeatures});
+  std::vector<int64_t> y;
+  for (int64_t i = 0; i < kRows; ++i) {
+    const int64_t label = i % 3;
+    y.push_back(label);
+    for (int64_t j = 0; j < kFeatures; ++j) {
+      // Brighter pixels in the label's third of the image.
+      const uint32_t k = rng() % 128 + (j * 3 / kFeatures == label ? 127 : 0);
+      x.data<float>()[i * kFeatures + j] = static_cast<float>(k) / 255.0f;
+    }
+  }
+  for (bool early_stopping : {false, true}) {
+    MLPOptions o = Small(3);
+    o.hidden_layer_sizes = {5, 5};
+    o.early_stopping = early_stopping;
+    std::vector<std::vector<Tensor>> coefs;
+    std::vector<std::vector<double>> curves;
+    for (const char* setting : {"1", "0"}) {
+      setenv("SEQUENT_BYTE_ROWS", setting, 1);
+      MLPClassifier clf(o);
+      clf.fit(x, y);
+      coefs.push_back(clf.coefs_());
+      curves.push_back(clf.loss_curve_);
+    }
+    unsetenv("SEQUENT_BYTE_ROWS");
+    EXPECT_EQ(curves[0], curves[1]) << "early_stopping " << early_stopping;
+    ASSERT_EQ(coefs[0].size(), coefs[1].size());
+    for (size_t i = 0; i < coefs[0].size(); ++i) {
+      EXPECT_EQ(coefs[0][i].ToVector<float>(), coefs[1][i].ToVector<float>())
+          << "early_stopping " << early_stopping << " layer " << i;
+    }
+  }
+}
+
 TEST(MLPClassifierTest, ReportedLossIsScikitLearnsLogLossPlusPenalty) {
   // One full-batch epoch at a tiny learning rate: the reported loss is the
   // log-loss at the initial weights plus 0.5 * alpha * |W|^2 / n.
