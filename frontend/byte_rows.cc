@@ -1,11 +1,15 @@
 #include "frontend/byte_rows.h"
 
 #include <immintrin.h>
+#include <sys/mman.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <new>
 #include <string_view>
+#include <thread>
 
 namespace sequent {
 namespace {
@@ -121,6 +125,25 @@ __attribute__((target("avx2,fma"))) void DecodeRowAvx2(const uint8_t* in,
 
 }  // namespace
 
+// `bytes` (at least 1) mapped, their pages populated by the coding threads
+// (first-touch faults, one per 4 KB page, took ~20 ms of a one-thread coding
+// of Fashion-MNIST's 47 MB, 25 ms in all).
+static uint8_t* Map(size_t bytes) {
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) throw std::bad_alloc();
+  return static_cast<uint8_t*>(p);
+}
+
+ByteRows::ByteRows(int64_t rows, int64_t cols, Isa isa)
+    : rows_(rows),
+      cols_(cols),
+      isa_(isa),
+      bytes_(Map(std::max<size_t>(1, static_cast<size_t>(rows * cols))),
+             Unmap{std::max<size_t>(1, static_cast<size_t>(rows * cols))}) {}
+
+void ByteRows::Unmap::operator()(uint8_t* p) const { munmap(p, bytes); }
+
 std::optional<ByteRows> ByteRows::FromScaledFloats(const Tensor& x) {
   Isa isa = Supported();
   const char* setting = std::getenv("SEQUENT_BYTE_ROWS");
@@ -132,9 +155,26 @@ std::optional<ByteRows> ByteRows::FromScaledFloats(const Tensor& x) {
   ByteRows coded(x.shape()[0], x.shape()[1], isa);
   const int64_t n = x.num_elements();
   const float* values = x.data<float>().data();
-  const bool ok = isa == Isa::kAvx512
-                      ? EncodeAvx512(values, n, coded.bytes_.data())
-                      : EncodeAvx2(values, n, coded.bytes_.data());
+  uint8_t* bytes = coded.bytes_.get();
+  const auto encode = [&](int64_t begin, int64_t end) {
+    return isa == Isa::kAvx512
+               ? EncodeAvx512(values + begin, end - begin, bytes + begin)
+               : EncodeAvx2(values + begin, end - begin, bytes + begin);
+  };
+  // Two threads halve the reading of the floats (DRAM-bound) and the page
+  // faults of the bytes: 47 MB in ~11 ms instead of ~21.
+  constexpr int64_t kSplitFrom = int64_t{1} << 22;
+  bool ok;
+  if (n >= kSplitFrom && std::thread::hardware_concurrency() >= 2) {
+    const int64_t half = n / 2 / 4096 * 4096;
+    bool second_ok = false;
+    std::thread second([&] { second_ok = encode(half, n); });
+    ok = encode(0, half);
+    second.join();
+    ok = ok && second_ok;
+  } else {
+    ok = encode(0, n);
+  }
   if (!ok) return std::nullopt;
   return coded;
 }
@@ -148,11 +188,11 @@ void ByteRows::GatherRows(const int64_t* rows, int64_t count,
   constexpr int64_t kAhead = 8, kLine = 64;
   for (int64_t i = 0; i < count; ++i) {
     if (i + kAhead < count) {
-      const uint8_t* ahead = bytes_.data() + rows[i + kAhead] * cols_;
+      const uint8_t* ahead = bytes_.get() + rows[i + kAhead] * cols_;
       for (int64_t line = 0; line < cols_; line += kLine)
         __builtin_prefetch(ahead + line);
     }
-    const uint8_t* in = bytes_.data() + rows[i] * cols_;
+    const uint8_t* in = bytes_.get() + rows[i] * cols_;
     if (avx512) {
       DecodeRowAvx512(in, out + i * cols_, cols_);
     } else {

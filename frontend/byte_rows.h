@@ -8,8 +8,8 @@
 // floats come back bit for bit.
 
 #include <cstdint>
+#include <memory>
 #include <optional>
-#include <vector>
 
 #include "core/tensor.h"
 
@@ -35,15 +35,15 @@ class ByteRows {
   void GatherRows(const int64_t* rows, int64_t count, Tensor& dst) const;
 
  private:
-  ByteRows(int64_t rows, int64_t cols, Isa isa)
-      : rows_(rows),
-        cols_(cols),
-        isa_(isa),
-        bytes_(static_cast<size_t>(rows * cols)) {}
+  struct Unmap {
+    size_t bytes;  // mapped
+    void operator()(uint8_t* p) const;
+  };
+  ByteRows(int64_t rows, int64_t cols, Isa isa);
 
   int64_t rows_ = 0, cols_ = 0;
   Isa isa_ = Isa::kNone;
-  std::vector<uint8_t> bytes_;
+  std::unique_ptr<uint8_t, Unmap> bytes_;
 };
 
 }  // namespace sequent

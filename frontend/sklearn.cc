@@ -384,10 +384,9 @@ size_t FirstNonFinite(const Float* values, size_t n) {
 
 }  // namespace
 
-const Tensor& BaseMultilayerPerceptron::CheckX(const Tensor& x,
-                                               const char* what,
-                                               Tensor& converted,
-                                               bool reset) const {
+const Tensor& BaseMultilayerPerceptron::CheckX(
+    const Tensor& x, const char* what, Tensor& converted, bool reset,
+    std::optional<ByteRows>* bytes) const {
   if (x.shape().rank() != 2) {
     throw Error(absl::StrCat(
         class_name(), ".", what, ": expected a 2D array of shape (n_samples, ",
@@ -413,6 +412,14 @@ const Tensor& BaseMultilayerPerceptron::CheckX(const Tensor& x,
   const DType dtype = !reset && model_ != nullptr ? model_->dtype() : FloatX();
   if (x.dtype() != dtype) converted = x.CastTo(dtype);
   const Tensor& checked = x.dtype() == dtype ? x : converted;
+  // Small inputs stay in the caches: their gathers gain nothing from bytes.
+  constexpr int64_t kByteRowsMinValues = int64_t{1} << 20;
+  if (bytes != nullptr) {
+    bytes->reset();
+    if (checked.num_elements() >= kByteRowsMinValues)
+      *bytes = ByteRows::FromScaledFloats(checked);
+    if (bytes->has_value()) return checked;
+  }
   const auto check = [&](auto values) {
     const size_t i = FirstNonFinite(values.data(), values.size());
     if (i == values.size()) return;
@@ -851,9 +858,10 @@ void BaseMultilayerPerceptron::UpdateNoImprovementCount(
   }
 }
 
-void BaseMultilayerPerceptron::FitPrepared(const Tensor& x, const Tensor& y,
-                                           int64_t n_outputs, bool incremental,
-                                           bool first_pass) {
+void BaseMultilayerPerceptron::FitPrepared(const Tensor& x,
+                                           const ByteRows* x_bytes,
+                                           const Tensor& y, int64_t n_outputs,
+                                           bool incremental, bool first_pass) {
   const bool early_stopping = options_.early_stopping;
   if (early_stopping && incremental)
     throw Error("partial_fit does not support early_stopping=True");
@@ -1038,26 +1046,17 @@ void BaseMultilayerPerceptron::FitPrepared(const Tensor& x, const Tensor& y,
       setup_error = std::current_exception();
     }
   };
-  // Pixels scaled from bytes train from their bytes (byte_rows.h): coded on
-  // the worker too, while this thread compiles. Small inputs stay in the
-  // caches and gain nothing.
-  constexpr int64_t kByteRowsMinValues = int64_t{1} << 20;
-  std::optional<ByteRows> x_bytes;
-  const auto prepare = [&] {
-    if (x.num_elements() >= kByteRowsMinValues)
-      x_bytes = ByteRows::FromScaledFloats(x);
-    if (early_stopping) prepare_validation();
-  };
-  if (worker != nullptr) {
-    worker->Start(prepare);
-  } else {
-    prepare();
+  if (early_stopping) {
+    if (worker != nullptr) {
+      worker->Start(prepare_validation);
+    } else {
+      prepare_validation();
+    }
   }
   CompileTrainSteps(n, batch_size);
   const Tensor targets = GraphTargets(y);
   if (worker != nullptr) worker->Wait();
   if (setup_error) std::rethrow_exception(setup_error);
-  const ByteRows* x_bytes_or_null = x_bytes ? &*x_bytes : nullptr;
   n_iter_ = 0;
   for (int it = 0; it < options_.max_iter; ++it) {
     if (ahead) {
@@ -1066,7 +1065,7 @@ void BaseMultilayerPerceptron::FitPrepared(const Tensor& x, const Tensor& y,
       loss_ = loss_ahead;
     } else {
       begin_epoch();
-      loss_ = RunEpoch(x, x_bytes_or_null, targets, epoch_rows, batch_size);
+      loss_ = RunEpoch(x, x_bytes, targets, epoch_rows, batch_size);
       if (worker != nullptr && validation == nullptr &&
           it + 1 < options_.max_iter) {
         worker->Start(draw_next);
@@ -1130,8 +1129,8 @@ void BaseMultilayerPerceptron::FitPrepared(const Tensor& x, const Tensor& y,
         begin_epoch();
         add_draw_next(pieces);
         try {
-          loss_ahead = RunEpoch(x, x_bytes_or_null, targets, epoch_rows,
-                                batch_size, [&] { return pieces.RunNext(); });
+          loss_ahead = RunEpoch(x, x_bytes, targets, epoch_rows, batch_size,
+                                [&] { return pieces.RunNext(); });
           error_ahead = nullptr;
         } catch (...) {
           error_ahead = std::current_exception();
@@ -1370,7 +1369,9 @@ MLPClassifier& MLPClassifier::Fit(const Tensor& x_in, const RawLabels& y,
   // Checked before anything changes, so a failed call leaves a fitted model
   // as it was.
   Tensor converted;
-  const Tensor& x = CheckX(x_in, what, converted, /*reset=*/first_pass);
+  std::optional<ByteRows> x_bytes;
+  const Tensor& x =
+      CheckX(x_in, what, converted, /*reset=*/first_pass, &x_bytes);
   if (static_cast<int64_t>(y.size()) != x.shape()[0]) {
     throw Error(absl::StrCat(
         "Found input variables with inconsistent numbers of samples: [",
@@ -1416,7 +1417,8 @@ MLPClassifier& MLPClassifier::Fit(const Tensor& x_in, const RawLabels& y,
   }
   const int64_t n_outputs =
       classes_.size() == 2 ? 1 : static_cast<int64_t>(classes_.size());
-  FitPrepared(x, indices, n_outputs, incremental, first_pass);
+  FitPrepared(x, x_bytes ? &*x_bytes : nullptr, indices, n_outputs, incremental,
+              first_pass);
   return *this;
 }
 
@@ -1636,14 +1638,17 @@ MLPRegressor& MLPRegressor::Fit(const Tensor& x_in, const Tensor& y,
   CheckOptions();
   const bool first_pass = !fitted() || (!options_.warm_start && !incremental);
   Tensor converted;
-  const Tensor& x = CheckX(x_in, what, converted, /*reset=*/first_pass);
+  std::optional<ByteRows> x_bytes;
+  const Tensor& x =
+      CheckX(x_in, what, converted, /*reset=*/first_pass, &x_bytes);
   const Tensor targets = Targets(y, x.shape()[0], what);
   if (!first_pass && targets.shape()[1] != n_outputs_) {
     throw Error(
         absl::StrCat("MLPRegressor.", what, ": y has ", targets.shape()[1],
                      " outputs, but the fitted model has ", n_outputs_));
   }
-  FitPrepared(x, targets, targets.shape()[1], incremental, first_pass);
+  FitPrepared(x, x_bytes ? &*x_bytes : nullptr, targets, targets.shape()[1],
+              incremental, first_pass);
   return *this;
 }
 

@@ -117,14 +117,18 @@ class BaseMultilayerPerceptron {
   // x as the model's float dtype, checked: rank 2, finite, n_features_in_
   // columns once fitted unless `reset` (a first pass, which may change them).
   // x itself when it has that dtype (no copy), else its converted copy,
-  // kept in `converted`.
+  // kept in `converted`. With `bytes` (fit), a large x of pixels scaled from
+  // bytes is also coded into *bytes (byte_rows.h), which proves it finite.
   const Tensor& CheckX(const Tensor& x, const char* what, Tensor& converted,
-                       bool reset = false) const;
+                       bool reset = false,
+                       std::optional<ByteRows>* bytes = nullptr) const;
   // Trains on y: i32 [n] class indices for the classifier (stratifying the
   // early-stopping split), [n, outputs] floats for the regressor.
-  // `first_pass` initializes the network and the attributes.
-  void FitPrepared(const Tensor& x, const Tensor& targets, int64_t n_outputs,
-                   bool incremental, bool first_pass);
+  // `first_pass` initializes the network and the attributes. `x_bytes`,
+  // when set, is x in bytes: the epochs gather from it.
+  void FitPrepared(const Tensor& x, const ByteRows* x_bytes,
+                   const Tensor& targets, int64_t n_outputs, bool incremental,
+                   bool first_pass);
   // The network's raw output (logits, or regression values) for checked x.
   Tensor Forward(const Tensor& x) const;
   void RequireFitted(const char* what) const;

@@ -89,6 +89,29 @@ TEST_P(ByteRowsKernelTest, OnlyExactMultiplesOfOneOver255) {
           .has_value());
 }
 
+// Inputs of 2^22 values and more are coded by two threads, a half each.
+TEST_P(ByteRowsKernelTest, LargeInputsAreCodedInTwoHalves) {
+  if (!Available()) GTEST_SKIP() << "no AVX-512 or AVX2+FMA on this CPU";
+  constexpr int64_t kRows = 5400, kCols = 784;  // 4.2M values
+  Tensor x = ScaledBytes(kRows, kCols, 9);
+  const std::optional<ByteRows> bytes = ByteRows::FromScaledFloats(x);
+  ASSERT_TRUE(bytes.has_value());
+  std::vector<int64_t> rows = {
+      0, 1, kRows / 2 - 1, kRows / 2, kRows / 2 + 1, kRows - 1};
+  const auto count = static_cast<int64_t>(rows.size());
+  Tensor want(DType::kF32, Shape{count, kCols}),
+      got(DType::kF32, Shape{count, kCols});
+  GatherRows(x, rows.data(), count, want);
+  bytes->GatherRows(rows.data(), count, got);
+  EXPECT_EQ(std::memcmp(got.raw_data(), want.raw_data(), want.num_bytes()), 0);
+  // A value either half cannot code refuses the whole.
+  for (int64_t place : {int64_t{5}, kRows * kCols - 3}) {
+    Tensor bad = x;
+    bad.data<float>()[place] = 0.5f;
+    EXPECT_FALSE(ByteRows::FromScaledFloats(bad).has_value()) << place;
+  }
+}
+
 TEST(ByteRowsTest, TheEnvironmentTurnsThemOff) {
   EXPECT_NE(254.0f * (1.0f / 255.0f), 254.0f / 255.0f);
   if (!Available()) GTEST_SKIP() << "no AVX-512 or AVX2+FMA on this CPU";
