@@ -235,9 +235,31 @@ struct BaseMultilayerPerceptron::Staging::Validation {
   // 32 12.2).
   static constexpr int64_t kChunkRows = 128;
   std::unique_ptr<Sequential> network;
-  Staging staging;               // Its predict feeds.
-  std::vector<Tensor> x_chunks;  // The validation rows, kChunkRows a chunk.
-  Tensor outputs;                // Of all the rows, filled chunk by chunk.
+  Staging staging;  // Its predict feeds.
+  // The validation rows, kChunkRows a chunk: copied out of x, or with x in
+  // bytes decoded from them chunk by chunk (a quarter of the reading each
+  // epoch, and no copy of the set).
+  std::vector<Tensor> x_chunks;
+  const ByteRows* x_bytes = nullptr;
+  std::vector<int64_t> rows;  // of x, with x_bytes
+  Tensor chunk, last_chunk;   // decoded, with x_bytes
+  Tensor outputs;             // Of all the rows, filled chunk by chunk.
+
+  int64_t num_chunks() const {
+    const auto n = static_cast<int64_t>(rows.size());
+    return x_bytes == nullptr ? static_cast<int64_t>(x_chunks.size())
+                              : (n + kChunkRows - 1) / kChunkRows;
+  }
+  // Chunk c's rows, decoded first with x_bytes (valid until the next call).
+  const Tensor& Chunk(int64_t c) {
+    if (x_bytes == nullptr) return x_chunks[static_cast<size_t>(c)];
+    const int64_t begin = c * kChunkRows;
+    const int64_t count =
+        std::min(kChunkRows, static_cast<int64_t>(rows.size()) - begin);
+    Tensor& out = count == kChunkRows ? chunk : last_chunk;
+    x_bytes->GatherRows(rows.data() + begin, count, out);
+    return out;
+  }
 };
 
 BaseMultilayerPerceptron::BaseMultilayerPerceptron(MLPOptions options,
@@ -1026,11 +1048,19 @@ void BaseMultilayerPerceptron::FitPrepared(const Tensor& x,
     try {
       const auto val_n = static_cast<int64_t>(val_rows.size());
       constexpr int64_t kChunk = Staging::Validation::kChunkRows;
-      for (int64_t begin = 0; begin < val_n; begin += kChunk) {
-        validation->x_chunks.push_back(TakeRows(
-            x, absl::MakeConstSpan(val_rows).subspan(
-                   static_cast<size_t>(begin),
-                   static_cast<size_t>(std::min(kChunk, val_n - begin)))));
+      if (x_bytes != nullptr) {
+        validation->x_bytes = x_bytes;
+        validation->rows = val_rows;
+        validation->chunk = Tensor(DType::kF32, Shape{kChunk, x.shape()[1]});
+        validation->last_chunk =
+            Tensor(DType::kF32, Shape{val_n % kChunk, x.shape()[1]});
+      } else {
+        for (int64_t begin = 0; begin < val_n; begin += kChunk) {
+          validation->x_chunks.push_back(TakeRows(
+              x, absl::MakeConstSpan(val_rows).subspan(
+                     static_cast<size_t>(begin),
+                     static_cast<size_t>(std::min(kChunk, val_n - begin)))));
+        }
       }
       validation->outputs = Tensor(DType::kF64, Shape{val_n, n_outputs_});
       bool single_threaded = false;
@@ -1038,9 +1068,20 @@ void BaseMultilayerPerceptron::FitPrepared(const Tensor& x,
       // caller's does not reach this thread.
       validation->network = CompiledNetwork(n_features_in_, n_outputs_,
                                             model_->device(), &single_threaded);
-      for (const Tensor& chunk : validation->x_chunks) {
-        Forward(chunk, *validation->network, validation->staging,
-                /*compile_only=*/true);
+      if (x_bytes != nullptr) {
+        // The shapes of the chunks, without decoding them.
+        for (const Tensor* chunk :
+             {&validation->chunk, &validation->last_chunk}) {
+          if (chunk->shape()[0] > 0) {
+            Forward(*chunk, *validation->network, validation->staging,
+                    /*compile_only=*/true);
+          }
+        }
+      } else {
+        for (const Tensor& chunk : validation->x_chunks) {
+          Forward(chunk, *validation->network, validation->staging,
+                  /*compile_only=*/true);
+        }
       }
     } catch (...) {
       setup_error = std::current_exception();
@@ -1095,12 +1136,12 @@ void BaseMultilayerPerceptron::FitPrepared(const Tensor& x,
       // The validation pass in pieces of a chunk of rows each, then the
       // score.
       PieceQueue pieces;
-      for (size_t c = 0; c < validation->x_chunks.size(); ++c) {
+      for (int64_t c = 0; c < validation->num_chunks(); ++c) {
         pieces.Add([&, c] {
           if (validation_error) return;
           try {
             const Tensor out =
-                Forward(validation->x_chunks[c], *validation->network,
+                Forward(validation->Chunk(c), *validation->network,
                         validation->staging);
             std::copy_n(out.data<double>().data(), out.num_elements(),
                         validation->outputs.data<double>().data() +
