@@ -4,6 +4,7 @@
 #include <array>
 #include <atomic>
 #include <bit>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <exception>
@@ -119,6 +120,23 @@ class PieceQueue {
   std::vector<std::function<void()>> pieces_;
   size_t next_ = 0;
 };
+
+// Returns once `value` differs from `old`: spinning first, for up to
+// kSpinMicros, then sleeping. The steps and the gatherer wait on each other
+// for less than a step at a time; with std::atomic::wait alone (16 spins,
+// then a futex) the waiter slept and every step's notify_one paid a futex
+// wake, ~1.7 us of a ~33 us step.
+void SpinThenWait(const std::atomic<int>& value, int old) {
+  constexpr auto kSpinMicros = std::chrono::microseconds(200);
+  const auto deadline = std::chrono::steady_clock::now() + kSpinMicros;
+  for (int spins = 1; value.load(std::memory_order_acquire) == old; ++spins) {
+    if (spins % 64 == 0 && std::chrono::steady_clock::now() > deadline) {
+      while (value.load() == old) value.wait(old);
+      return;
+    }
+    __builtin_ia32_pause();
+  }
+}
 
 // RandomState.permutation(n).
 std::vector<int64_t> NumpyPermutation(int64_t n, std::mt19937& rng) {
@@ -740,7 +758,7 @@ double BaseMultilayerPerceptron::RunEpoch(
         } else if (side_done < 1.0) {
           side_done = side_work();
         } else {
-          trained.wait(done);
+          SpinThenWait(trained, done);
         }
       }
       while (side_done < 1.0) side_done = side_work();
@@ -769,7 +787,7 @@ double BaseMultilayerPerceptron::RunEpoch(
           gather(next);
           ready[next % Staging::kSlots].store(next + 1);
         } else {
-          flag.wait(done);
+          SpinThenWait(flag, done);
         }
       }
     }
