@@ -538,14 +538,26 @@ void ClipByValueT(const T* x, T* y, int64_t n, T lo, T hi) {
 }
 
 // Sum of x[lo, hi)'s squares in double, compiled for AVX-512 and AVX2 besides
-// the baseline (a 784x5 kernel: 0.6 us at the baseline's SSE2).
+// the baseline (a 784x5 kernel: 0.6 us at the baseline's SSE2). Four
+// quarters in four accumulators: one accumulator chained every addition
+// through the adder's latency (0.6 us for 3,920 values at AVX-512 too).
 template <typename T>
 double SumOfSquaresRange(const T* x, int64_t lo, int64_t hi) {
-  double s = 0.0;
-#pragma omp simd reduction(+ : s)
-  for (int64_t i = lo; i < hi; ++i)
-    s += static_cast<double>(x[i]) * static_cast<double>(x[i]);
-  return s;
+  const auto square = [](T v) {
+    return static_cast<double>(v) * static_cast<double>(v);
+  };
+  const int64_t quarter = (hi - lo) / 4;
+  const T *a = x + lo, *b = a + quarter, *c = b + quarter, *d = c + quarter;
+  double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+#pragma omp simd reduction(+ : s0, s1, s2, s3)
+  for (int64_t i = 0; i < quarter; ++i) {
+    s0 += square(a[i]);
+    s1 += square(b[i]);
+    s2 += square(c[i]);
+    s3 += square(d[i]);
+  }
+  for (int64_t i = lo + 4 * quarter; i < hi; ++i) s3 += square(x[i]);
+  return (s0 + s1) + (s2 + s3);
 }
 __attribute__((target_clones("avx512f", "avx2", "default"))) double
 SumOfSquaresRangeF32(const float* x, int64_t lo, int64_t hi) {
@@ -676,11 +688,26 @@ absl::Status SparseCrossentropyGradFromProbs(ConstView labels, ConstView dloss,
              });
 }
 
+namespace {
+
+// Compiled for AVX-512 and AVX2 besides the baseline's SSE2.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void ScaleChunk(
+    const float* __restrict in, float scale, float* __restrict out, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) out[i] = in[i] * scale;
+}
+
+}  // namespace
+
 void ScaleResidual(const float* residual, ConstView dloss, int64_t rows,
                    int64_t n, float* grad) {
   const auto scale =
       static_cast<float>(LoadD(dloss.dtype, dloss.data, 0) /
                          static_cast<double>(std::max<int64_t>(rows, 1)));
+  if (!UseTeam(n)) {
+    ScaleChunk(residual, scale, grad, n);
+    return;
+  }
   ParallelForSimd(n, [&](int64_t i) { grad[i] = residual[i] * scale; });
 }
 
