@@ -6,9 +6,11 @@
 #include <cmath>
 #include <cstring>
 #include <functional>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "backends/cpu/avx512.h"
 #include "backends/cpu/parallel.h"
 #include "core/status_macros.h"
 #include "ops/random_hash.h"
@@ -225,9 +227,58 @@ void NormalizeRows(float* y, int64_t rows, int64_t cols) {
   }
 }
 
+namespace {
+
+// TransposeBiasActivation for ReLU or no activation on AVX-512, kCols
+// columns: sixteen rows at a time, a column per register, transposed into
+// rows (row by row in scalar code: ~0.6 us for 200 rows of 5).
+template <int kCols>
+__attribute__((target("avx512f"))) void TransposeBiasReluRows(
+    const float* __restrict zt, const float* __restrict bias,
+    float* __restrict z, int64_t rows, bool relu) {
+  const __m512 zero = _mm512_setzero_ps();
+  for (int64_t first = 0; first < rows; first += 16) {
+    const int64_t n = std::min<int64_t>(16, rows - first);
+    const auto row_lanes =
+        static_cast<__mmask16>(n == 16 ? 0xFFFF : (1u << n) - 1);
+    __m512 v[16];
+#pragma GCC unroll 16
+    for (int j = 0; j < 16; ++j) {
+      if (j >= kCols) {
+        v[j] = zero;
+        continue;
+      }
+      v[j] =
+          _mm512_add_ps(_mm512_maskz_loadu_ps(row_lanes, zt + j * rows + first),
+                        _mm512_set1_ps(bias != nullptr ? bias[j] : 0.0f));
+      if (relu) v[j] = _mm512_max_ps(v[j], zero);
+    }
+    avx512::Transpose16(v);
+    avx512::StoreRows(v, z, first, n, kCols, rows * kCols);
+  }
+}
+
+template <int... kMinusOne>
+void TransposeBiasReluOf(std::integer_sequence<int, kMinusOne...>,
+                         const float* zt, const float* bias, float* z,
+                         int64_t rows, int64_t cols, bool relu) {
+  using Rows = void (*)(const float*, const float*, float*, int64_t, bool);
+  static constexpr Rows kByCols[] = {&TransposeBiasReluRows<kMinusOne + 1>...};
+  kByCols[cols - 1](zt, bias, z, rows, relu);
+}
+
+}  // namespace
+
 void TransposeBiasActivation(const float* zt, const float* bias, float* z,
                              int64_t rows, int64_t cols,
                              const ops::Activation& act) {
+  if ((act.kind == ops::ActivationKind::kRelu ||
+       act.kind == ops::ActivationKind::kLinear) &&
+      cols >= 1 && cols <= 16 && avx512::Available()) {
+    TransposeBiasReluOf(std::make_integer_sequence<int, 16>(), zt, bias, z,
+                        rows, cols, act.kind == ops::ActivationKind::kRelu);
+    return;
+  }
   // Row by row, so z is written contiguously; zt's cols streams are read in
   // step and stay in L1 for the thin layers this serves.
   const bool relu = act.kind == ops::ActivationKind::kRelu;

@@ -78,14 +78,14 @@ absl::Status Lowering::LowerActivationGrad(const Node& node,
       ops::Activation act,
       ops::BackwardActivation(attrs, /*from_output=*/false));
   const ValueId d = node.inputs[0], v = node.inputs[1], dx = node.outputs[0];
-  std::optional<EltwiseStep> alg =
-      from_output ? UseDstAlgorithm(act) : std::nullopt;
   const int64_t n = dy.shape.NumElements();
   // A small ReLU gradient in our vectorized loop: oneDNN's primitive took
   // ~0.45 us for 1,000 elements, most of it the call.
   const bool small_relu =
       act.kind == ops::ActivationKind::kRelu && n < kMinParallelWork;
-  if (dy.dtype == DType::kF32 && alg.has_value() && !small_relu) {
+  std::optional<EltwiseStep> alg =
+      from_output && !small_relu ? UseDstAlgorithm(act) : std::nullopt;
+  if (dy.dtype == DType::kF32 && alg.has_value()) {
     SEQUENT_ASSIGN_OR_RETURN(memory::desc desc, Desc(d));
     dnnl::eltwise_forward::primitive_desc hint(
         dnnl::eltwise_forward::desc(dnnl::prop_kind::forward_training, alg->alg,

@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "backends/cpu/avx512.h"
 
 namespace sequent::cpu {
 namespace {
@@ -67,36 +68,6 @@ SEQUENT_AVX512 __m512 Log16(__m512 x) {
   y = _mm512_fmadd_ps(e, _mm512_set1_ps(-2.12194440e-4f), y);
   y = _mm512_fnmadd_ps(z2, _mm512_set1_ps(0.5f), y);
   return _mm512_fmadd_ps(e, _mm512_set1_ps(0.693359375f), _mm512_add_ps(z, y));
-}
-
-// v[j] lane i <- v[i] lane j.
-SEQUENT_AVX512 void Transpose16(__m512* v) {
-  __m512 t[16];
-#pragma GCC unroll 16
-  for (int i = 0; i < 16; i += 2) {
-    t[i] = _mm512_unpacklo_ps(v[i], v[i + 1]);
-    t[i + 1] = _mm512_unpackhi_ps(v[i], v[i + 1]);
-  }
-#pragma GCC unroll 16
-  for (int i = 0; i < 16; i += 4) {
-    v[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
-    v[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
-    v[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
-    v[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
-  }
-#pragma GCC unroll 16
-  for (int i = 0; i < 16; i += 8) {
-#pragma GCC unroll 4
-    for (int k = 0; k < 4; ++k) {
-      t[i + k] = _mm512_shuffle_f32x4(v[i + k], v[i + k + 4], 0x88);
-      t[i + k + 4] = _mm512_shuffle_f32x4(v[i + k], v[i + k + 4], 0xDD);
-    }
-  }
-#pragma GCC unroll 8
-  for (int k = 0; k < 8; ++k) {
-    v[k] = _mm512_shuffle_f32x4(t[k], t[k + 8], 0x88);
-    v[k + 8] = _mm512_shuffle_f32x4(t[k], t[k + 8], 0xDD);
-  }
 }
 
 // The labels of rows [first, first + 16) (lanes past `rows` are 0), and in
@@ -161,7 +132,7 @@ __attribute__((target("avx512f"))) int64_t SoftmaxCrossentropyRows(
                                           logits + (first + i) * kClasses)
                    : _mm512_setzero_ps();
     }
-    Transpose16(v);
+    avx512::Transpose16(v);
     __m512 max = v[0];
 #pragma GCC unroll 16
     for (int j = 1; j < kClasses; ++j) max = _mm512_max_ps(max, v[j]);
@@ -190,19 +161,8 @@ __attribute__((target("avx512f"))) int64_t SoftmaxCrossentropyRows(
     sum_high = _mm512_add_pd(
         sum_high, _mm512_cvtps_pd(_mm256_castpd_ps(
                       _mm512_extractf64x4_pd(_mm512_castps_pd(loss), 1))));
-    Transpose16(v);
-    // Each row's store covers the next rows' places too (they are written
-    // after it): Zen's masked stores cost several plain ones, so only the last
-    // rows use them.
-#pragma GCC unroll 16
-    for (int64_t i = 0; i < n; ++i) {
-      float* out = residual + (first + i) * kClasses;
-      if ((first + i) * kClasses + 16 <= total) {
-        _mm512_storeu_ps(out, v[i]);
-      } else {
-        _mm512_mask_storeu_ps(out, class_lanes, v[i]);
-      }
-    }
+    avx512::Transpose16(v);
+    avx512::StoreRows(v, residual, first, n, kClasses, total);
   }
   *loss_sum = _mm512_reduce_add_pd(_mm512_add_pd(sum_low, sum_high));
   return -1;
@@ -240,8 +200,7 @@ double LabelAt(ConstView labels, int64_t r) {
 }  // namespace
 
 bool HasFusedSoftmaxCrossentropy(int64_t classes, DType label_dtype) {
-  static const bool kAvx512 = __builtin_cpu_supports("avx512f");
-  return kAvx512 && classes >= 1 && classes <= kMaxClasses &&
+  return avx512::Available() && classes >= 1 && classes <= kMaxClasses &&
          (label_dtype == DType::kI32 || label_dtype == DType::kI64 ||
           label_dtype == DType::kF32);
 }
