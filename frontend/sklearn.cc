@@ -785,6 +785,7 @@ double BaseMultilayerPerceptron::RunEpoch(
         if (next < batches && next < b + Staging::kSlots &&
             claimed.compare_exchange_strong(next, next + 1)) {
           gather(next);
+          // Only this thread waits on the ready flags: no notify.
           ready[next % Staging::kSlots].store(next + 1);
         } else {
           SpinThenWait(flag, done);
@@ -1045,16 +1046,20 @@ void BaseMultilayerPerceptron::FitPrepared(const Tensor& x,
   std::mt19937 rng_behind;
 
   // The worker's job reads this frame: it must end before the frame does,
-  // on every path out.
+  // on every path out. The validation network and rows go with the fit (they
+  // may point into the caller's x_bytes).
   struct WaitAtExit {
     BackgroundWorker* worker;
+    std::unique_ptr<Staging::Validation>& validation;
     ~WaitAtExit() {
       if (worker != nullptr) worker->Wait();
+      validation.reset();
     }
-  } wait_at_exit{worker};
+  } wait_at_exit{worker, staging_->validation};
 
-  // The validation set is copied out of x, and the validation network built
-  // and compiled, on the worker while this thread compiles the train steps.
+  // The validation set is copied out of x (or read from x_bytes), and the
+  // validation network built and compiled, on the worker while this thread
+  // compiles the train steps.
   Tensor x_val, y_val;
   std::exception_ptr setup_error;
   const auto prepare_validation = [&] {
