@@ -896,7 +896,8 @@ absl::Status Lowering::LowerLoss(const Node& node, const Attributes& attrs,
     std::byte* residual = nullptr;
     NewExtra(o.p_size * static_cast<int64_t>(sizeof(float)), &residual);
     auto* residual_f32 = reinterpret_cast<float*>(residual);
-    softmax_of_logits_.emplace(o.p, SoftmaxForGradient{residual_f32, true});
+    softmax_of_logits_.emplace(
+        o.p, SoftmaxForGradient{residual_f32, true, o.t, o.w});
     AddLoop([=](const Pointers& ptr) {
       return SoftmaxCrossentropy(reinterpret_cast<const float*>(ptr[o.p]),
                                  o.Labels(ptr), o.Weights(ptr), o.batch,

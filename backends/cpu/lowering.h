@@ -502,6 +502,8 @@ class Lowering {
   struct SoftmaxForGradient {
     const float* data = nullptr;
     bool residual = false;
+    // The labels and sample weights the residual was made with.
+    ValueId labels = kNoValue, weights = kNoValue;
   };
   absl::flat_hash_map<ValueId, SoftmaxForGradient> softmax_of_logits_;
   // penalties_in_updates' values -> (g, the scalars of s).

@@ -564,8 +564,12 @@ absl::Status Lowering::LowerLossGrad(const Node& node, const Attributes& attrs,
     // oneDNN's softmax straight into the gradient, then the label and scale
     // fixed in place.
     SEQUENT_ASSIGN_OR_RETURN(memory::desc desc, Desc(o.p));
-    if (auto it = softmax_of_logits_.find(o.p);
-        it != softmax_of_logits_.end()) {
+    auto it = softmax_of_logits_.find(o.p);
+    if (it != softmax_of_logits_.end() && it->second.residual &&
+        (it->second.labels != o.t || it->second.weights != o.w)) {
+      it = softmax_of_logits_.end();  // A residual of other labels or weights.
+    }
+    if (it != softmax_of_logits_.end()) {
       // The loss, an earlier step, computed these probabilities already.
       const float* probs = it->second.data;
       if (it->second.residual) {

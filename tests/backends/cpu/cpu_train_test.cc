@@ -341,6 +341,37 @@ TEST(CpuTrainTest, ReduceMaxGradSplitsTies) {
   CompareBackends(graph, 4, {{"x", &xt}, {"dy", &dyt}}, 1e-6, "reduce_max");
 }
 
+// A sparse crossentropy from logits and a gradient of it in one graph: the
+// gradient reuses the loss step's softmax - onehot (times the weights) only
+// when it has the same labels and weights; here its weights differ.
+TEST(CpuTrainTest, CrossentropyGradientWithOtherWeightsIsItsOwn) {
+  Graph graph("crossentropy");
+  GraphBuilder b(&graph, &ops::DefaultRegistry());
+  ValueId y = b.Input("y", {DType::kI32, Shape{N}});
+  ValueId p = b.Input("p", {DType::kF32, Shape{N, 5}});
+  ValueId w = b.Input("w", {DType::kF32, Shape{N}});
+  ValueId w2 = b.Input("w2", {DType::kF32, Shape{N}});
+  ValueId dl = b.Input("dl", {DType::kF32, Shape{}});
+  const Attributes logits = {{"from_logits", true}};
+  graph.AddOutput("loss",
+                  b.Op("sparse_categorical_crossentropy", {y, p, w}, logits));
+  graph.AddOutput("same", b.Op("sparse_categorical_crossentropy_grad",
+                               {y, p, dl, w}, logits));
+  graph.AddOutput("other", b.Op("sparse_categorical_crossentropy_grad",
+                                {y, p, dl, w2}, logits));
+  ASSERT_TRUE(b.ok()) << b.status();
+  std::mt19937 rng(9);
+  Tensor yt = RandomTensor(Labels(DType::kI32, {6}, 5), rng);
+  Tensor pt = RandomTensor(F32({6, 5}), rng);
+  Tensor wt = RandomTensor(F32({6}, Fill::kPositive), rng);
+  Tensor w2t = RandomTensor(F32({6}, Fill::kPositive), rng);
+  Tensor dlt = Tensor::Scalar<float>(0.75f);
+  CompareBackends(
+      graph, 6,
+      {{"y", &yt}, {"p", &pt}, {"w", &wt}, {"w2", &w2t}, {"dl", &dlt}}, 1e-6,
+      "crossentropy gradients");
+}
+
 // ---- Whole train steps.
 
 Sequential SmallMlp() {
