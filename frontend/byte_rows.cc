@@ -123,17 +123,17 @@ __attribute__((target("avx2,fma"))) void DecodeRowAvx2(const uint8_t* in,
   for (; j < n; ++j) out[j] = static_cast<float>(in[j]) / kScale;
 }
 
-}  // namespace
-
 // `bytes` (at least 1) mapped, their pages populated by the coding threads
 // (first-touch faults, one per 4 KB page, took ~20 ms of a one-thread coding
 // of Fashion-MNIST's 47 MB, 25 ms in all).
-static uint8_t* Map(size_t bytes) {
+uint8_t* Map(size_t bytes) {
   void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) throw std::bad_alloc();
   return static_cast<uint8_t*>(p);
 }
+
+}  // namespace
 
 ByteRows::ByteRows(int64_t rows, int64_t cols, Isa isa)
     : rows_(rows),
