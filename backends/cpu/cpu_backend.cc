@@ -210,6 +210,7 @@ absl::StatusOr<std::unique_ptr<Executable>> CpuBackend::Compile(
 
   exe->batch_size_ = batch_size;
   exe->bf16 = compute_dtype_ == DType::kBF16;
+  exe->bf16_native = exe->bf16 && bf16_support() == Bf16Support::kNative;
   exe->num_threads = num_threads_ > 0 ? num_threads_ : omp_get_num_procs();
   // oneDNN tunes primitives to the thread count they are created under.
   omp_set_num_threads(exe->num_threads);

@@ -186,6 +186,8 @@ class CpuExecutable : public Executable {
   int64_t batch_size_ = 0;
   // CpuBackend::SetComputeDType(kBF16) at Compile: GEMMs read bf16 copies.
   bool bf16 = false;
+  // The CPU runs bf16 GEMMs natively (AVX512-BF16), not emulated.
+  bool bf16_native = false;
   dnnl::engine engine;
   dnnl::stream stream;
   std::vector<Step> steps;
