@@ -46,6 +46,12 @@ inline constexpr absl::string_view kDenseBackwardWeightsOp =
 // with conv2d_backprop_filter's attributes.
 inline constexpr absl::string_view kConvBackwardWeightsOp =
     "cpu.conv2d_backward_weights";
+// A convolution with its bias and activation (RewriteConvBiasActivation):
+// (x, kernel, bias) -> activation(conv2d(x, kernel) + bias), with conv2d's
+// attributes and "activation" (an ops::ParseActivation name): one oneDNN
+// convolution with a bias and an eltwise post-op.
+inline constexpr absl::string_view kConvBiasActivationOp =
+    "cpu.conv2d_bias_activation";
 // A weight penalty's steps (RewriteWeightPenalties): (w) -> the sum of w's
 // squares, f32[]; and (g, w, s1, ..., sk) -> g + s1 * ... * sk * w, for
 // same-shaped g and w and scalar s's.

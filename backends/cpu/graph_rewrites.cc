@@ -154,6 +154,45 @@ void RewriteDenseBackward(Graph& g) {
   }
 }
 
+void RewriteConvBiasActivation(Graph& g) {
+  for (NodeId id : g.LiveNodes()) {
+    const Node& bias_add = g.node(id);
+    if (bias_add.op != "bias_add" || bias_add.inputs.size() != 2 ||
+        bias_add.outputs.size() != 1 ||
+        g.type(bias_add.outputs[0]).dtype != DType::kF32) {
+      continue;
+    }
+    const NodeId conv = SoleUseProducer(g, bias_add.inputs[0], "conv2d");
+    if (conv == kNoNode || g.node(conv).inputs.size() != 2) continue;
+    const ValueId bias = bias_add.inputs[1];
+    ValueId out = bias_add.outputs[0];
+    std::string activation = "linear";
+    NodeId relu = kNoNode;
+    if (g.NumUses(out) == 1) {
+      const auto users = g.Users(out);
+      const Node& user = g.node(users[0].first);
+      if (user.op == "relu" && user.inputs.size() == 1 &&
+          user.outputs.size() == 1 && user.attrs.empty()) {
+        relu = users[0].first;
+        activation = "relu";
+      }
+    }
+    if (relu != kNoNode) {
+      const ValueId relu_out = g.node(relu).outputs[0];
+      Remove(g, relu);
+      out = relu_out;
+    }
+    Remove(g, id);
+    Node& fused = g.mutable_node(conv);
+    fused.op = std::string(kConvBiasActivationOp);
+    fused.inputs.push_back(bias);
+    fused.attrs["activation"] = activation;
+    fused.outputs = {out};
+    g.mutable_value(out).producer = conv;
+    g.mutable_value(out).output_index = 0;
+  }
+}
+
 void RewriteWeightPenalties(Graph& g) {
   for (NodeId id : g.LiveNodes()) {
     const Node& node = g.node(id);

@@ -18,6 +18,12 @@ namespace sequent::cpu {
 // Likewise a convolution's filter and bias gradients (kConvBackwardWeightsOp).
 void RewriteDenseBackward(Graph& g);
 
+// conv2d(x, k) -> bias_add(., b) -> relu, each result read only by the next
+// step (the last step optional): one kConvBiasActivationOp node, so the bias
+// and the activation run inside oneDNN's convolution instead of as two more
+// passes over its output.
+void RewriteConvBiasActivation(Graph& g);
+
 // A weight penalty's steps as single passes over the weights: the L2 term
 // reduce_sum(square(w)) becomes kSumOfSquaresOp(w), and its gradient added
 // to the weight gradient, add(mul(mul(w, 2), c), dw) (any number of scalar

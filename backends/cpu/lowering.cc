@@ -703,17 +703,42 @@ absl::Status Lowering::LowerConv2d(const Node& node, const Attributes& attrs) {
   const memory::desc dst({n, o, oh, ow}, f32, tag::nhwc);
   // oneDNN counts dilation from 0 (no dilation = 0).
   const memory::dims dnnl_dil = {dil[0] - 1, dil[1] - 1};
-  dnnl::convolution_forward::desc d(
-      dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
-      src, weights, dst, {strides[0], strides[1]}, dnnl_dil, pad_l, pad_r);
-  dnnl::convolution_forward::primitive_desc pd(d, Attr(), engine());
+  // kConvBiasActivationOp: the bias and the activation in the primitive.
+  const bool has_bias = node.inputs.size() > 2;
+  const memory::desc bias({o}, f32, tag::a);
+  dnnl::primitive_attr attr = Attr();
+  if (has_bias) {
+    SEQUENT_ASSIGN_OR_RETURN(
+        ops::Activation act,
+        ops::ParseActivation(StringAttrOr(attrs, "activation", "linear")));
+    dnnl::post_ops post;
+    for (const EltwiseStep& e : EltwiseChain(act))
+      post.append_eltwise(1.f, e.alg, e.alpha, e.beta);
+    attr.set_post_ops(post);
+  }
+  const auto desc = [&](const memory::desc* bias_desc) {
+    return bias_desc != nullptr
+               ? dnnl::convolution_forward::desc(
+                     dnnl::prop_kind::forward_inference,
+                     dnnl::algorithm::convolution_direct, src, weights,
+                     *bias_desc, dst, {strides[0], strides[1]}, dnnl_dil, pad_l,
+                     pad_r)
+               : dnnl::convolution_forward::desc(
+                     dnnl::prop_kind::forward_inference,
+                     dnnl::algorithm::convolution_direct, src, weights, dst,
+                     {strides[0], strides[1]}, dnnl_dil, pad_l, pad_r);
+  };
+  dnnl::convolution_forward::primitive_desc pd(desc(has_bias ? &bias : nullptr),
+                                               attr, engine());
   const ValueId k_id =
       ConvWeights(node.inputs[1], memory::desc({o, c, kh, kw}, f32, tag::hwio),
                   pd.weights_desc());
-  AddPrimitive(pd, dnnl::convolution_forward(pd),
-               {{DNNL_ARG_SRC, x_id, src},
-                {DNNL_ARG_WEIGHTS, k_id, pd.weights_desc()},
-                {DNNL_ARG_DST, node.outputs[0], dst}});
+  std::vector<std::tuple<int, ValueId, memory::desc>> args = {
+      {DNNL_ARG_SRC, x_id, src},
+      {DNNL_ARG_WEIGHTS, k_id, pd.weights_desc()},
+      {DNNL_ARG_DST, node.outputs[0], dst}};
+  if (has_bias) args.emplace_back(DNNL_ARG_BIAS, node.inputs[2], bias);
+  AddPrimitive(pd, dnnl::convolution_forward(pd), args);
   return absl::OkStatus();
 }
 
@@ -1052,7 +1077,8 @@ absl::Status Lowering::LowerNode(const Node& node, const Attributes& attrs) {
   if (op == "cast") return LowerCast(node);
   if (op == "slice") return LowerSlice(node, attrs);
   if (op == "dropout") return LowerDropout(node, attrs);
-  if (op == "conv2d") return LowerConv2d(node, attrs);
+  if (op == "conv2d" || op == kConvBiasActivationOp)
+    return LowerConv2d(node, attrs);
   if (op == "max_pool2d") return LowerPool2d(node, attrs, /*max=*/true);
   if (op == "avg_pool2d") return LowerPool2d(node, attrs, /*max=*/false);
   if (op == "global_avg_pool2d") return LowerGlobalAvgPool2d(node);

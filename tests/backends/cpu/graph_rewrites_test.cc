@@ -98,5 +98,53 @@ TEST(RewriteWeightPenaltiesTest, LeavesBroadcastsAndMatrixProductsAlone) {
   EXPECT_EQ(g.producer(product).op, "add");
 }
 
+const TensorType kImages{DType::kF32, Shape{2, 6, 6, 3}};
+const TensorType kFilter{DType::kF32, Shape{3, 3, 3, 4}};
+const TensorType kChannels{DType::kF32, Shape{4}};
+
+// Conv2D(4, relu) as the model writes it: conv2d, bias_add, relu.
+TEST(RewriteConvBiasActivationTest, ConvBiasReluBecomeOneConvolution) {
+  Graph g;
+  GraphBuilder b(&g, &ops::DefaultRegistry());
+  const ValueId x = b.Input("x", kImages);
+  const ValueId k = b.Input("k", kFilter);
+  const ValueId bias = b.Input("b", kChannels);
+  const ValueId y =
+      b.Op("relu", {b.Op("bias_add", {b.Op("conv2d", {x, k}), bias})});
+  ASSERT_TRUE(b.status().ok()) << b.status();
+  g.AddOutput("y", y);
+
+  RewriteConvBiasActivation(g);
+  const Node& conv = g.producer(y);
+  EXPECT_EQ(conv.op, "cpu.conv2d_bias_activation");
+  EXPECT_EQ(conv.inputs, (std::vector<ValueId>{x, k, bias}));
+  EXPECT_EQ(StringAttrOr(conv.attrs, "activation", ""), "relu");
+  const std::vector<std::string> ops = LiveOps(g);
+  EXPECT_FALSE(Has(ops, "conv2d"));
+  EXPECT_FALSE(Has(ops, "bias_add"));
+  EXPECT_FALSE(Has(ops, "relu"));
+}
+
+// Without an activation the bias alone goes in; a pre-activation value read
+// elsewhere stays, with the relu after it.
+TEST(RewriteConvBiasActivationTest, StopsWhereAValueHasOtherUses) {
+  Graph g;
+  GraphBuilder b(&g, &ops::DefaultRegistry());
+  const ValueId x = b.Input("x", kImages);
+  const ValueId k = b.Input("k", kFilter);
+  const ValueId bias = b.Input("b", kChannels);
+  const ValueId z = b.Op("bias_add", {b.Op("conv2d", {x, k}), bias});
+  const ValueId y = b.Op("relu", {z});
+  ASSERT_TRUE(b.status().ok()) << b.status();
+  g.AddOutput("z", z);
+  g.AddOutput("y", y);
+
+  RewriteConvBiasActivation(g);
+  EXPECT_EQ(g.producer(z).op, "cpu.conv2d_bias_activation");
+  EXPECT_EQ(StringAttrOr(g.producer(z).attrs, "activation", ""), "linear");
+  EXPECT_EQ(g.producer(y).op, "relu");
+  EXPECT_FALSE(Has(LiveOps(g), "bias_add"));
+}
+
 }  // namespace
 }  // namespace sequent::cpu
