@@ -5,6 +5,7 @@
 
 #include "backends/cpu/cpu_executable.h"
 #include "core/attribute.h"
+#include "core/passes/pass_util.h"
 
 namespace sequent::cpu {
 namespace {
@@ -167,20 +168,12 @@ void RewriteConvBiasActivation(Graph& g) {
     const ValueId bias = bias_add.inputs[1];
     ValueId out = bias_add.outputs[0];
     std::string activation = "linear";
-    NodeId relu = kNoNode;
-    if (g.NumUses(out) == 1) {
-      const auto users = g.Users(out);
-      const Node& user = g.node(users[0].first);
-      if (user.op == "relu" && user.inputs.size() == 1 &&
-          user.outputs.size() == 1 && user.attrs.empty()) {
-        relu = users[0].first;
-        activation = "relu";
-      }
-    }
-    if (relu != kNoNode) {
-      const ValueId relu_out = g.node(relu).outputs[0];
-      Remove(g, relu);
-      out = relu_out;
+    if (const auto relu = passes::SoleUserAsFirstInput(g, out);
+        relu && g.node(*relu).op == "relu" &&
+        g.node(*relu).outputs.size() == 1 && g.node(*relu).attrs.empty()) {
+      activation = "relu";
+      out = g.node(*relu).outputs[0];
+      Remove(g, *relu);
     }
     Remove(g, id);
     Node& fused = g.mutable_node(conv);

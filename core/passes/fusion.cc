@@ -11,15 +11,6 @@ namespace {
 
 constexpr double kDenseLeakyReluAlpha = 0.2;
 
-// The single node reading `value` as its first input, when that is its only
-// use.
-std::optional<NodeId> SoleUserAsFirstInput(const Graph& graph, ValueId value) {
-  if (graph.NumUses(value) != 1) return std::nullopt;
-  auto users = graph.Users(value);
-  if (users.size() != 1 || users[0].second != 0) return std::nullopt;
-  return users[0].first;
-}
-
 // Whether `node` is an activation that dense{activation=node.op} computes
 // exactly.
 bool IsFusableActivation(const OpRegistry& registry, const Node& node) {
@@ -56,7 +47,7 @@ absl::StatusOr<bool> FusionPass::Run(Graph& graph) {
       continue;
     }
     const ValueId product = matmul.outputs[0];
-    auto user = SoleUserAsFirstInput(graph, product);
+    auto user = passes::SoleUserAsFirstInput(graph, product);
     if (!user) continue;
 
     std::vector<ValueId> dense_inputs = matmul.inputs;
@@ -67,7 +58,7 @@ absl::StatusOr<bool> FusionPass::Run(Graph& graph) {
       dense_inputs.push_back(next.inputs[1]);
       replaced.push_back(*user);
       activation = "linear";
-      if (auto act = SoleUserAsFirstInput(graph, next.outputs[0])) {
+      if (auto act = passes::SoleUserAsFirstInput(graph, next.outputs[0])) {
         const Node& act_node = graph.node(*act);
         if (IsFusableActivation(registry_, act_node) &&
             policy_.supports_fused_dense(act_node.op)) {

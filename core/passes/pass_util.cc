@@ -2,6 +2,13 @@
 
 namespace sequent::passes {
 
+std::optional<NodeId> SoleUserAsFirstInput(const Graph& graph, ValueId value) {
+  if (graph.NumUses(value) != 1) return std::nullopt;
+  auto users = graph.Users(value);
+  if (users.size() != 1 || users[0].second != 0) return std::nullopt;
+  return users[0].first;
+}
+
 bool IsStructural(absl::string_view op) {
   return op == kInputOp || op == kVariableOp || op == kConstantOp;
 }

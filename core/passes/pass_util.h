@@ -3,6 +3,8 @@
 
 // Small helpers the passes share.
 
+#include <optional>
+
 #include "absl/strings/string_view.h"
 #include "core/attribute.h"
 #include "core/graph.h"
@@ -22,6 +24,10 @@ Attributes AttrsWithDefaults(const OpRegistry& registry, const Node& node);
 // `fallback` when absent or not a number.
 double NumberAttrOr(const Attributes& attrs, absl::string_view name,
                     double fallback);
+
+// The single node reading `value` as its first input, when that is its only
+// use.
+std::optional<NodeId> SoleUserAsFirstInput(const Graph& graph, ValueId value);
 
 // Redirects the uses of every output of `from` to the matching output of `to`
 // and removes `from`.
