@@ -172,11 +172,8 @@ absl::Status Lowering::LowerDense(const Node& node, const Attributes& attrs) {
   const ValueId z_id = node.outputs[0];
   const bool has_bias = node.inputs.size() > 2;
   const ValueId bias_id = has_bias ? node.inputs[2] : kNoValue;
-  dnnl::post_ops post;
-  for (const EltwiseStep& e : EltwiseChain(act))
-    post.append_eltwise(1.f, e.alg, e.alpha, e.beta);
   dnnl::primitive_attr attr = Attr();
-  attr.set_post_ops(post);
+  attr.set_post_ops(ActivationPostOps(act));
   // A kernel in its blocked layout (weight_layout.h) takes the inner product
   // the layout was chosen for; a thin kernel stored transposed, the
   // transposed form where it applies.
@@ -711,25 +708,18 @@ absl::Status Lowering::LowerConv2d(const Node& node, const Attributes& attrs) {
     SEQUENT_ASSIGN_OR_RETURN(
         ops::Activation act,
         ops::ParseActivation(StringAttrOr(attrs, "activation", "linear")));
-    dnnl::post_ops post;
-    for (const EltwiseStep& e : EltwiseChain(act))
-      post.append_eltwise(1.f, e.alg, e.alpha, e.beta);
-    attr.set_post_ops(post);
+    attr.set_post_ops(ActivationPostOps(act));
   }
-  const auto desc = [&](const memory::desc* bias_desc) {
-    return bias_desc != nullptr
-               ? dnnl::convolution_forward::desc(
-                     dnnl::prop_kind::forward_inference,
-                     dnnl::algorithm::convolution_direct, src, weights,
-                     *bias_desc, dst, {strides[0], strides[1]}, dnnl_dil, pad_l,
-                     pad_r)
-               : dnnl::convolution_forward::desc(
-                     dnnl::prop_kind::forward_inference,
-                     dnnl::algorithm::convolution_direct, src, weights, dst,
-                     {strides[0], strides[1]}, dnnl_dil, pad_l, pad_r);
-  };
-  dnnl::convolution_forward::primitive_desc pd(desc(has_bias ? &bias : nullptr),
-                                               attr, engine());
+  const auto fwd = dnnl::prop_kind::forward_inference;
+  const auto direct = dnnl::algorithm::convolution_direct;
+  const memory::dims stride = {strides[0], strides[1]};
+  dnnl::convolution_forward::primitive_desc pd(
+      has_bias
+          ? dnnl::convolution_forward::desc(fwd, direct, src, weights, bias,
+                                            dst, stride, dnnl_dil, pad_l, pad_r)
+          : dnnl::convolution_forward::desc(fwd, direct, src, weights, dst,
+                                            stride, dnnl_dil, pad_l, pad_r),
+      attr, engine());
   const ValueId k_id =
       ConvWeights(node.inputs[1], memory::desc({o, c, kh, kw}, f32, tag::hwio),
                   pd.weights_desc());

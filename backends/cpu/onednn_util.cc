@@ -87,6 +87,13 @@ std::vector<EltwiseStep> EltwiseChain(const ops::Activation& act) {
   return {};
 }
 
+dnnl::post_ops ActivationPostOps(const ops::Activation& act) {
+  dnnl::post_ops post;
+  for (const EltwiseStep& e : EltwiseChain(act))
+    post.append_eltwise(1.f, e.alg, e.alpha, e.beta);
+  return post;
+}
+
 absl::Status DnnlError(const dnnl::error& e, absl::string_view what) {
   const std::string message = absl::StrCat(what, ": oneDNN error ", e.what());
   if (e.status == dnnl_unimplemented) return absl::UnimplementedError(message);

@@ -43,6 +43,8 @@ struct EltwiseStep {
 // The eltwise chain computing `act` (linear is the empty chain; selu is elu
 // then a scale, since oneDNN 2.6 has no selu).
 std::vector<EltwiseStep> EltwiseChain(const ops::Activation& act);
+// That chain as a primitive's post-ops (a dense layer's or a convolution's).
+dnnl::post_ops ActivationPostOps(const ops::Activation& act);
 
 // Converts a dnnl::error into a status naming what was being done.
 absl::Status DnnlError(const dnnl::error& e, absl::string_view what);
