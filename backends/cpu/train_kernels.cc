@@ -616,6 +616,33 @@ void GlobalAvgPoolGradT(const T* dy, T* dx, int64_t n, int64_t hw, int64_t c) {
 
 }  // namespace
 
+namespace {
+
+// Compiled for AVX-512 and AVX2 besides the baseline's SSE2. `in` may be
+// `out` (element i reads only index i).
+__attribute__((target_clones("avx512f", "avx2", "default"))) void ScaleChunk(
+    const float* in, float scale, float* out, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) out[i] = in[i] * scale;
+}
+
+// out = in * scale over n elements.
+void Scale(const float* in, float scale, float* out, int64_t n) {
+  if (!UseTeam(n)) {
+    ScaleChunk(in, scale, out, n);
+    return;
+  }
+  ParallelForSimd(n, [&](int64_t i) { out[i] = in[i] * scale; });
+}
+
+// A crossentropy gradient's factor per row, dloss / rows.
+double PerRow(ConstView dloss, int64_t rows) {
+  return LoadD(dloss.dtype, dloss.data, 0) /
+         static_cast<double>(std::max<int64_t>(rows, 1));
+}
+
+}  // namespace
+
 absl::Status SparseCrossentropyGradFromProbs(ConstView labels, ConstView dloss,
                                              ConstView weight, int64_t rows,
                                              int64_t classes, int64_t batch,
@@ -629,8 +656,7 @@ absl::Status SparseCrossentropyGradFromProbs(ConstView labels, ConstView dloss,
   const auto sample = [&](int64_t r) {
     return weight.size == 1 ? 0 : r / rows_per_sample;
   };
-  const double per_row = LoadD(dloss.dtype, dloss.data, 0) /
-                         static_cast<double>(std::max<int64_t>(rows, 1));
+  const double per_row = PerRow(dloss, rows);
   const auto bad_label = [&](int64_t r, double label) {
     return absl::InvalidArgumentError(absl::StrCat(
         "[sparse_categorical_crossentropy_grad] label ", label, " at sample ",
@@ -644,8 +670,7 @@ absl::Status SparseCrossentropyGradFromProbs(ConstView labels, ConstView dloss,
       if (typed[r] < 0 || typed[r] >= classes) return bad_label(r, typed[r]);
     }
     const auto scale = static_cast<float>(per_row);
-    ParallelForSimd(rows * classes,
-                    [&](int64_t i) { grad[i] = probs[i] * scale; });
+    Scale(probs, scale, grad, rows * classes);
     for (int64_t r = 0; r < rows; ++r) grad[r * classes + typed[r]] -= scale;
     return absl::OkStatus();
   }
@@ -688,27 +713,9 @@ absl::Status SparseCrossentropyGradFromProbs(ConstView labels, ConstView dloss,
              });
 }
 
-namespace {
-
-// Compiled for AVX-512 and AVX2 besides the baseline's SSE2.
-__attribute__((target_clones("avx512f", "avx2", "default"))) void ScaleChunk(
-    const float* __restrict in, float scale, float* __restrict out, int64_t n) {
-#pragma omp simd
-  for (int64_t i = 0; i < n; ++i) out[i] = in[i] * scale;
-}
-
-}  // namespace
-
 void ScaleResidual(const float* residual, ConstView dloss, int64_t rows,
                    int64_t n, float* grad) {
-  const auto scale =
-      static_cast<float>(LoadD(dloss.dtype, dloss.data, 0) /
-                         static_cast<double>(std::max<int64_t>(rows, 1)));
-  if (!UseTeam(n)) {
-    ScaleChunk(residual, scale, grad, n);
-    return;
-  }
-  ParallelForSimd(n, [&](int64_t i) { grad[i] = residual[i] * scale; });
+  Scale(residual, static_cast<float>(PerRow(dloss, rows)), grad, n);
 }
 
 absl::Status LossGrad(const LossParams& params, ConstView y_true,
