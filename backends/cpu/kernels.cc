@@ -96,6 +96,8 @@ double LoadAsDouble(const void* p, int64_t i) {
   return static_cast<double>(static_cast<const T*>(p)[i]);
 }
 
+}  // namespace
+
 double Load(DType dtype, const void* p, int64_t i) {
   switch (dtype) {
     case DType::kF32:
@@ -115,6 +117,8 @@ double Load(DType dtype, const void* p, int64_t i) {
   }
   return 0.0;
 }
+
+namespace {
 
 // Float -> integer conversion as ops/shape.cc's cast: NaN is 0, out-of-range
 // values saturate, the rest truncate toward zero.
@@ -453,8 +457,8 @@ int64_t ArgMax(int64_t n, const std::function<double(int64_t)>& get) {
   return best;
 }
 
-// A label of sparse_categorical_crossentropy (sample r): an integer in
-// [0, classes).
+}  // namespace
+
 absl::Status CheckSparseLabel(double label, int64_t r, int64_t classes) {
   constexpr absl::string_view kOp = "sparse_categorical_crossentropy";
   if (label != std::floor(label)) {
@@ -468,6 +472,8 @@ absl::Status CheckSparseLabel(double label, int64_t r, int64_t classes) {
   }
   return absl::OkStatus();
 }
+
+namespace {
 
 absl::Status CheckSparseLabels(ConstView labels, int64_t rows,
                                int64_t classes) {

@@ -82,6 +82,13 @@ struct LossParams {
 // summed and divided by the row count. `batch` is y_pred's first dimension.
 // Writes one element of y_pred's dtype to `out`. Out-of-range or fractional
 // sparse labels are an error naming the label and the sample.
+// Element i of a tensor of `dtype` at `p`, as a double.
+double Load(DType dtype, const void* p, int64_t i);
+
+// A label of sparse_categorical_crossentropy (sample r) must be an integer in
+// [0, classes): OK, or the InvalidArgument naming it and its sample.
+absl::Status CheckSparseLabel(double label, int64_t r, int64_t classes);
+
 absl::Status Loss(const LossParams& params, ConstView y_true, ConstView y_pred,
                   ConstView weight, int64_t row_len, int64_t batch, void* out);
 

@@ -3,13 +3,10 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <cmath>
 #include <limits>
 #include <type_traits>
 #include <utility>
 
-#include "absl/strings/str_cat.h"
-#include "absl/strings/string_view.h"
 #include "backends/cpu/avx512.h"
 
 namespace sequent::cpu {
@@ -184,17 +181,6 @@ int64_t DispatchClasses(std::integer_sequence<int, kMinusOne...>,
 
 constexpr int kMaxClasses = 16;
 
-double LabelAt(ConstView labels, int64_t r) {
-  switch (labels.dtype) {
-    case DType::kI32:
-      return static_cast<const int32_t*>(labels.data)[r];
-    case DType::kI64:
-      return static_cast<double>(static_cast<const int64_t*>(labels.data)[r]);
-    default:
-      return static_cast<const float*>(labels.data)[r];
-  }
-}
-
 #undef SEQUENT_AVX512
 
 }  // namespace
@@ -231,16 +217,8 @@ absl::Status SoftmaxCrossentropy(const float* logits, ConstView labels,
                                        classes, residual, &loss_sum);
   }
   if (bad_row >= 0) {
-    constexpr absl::string_view kOp = "sparse_categorical_crossentropy";
-    const double label = LabelAt(labels, bad_row);
-    if (label != std::floor(label)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("[", kOp, "] label ", label, " at sample ", bad_row,
-                       " is not an integer"));
-    }
-    return absl::InvalidArgumentError(
-        absl::StrCat("[", kOp, "] label ", label, " at sample ", bad_row,
-                     " is out of range for ", classes, " classes"));
+    return CheckSparseLabel(Load(labels.dtype, labels.data, bad_row), bad_row,
+                            classes);
   }
   *loss = static_cast<float>(rows == 0 ? 0.0
                                        : loss_sum / static_cast<double>(rows));
