@@ -22,6 +22,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "backends/cpu/cpu_executable.h"
+#include "backends/cpu/denormals.h"
 #include "backends/cpu/graph_rewrites.h"
 #include "backends/cpu/kernels.h"
 #include "backends/cpu/lowering.h"
@@ -506,6 +507,12 @@ bool CpuBackend::StoresBlocked(const VariableStore& store,
   const auto* cpu_store = dynamic_cast<const cpu::CpuVariableStore*>(&store);
   return cpu_store != nullptr && cpu_store->LayoutOf(variable) != nullptr;
 }
+
+void CpuBackend::SetFlushDenormals(bool flush) {
+  cpu::SetFlushDenormals(flush);
+}
+
+bool CpuBackend::flush_denormals() { return cpu::FlushDenormals(); }
 
 void CpuBackend::SetFixedKernelChoice(bool fixed) {
   cpu::fixed_kernel_choice.store(fixed);

@@ -93,6 +93,13 @@ class CpuBackend : public Backend {
   // compiles and change the rounding.
   static void SetFixedKernelChoice(bool fixed);
 
+  // Whether runs flush denormal floats to zero (backends/cpu/denormals.h), for
+  // every executable of this process from its next run: on by default, as in
+  // TensorFlow; off with SEQUENT_FLUSH_DENORMALS=0 or SetFlushDenormals(false)
+  // (PyTorch's default: exact IEEE results, slower near zero).
+  static void SetFlushDenormals(bool flush);
+  static bool flush_denormals();
+
   // The element type the GEMM-heavy ops compute in, for executables compiled
   // afterwards: DType::kF32 (the default) or DType::kBF16 (mixed precision,
   // see above); anything else is an InvalidArgumentError.

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "backends/cpu/denormals.h"
 #include "backends/cpu/onednn_util.h"
 #include "backends/feeds.h"
 #include "core/status_macros.h"
@@ -108,6 +109,7 @@ absl::Status CpuExecutable::Run(absl::Span<const Feed> feeds,
 
   if (num_threads > 0 && omp_get_max_threads() != num_threads)
     omp_set_num_threads(num_threads);
+  const ScopedFlushDenormals flush_denormals(FlushDenormals(), num_threads);
   // Feeds are read in place: nothing writes an input's buffer (the planner
   // never reuses it in place), so the steps may read the caller's tensor.
   for (size_t i = 0; i < inputs.size(); ++i) {
