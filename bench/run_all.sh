@@ -29,7 +29,17 @@ GBENCH_FLAGS=(--benchmark_min_time="$MIN_TIME" --benchmark_repetitions="$REPS"
 echo "== building (bazel -c opt)" >&2
 bazel build -c opt //bench:gemm_floor >&2 || echo "gemm_floor: build failed" >&2
 bazel build -c opt //bench:sequent_bench >&2 || echo "sequent_bench: build failed" >&2
+bazel build -c opt //bench:handover_probe >&2 || echo "handover_probe: build failed" >&2
 BIN="$(bazel info -c opt bazel-bin 2>/dev/null)/bench"
+
+# The host's phase (bench/README.md, eighth session): in its slow phase a cache
+# line the other core read costs ~5x to take over, and sequent's memory-bound
+# steps slow down while the floor does not. Probed before and after the runs.
+probe() {
+  [[ -x "$BIN/handover_probe" ]] && "$BIN/handover_probe" || echo "handover probe: not built"
+}
+PROBE_BEFORE="$(probe)"
+echo "== $PROBE_BEFORE" >&2
 
 # The floor at each thread count (oneDNN's OpenMP pool); report.py keeps the best.
 FLOORS=()
@@ -70,7 +80,10 @@ if [[ "${PEERS:-}" != "none" ]]; then
     --repetitions "$REPS" --json "$OUT/peers.json" || echo "peers.py failed" >&2
 fi
 
+PROBE_AFTER="$(probe)"
 echo >&2
 echo "== results ($OUT)" >&2
+echo "host phase before: $PROBE_BEFORE"
+echo "host phase after:  $PROBE_AFTER"
 python3 bench/report.py "${SEQS[@]}" "${FLOORS[@]}" \
   $([[ "${PEERS:-}" != "none" ]] && echo --peers "$OUT/peers.json")
