@@ -16,21 +16,6 @@ namespace {
 
 constexpr double kLossEpsilon = 1e-7;  // Keras's backend epsilon (ops/loss.cc).
 
-double LoadD(DType dtype, const void* p, int64_t i) {
-  switch (dtype) {
-    case DType::kF32:
-      return static_cast<const float*>(p)[i];
-    case DType::kF64:
-      return static_cast<const double*>(p)[i];
-    case DType::kI32:
-      return static_cast<const int32_t*>(p)[i];
-    case DType::kI64:
-      return static_cast<double>(static_cast<const int64_t*>(p)[i]);
-    default:
-      return static_cast<const uint8_t*>(p)[i] != 0 ? 1.0 : 0.0;
-  }
-}
-
 double ClipGrad(double p) {
   return p >= kLossEpsilon && p <= 1.0 - kLossEpsilon ? 1.0 : 0.0;
 }
@@ -75,7 +60,7 @@ void CrossentropyRowGrad(const LossParams& params, ConstView y_true,
     for (int64_t i = 0; i < c; ++i) q[i] = std::exp(p[i] - max) / sum;
   };
   if (params.kind == LossKind::kSparseCategoricalCrossentropy) {
-    const int64_t k = static_cast<int64_t>(LoadD(y_true.dtype, y_true.data, r));
+    const int64_t k = static_cast<int64_t>(Load(y_true.dtype, y_true.data, r));
     if (params.from_logits) {
       softmax();
       for (int64_t j = 0; j < c; ++j) grad[j] = q[j] - (j == k ? 1 : 0);
@@ -90,7 +75,7 @@ void CrossentropyRowGrad(const LossParams& params, ConstView y_true,
   const double s = params.label_smoothing;
   double sum_t = 0;
   auto t = [&](int64_t i) {
-    return LoadD(y_true.dtype, y_true.data, r * c + i) * (1 - s) +
+    return Load(y_true.dtype, y_true.data, r * c + i) * (1 - s) +
            s / static_cast<double>(c);
   };
   for (int64_t i = 0; i < c; ++i) sum_t += t(i);
@@ -126,14 +111,14 @@ void LossGradT(const LossParams& params, ConstView y_true, const T* pred,
     for (int64_t r = 0; r < rows; ++r) {
       double scale = dloss / static_cast<double>(rows);
       if (weight.data != nullptr) {
-        scale *= LoadD(weight.dtype, weight.data,
-                       weight.size == 1 ? 0 : r / rows_per_sample);
+        scale *= Load(weight.dtype, weight.data,
+                      weight.size == 1 ? 0 : r / rows_per_sample);
       }
       if (elementwise) {
         for (int64_t i = 0; i < d; ++i) {
           const int64_t e = r * d + i;
           const double g =
-              ElementwiseDerivative(params, LoadD(y_true.dtype, y_true.data, e),
+              ElementwiseDerivative(params, Load(y_true.dtype, y_true.data, e),
                                     static_cast<double>(pred[e])) /
               static_cast<double>(d);
           out[e] = static_cast<T>(scale * g);
@@ -637,7 +622,7 @@ void Scale(const float* in, float scale, float* out, int64_t n) {
 
 // A crossentropy gradient's factor per row, dloss / rows.
 double PerRow(ConstView dloss, int64_t rows) {
-  return LoadD(dloss.dtype, dloss.data, 0) /
+  return Load(dloss.dtype, dloss.data, 0) /
          static_cast<double>(std::max<int64_t>(rows, 1));
 }
 
@@ -705,11 +690,11 @@ absl::Status SparseCrossentropyGradFromProbs(ConstView labels, ConstView dloss,
                             : static_cast<double>(f32_weight[sample(r)]);
                });
   }
-  return run([&](int64_t r) { return LoadD(labels.dtype, labels.data, r); },
+  return run([&](int64_t r) { return Load(labels.dtype, labels.data, r); },
              [&](int64_t r) {
                return weight.data == nullptr
                           ? 1.0
-                          : LoadD(weight.dtype, weight.data, sample(r));
+                          : Load(weight.dtype, weight.data, sample(r));
              });
 }
 
@@ -729,7 +714,7 @@ absl::Status LossGrad(const LossParams& params, ConstView y_true,
   }
   if (params.kind == LossKind::kSparseCategoricalCrossentropy) {
     for (int64_t r = 0; r < rows; ++r) {
-      const double label = LoadD(y_true.dtype, y_true.data, r);
+      const double label = Load(y_true.dtype, y_true.data, r);
       if (label != std::floor(label) || label < 0 ||
           label >= static_cast<double>(row_len)) {
         return absl::InvalidArgumentError(absl::StrCat(
@@ -738,7 +723,7 @@ absl::Status LossGrad(const LossParams& params, ConstView y_true,
       }
     }
   }
-  const double dl = LoadD(dloss.dtype, dloss.data, 0);
+  const double dl = Load(dloss.dtype, dloss.data, 0);
   if (y_pred.dtype == DType::kF64) {
     LossGradT(params, y_true, static_cast<const double*>(y_pred.data), dl,
               weight, rows, row_len, batch, static_cast<double*>(out), scratch);
