@@ -34,12 +34,10 @@ BIN="$(bazel info -c opt bazel-bin 2>/dev/null)/bench"
 
 # The host's phase (bench/README.md, eighth session): in its slow phase a cache
 # line the other core read costs ~5x to take over, and sequent's memory-bound
-# steps slow down while the floor does not. Probed before and after the runs.
+# steps slow down while the floor does not. Probed around sequent's runs.
 probe() {
   [[ -x "$BIN/handover_probe" ]] && "$BIN/handover_probe" || echo "handover probe: not built"
 }
-PROBE_BEFORE="$(probe)"
-echo "== $PROBE_BEFORE" >&2
 
 # The floor at each thread count (oneDNN's OpenMP pool); report.py keeps the best.
 FLOORS=()
@@ -52,6 +50,8 @@ for t in $(printf '%s\n' 1 "$CORES" | sort -un); do
   FLOORS+=(--floor "threads=$t=$OUT/floor_t$t.json")
 done
 
+PROBE_BEFORE="$(probe)"
+echo "== $PROBE_BEFORE" >&2
 # sequent at the CPU backend's default (all cores, or SEQUENT_NUM_THREADS), or at
 # each count in SEQUENT_THREADS (e.g. "1 2"), keeping the best per row.
 SEQS=()
@@ -72,6 +72,9 @@ else
   done
 fi
 
+PROBE_AFTER="$(probe)"
+echo "== $PROBE_AFTER" >&2
+
 PEER_ARGS=()
 if [[ "${PEERS:-}" != "none" ]]; then
   [[ -n "${PEERS:-}" ]] && PEER_ARGS+=(--only "$PEERS")
@@ -80,10 +83,9 @@ if [[ "${PEERS:-}" != "none" ]]; then
     --repetitions "$REPS" --json "$OUT/peers.json" || echo "peers.py failed" >&2
 fi
 
-PROBE_AFTER="$(probe)"
 echo >&2
 echo "== results ($OUT)" >&2
-echo "host phase before: $PROBE_BEFORE"
-echo "host phase after:  $PROBE_AFTER"
+echo "host phase before sequent's runs: $PROBE_BEFORE"
+echo "host phase after sequent's runs:  $PROBE_AFTER"
 python3 bench/report.py "${SEQS[@]}" "${FLOORS[@]}" \
   $([[ "${PEERS:-}" != "none" ]] && echo --peers "$OUT/peers.json")

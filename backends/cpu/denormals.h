@@ -21,8 +21,9 @@ void SetFlushDenormals(bool flush);
 // For the duration of one run: the calling thread flushes when `flush` (its
 // own mode comes back at destruction), and so do the `team` OpenMP threads this
 // thread's parallel regions run on. Those pool threads keep the mode between
-// runs (they run oneDNN's and our loops only), so the team is switched only
-// when it grows or `flush` changes: one parallel region then, none otherwise.
+// runs (the caller's own OpenMP regions on them flush too, as in a TensorFlow
+// process), so the team is switched only when it grows or `flush` changes: one
+// parallel region then, none otherwise.
 class ScopedFlushDenormals {
  public:
   ScopedFlushDenormals(bool flush, int team);
