@@ -162,18 +162,16 @@ struct Model {
         *dz1 = Zeros(kBatch * kWidth);
 };
 
-dnnl::primitive_attr ReluAttr(bool user_scratchpad) {
+// A ReLU post-op when `relu`; the caller's own scratchpad when
+// `user_scratchpad`.
+dnnl::primitive_attr Attr(bool relu, bool user_scratchpad) {
   dnnl::primitive_attr attr;
-  dnnl::post_ops ops;
-  ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
-  attr.set_post_ops(ops);
+  if (relu) {
+    dnnl::post_ops ops;
+    ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
+    attr.set_post_ops(ops);
+  }
   if (user_scratchpad) attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-  return attr;
-}
-
-dnnl::primitive_attr UserScratchpad() {
-  dnnl::primitive_attr attr;
-  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
   return attr;
 }
 
@@ -181,22 +179,27 @@ using IpFwd = dnnl::inner_product_forward;
 using IpBwdData = dnnl::inner_product_backward_data;
 using IpBwdWeights = dnnl::inner_product_backward_weights;
 
+// A dense layer's forward over the batch: `in` features through `kernel` to
+// `out` outputs, with a bias.
+IpFwd::primitive_desc Forward(int64_t in, int64_t out,
+                              const memory::desc& kernel,
+                              const dnnl::primitive_attr& attr) {
+  return IpFwd::primitive_desc(
+      {dnnl::prop_kind::forward_training, Plain(kBatch, in), kernel,
+       Vector(out), Plain(kBatch, out)},
+      attr, Engine());
+}
+
 // Today's composition: two-thread primitives, our loops split in halves.
 class Pooled {
  public:
   explicit Pooled(Model& model) : model_(model) {
-    const auto f1 = IpFwd::primitive_desc(
-        {dnnl::prop_kind::forward_training, Plain(kBatch, kIn),
-         Blocked(kWidth, kIn), Vector(kWidth), Plain(kBatch, kWidth)},
-        ReluAttr(false), Engine());
-    const auto f2 = IpFwd::primitive_desc(
-        {dnnl::prop_kind::forward_training, Plain(kBatch, kWidth),
-         Blocked(kWidth, kWidth), Vector(kWidth), Plain(kBatch, kWidth)},
-        ReluAttr(false), Engine());
-    const auto f3 = IpFwd::primitive_desc(
-        {dnnl::prop_kind::forward_training, Plain(kBatch, kWidth),
-         Plain(kClasses, kWidth), Vector(kClasses), Plain(kBatch, kClasses)},
-        Engine());
+    const auto f1 =
+        Forward(kIn, kWidth, Blocked(kWidth, kIn), Attr(true, false));
+    const auto f2 =
+        Forward(kWidth, kWidth, Blocked(kWidth, kWidth), Attr(true, false));
+    const auto f3 =
+        Forward(kWidth, kClasses, Plain(kClasses, kWidth), Attr(false, false));
     forward1_ = IpFwd(f1);
     forward2_ = IpFwd(f2);
     forward3_ = IpFwd(f3);
@@ -296,35 +299,28 @@ class Owned {
   explicit Owned(Model& model) : model_(model) {
     const int threads = omp_get_max_threads();
     omp_set_num_threads(1);
-    const auto f1 = IpFwd::primitive_desc(
-        {dnnl::prop_kind::forward_training, Plain(kBatch, kIn),
-         Blocked(kHalf, kIn), Vector(kHalf), Plain(kBatch, kHalf)},
-        ReluAttr(true), Engine());
-    const auto f2 = IpFwd::primitive_desc(
-        {dnnl::prop_kind::forward_training, Plain(kBatch, kWidth),
-         Blocked(kHalf, kWidth), Vector(kHalf), Plain(kBatch, kHalf)},
-        ReluAttr(true), Engine());
-    const auto f3 = IpFwd::primitive_desc(
-        {dnnl::prop_kind::forward_training, Plain(kBatch, kWidth),
-         Plain(kClasses, kWidth), Vector(kClasses), Plain(kBatch, kClasses)},
-        UserScratchpad(), Engine());
+    const auto f1 = Forward(kIn, kHalf, Blocked(kHalf, kIn), Attr(true, true));
+    const auto f2 =
+        Forward(kWidth, kHalf, Blocked(kHalf, kWidth), Attr(true, true));
+    const auto f3 =
+        Forward(kWidth, kClasses, Plain(kClasses, kWidth), Attr(false, true));
     // The 10-class layer's kernel columns of one half, in place.
     const memory::desc w3_half({kClasses, kHalf}, DT::f32, {kWidth, 1});
     const auto g3 = dnnl::matmul::primitive_desc(
         {Plain(kBatch, kClasses), w3_half, Plain(kBatch, kHalf)},
-        UserScratchpad(), Engine());
+        Attr(false, true), Engine());
     const auto g2 = IpBwdData::primitive_desc(
         {Plain(kBatch, kWidth), Blocked(kHalf, kWidth), Plain(kBatch, kHalf)},
-        UserScratchpad(), Engine(), f2);
+        Attr(false, true), Engine(), f2);
     // Weight gradients of a half as xᵀ·dz_half into plain [in, 256] buffers.
     const auto wg2 = dnnl::matmul::primitive_desc(
         {memory::desc({kWidth, kBatch}, DT::f32, Tag::ba), Plain(kBatch, kHalf),
          Plain(kWidth, kHalf)},
-        UserScratchpad(), Engine());
+        Attr(false, true), Engine());
     const auto wg1 = dnnl::matmul::primitive_desc(
         {memory::desc({kIn, kBatch}, DT::f32, Tag::ba), Plain(kBatch, kHalf),
          Plain(kIn, kHalf)},
-        UserScratchpad(), Engine());
+        Attr(false, true), Engine());
     omp_set_num_threads(threads);
     forward1_ = {IpFwd(f1), f1.scratchpad_desc()};
     forward2_ = {IpFwd(f2), f2.scratchpad_desc()};
