@@ -77,6 +77,15 @@ int DefaultNumThreads() {
   return 0;
 }
 
+// SEQUENT_CPU_OWNED=0 turns owned layers off (owned_team.h), for comparing.
+std::atomic<bool>& OwnedLayersFlag() {
+  static std::atomic<bool> owned([] {
+    const char* env = std::getenv("SEQUENT_CPU_OWNED");
+    return env == nullptr || std::string(env) != "0";
+  }());
+  return owned;
+}
+
 }  // namespace
 }  // namespace cpu
 
@@ -235,6 +244,10 @@ absl::StatusOr<std::unique_ptr<Executable>> CpuBackend::Compile(
   cpu::Lowering lowering(*exe);
   lowering.blocked_values = layouts.blocked;
   lowering.penalties_in_updates = cpu::PenaltiesAddedByUpdates(lowered_graph);
+  lowering.graph = &lowered_graph;
+  lowering.owned_layers = exe->num_threads > 1 &&
+                          !lowered_graph.updates().empty() &&
+                          cpu::OwnedLayersFlag().load();
   for (NodeId id : order) {
     const Node& node = lowered_graph.node(id);
     if (node.op == "max_pool2d_grad" && node.inputs.size() == 3 &&
@@ -417,6 +430,7 @@ absl::StatusOr<std::unique_ptr<Executable>> CpuBackend::Compile(
       loc.offset = b.offset;
     }
   }
+  lowering.Finish();
   exe->arena = cpu::AllocateAligned(exe->plan.arena_bytes);
   exe->scratchpad = cpu::AllocateAligned(lowering.scratchpad_bytes());
   exe->pointers.assign(lowered_graph.num_values(), nullptr);
@@ -513,6 +527,12 @@ void CpuBackend::SetFlushDenormals(bool flush) {
 }
 
 bool CpuBackend::flush_denormals() { return cpu::FlushDenormals(); }
+
+void CpuBackend::SetOwnedLayers(bool owned) {
+  cpu::OwnedLayersFlag().store(owned);
+}
+
+bool CpuBackend::owned_layers() { return cpu::OwnedLayersFlag().load(); }
 
 void CpuBackend::SetFixedKernelChoice(bool fixed) {
   cpu::fixed_kernel_choice.store(fixed);

@@ -93,6 +93,14 @@ class CpuBackend : public Backend {
   // compiles and change the rounding.
   static void SetFixedKernelChoice(bool fixed);
 
+  // Whether training executables compiled afterwards on two or more threads
+  // split each wide dense layer between the threads by outputs, from the
+  // forward to the optimizer update, so that no core touches what the other
+  // wrote (backends/cpu/owned_team.h): on by default; off with
+  // SEQUENT_CPU_OWNED=0 or SetOwnedLayers(false), for comparing.
+  static void SetOwnedLayers(bool owned);
+  static bool owned_layers();
+
   // Whether runs flush denormal floats to zero (backends/cpu/denormals.h), for
   // every executable of this process from its next run: on by default, as in
   // TensorFlow; off with SEQUENT_FLUSH_DENORMALS=0 or SetFlushDenormals(false)

@@ -180,6 +180,11 @@ absl::Status Lowering::LowerDense(const Node& node, const Attributes& attrs) {
   const CpuVariableStore::Layout* layout = BlockedLayout(w_id);
   const bool stored_transposed =
       layout != nullptr && layout->blocked == TransposedKernel(k, p);
+  if (layout != nullptr && !stored_transposed && !bf16) {
+    SEQUENT_ASSIGN_OR_RETURN(bool owned,
+                             LowerOwnedDense(node, attr, x_id, w_id, bias_id));
+    if (owned) return absl::OkStatus();
+  }
   const GemmChoice choice =
       layout != nullptr ? GemmChoice::kInnerProduct : GemmChoiceFromEnv();
   const DenseForms f =
@@ -310,6 +315,8 @@ absl::Status Lowering::LowerMatmul(const Node& node, const Attributes& attrs) {
       dnnl::matmul::desc(mm_src, mm_weights, mm_dst), Attr(), engine());
   const CpuVariableStore::Layout* layout = BlockedLayout(node.inputs[1]);
   if (layout != nullptr && !ta && tb) {
+    SEQUENT_ASSIGN_OR_RETURN(bool owned, LowerOwnedInputGradient(node));
+    if (owned) return absl::OkStatus();
     // A dense layer's input gradient over its blocked kernel: dz [M, OC],
     // the kernel {OC, IC} (here k = OC, p = IC).
     const memory::desc diff_dst({m, k}, f32, tag::ab);

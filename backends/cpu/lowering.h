@@ -11,6 +11,8 @@
 #include <dnnl.hpp>
 #include <functional>
 #include <initializer_list>
+#include <memory>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <utility>
@@ -23,6 +25,7 @@
 #include "backends/cpu/cpu_executable.h"
 #include "backends/cpu/kernels.h"
 #include "backends/cpu/onednn_util.h"
+#include "backends/cpu/owned_team.h"
 #include "backends/cpu/train_kernels.h"
 #include "backends/cpu/weight_layout.h"
 #include "core/graph.h"
@@ -253,6 +256,14 @@ class Lowering {
   }
 
   absl::Status LowerNode(const Node& node, const Attributes& attrs);
+  // After the last LowerNode: allocates what the steps share.
+  void Finish();
+
+  // Lower dense layers with blocked kernels as owned layers (owned_team.h):
+  // set for training graphs on two or more threads.
+  bool owned_layers = false;
+  // The graph being lowered, for who reads a value.
+  const Graph* graph = nullptr;
 
   void set_label(std::string label, std::string layer) {
     label_ = std::move(label);
@@ -464,6 +475,31 @@ class Lowering {
   absl::Status LowerClip(const Node& node, const Attributes& attrs, bool norm);
   absl::Status LowerDenseBackwardWeights(const Node& node);
 
+  // Owned layers (lowering_owned.cc). How a blocked kernel {OC, IC} splits
+  // into the executable's threads' chunks of whole output blocks, each
+  // contiguous; none when the layer is not owned.
+  struct OwnedSplit {
+    int64_t oc = 0, ic = 0, chunk = 0;
+    memory::desc chunk_weights;  // {chunk, IC}, in the kernel's layout.
+    int64_t chunk_weight_bytes = 0;
+  };
+  std::optional<OwnedSplit> OwnedSplitOf(ValueId blocked) const;
+  // Whether every reader of `dz` [M, width] is an owned step that takes its
+  // chunk as it is (an input or weight gradient of an owned layer).
+  bool ReadersAreOwned(ValueId dz, int64_t width) const;
+  std::shared_ptr<OwnedTeam> Team();
+  void AddOwnedLoop(const std::string& impl,
+                    std::function<absl::Status(const Pointers&)> loop);
+  // Each returns false, having added nothing, where the op stays pooled.
+  absl::StatusOr<bool> LowerOwnedDense(const Node& node,
+                                       const dnnl::primitive_attr& attr,
+                                       ValueId x_id, ValueId w_id,
+                                       ValueId bias_id);
+  absl::StatusOr<bool> LowerOwnedInputGradient(const Node& node);
+  absl::StatusOr<bool> LowerOwnedWeightGradient(const Node& node);
+  absl::StatusOr<bool> LowerOwnedActivationGrad(const Node& node,
+                                                const ops::Activation& act);
+
   absl::Status LowerDense(const Node& node, const Attributes& attrs);
   absl::Status LowerMatmul(const Node& node, const Attributes& attrs);
   absl::Status LowerBinary(const Node& node, dnnl::algorithm alg,
@@ -513,6 +549,12 @@ class Lowering {
   absl::flat_hash_map<ValueId, std::pair<ValueId, std::vector<ValueId>>>
       penalty_terms_;
   std::vector<std::tuple<ValueId, memory::desc, ValueId>> conv_weights_;
+  std::shared_ptr<OwnedTeam> owned_team_;
+  // Outputs of owned dense forwards.
+  absl::flat_hash_set<ValueId> owned_outputs_;
+  // Values [M, C] stored as their T chunks one after the other, each
+  // row-major [M, C / T] (LowerOwnedActivationGrad).
+  absl::flat_hash_set<ValueId> chunked_values_;
 
  public:
   // Update values an update step wrote in place into their variable (and

@@ -77,6 +77,10 @@ absl::Status Lowering::LowerActivationGrad(const Node& node,
   SEQUENT_ASSIGN_OR_RETURN(
       ops::Activation act,
       ops::BackwardActivation(attrs, /*from_output=*/false));
+  if (from_output) {
+    SEQUENT_ASSIGN_OR_RETURN(bool owned, LowerOwnedActivationGrad(node, act));
+    if (owned) return absl::OkStatus();
+  }
   const ValueId d = node.inputs[0], v = node.inputs[1], dx = node.outputs[0];
   const int64_t n = dy.shape.NumElements();
   // A small ReLU gradient in our vectorized loop: oneDNN's primitive took
@@ -753,6 +757,10 @@ absl::Status Lowering::LowerDenseBackwardWeights(const Node& node) {
                   {DNNL_ARG_DST, node.outputs[0], layout->blocked}});
     add_column_sums(new_sums_scratch());
     return absl::OkStatus();
+  }
+  if (layout != nullptr && !bf16) {
+    SEQUENT_ASSIGN_OR_RETURN(bool owned, LowerOwnedWeightGradient(node));
+    if (owned) return absl::OkStatus();
   }
   if (layout != nullptr) {
     // The kernel's gradient in the kernel's blocked layout.

@@ -1,0 +1,360 @@
+// Owned layers (owned_team.h): the dense forward, input gradient, weight
+// gradient and activation gradient of a layer whose kernel is blocked, each
+// as one step in which chunk t of T computes output columns [t OC/T, (t+1)
+// OC/T) with a one-thread oneDNN primitive. Adam's update needs nothing of
+// its own: its ThreadChunk halves are already the owned rows.
+
+#include <omp.h>
+
+#include <atomic>
+#include <memory>
+#include <optional>
+
+#include "absl/strings/str_cat.h"
+#include "backends/cpu/kernels.h"
+#include "backends/cpu/lowering.h"
+#include "backends/cpu/onednn_util.h"
+#include "backends/cpu/owned_team.h"
+#include "backends/cpu/weight_layout.h"
+
+namespace sequent::cpu {
+namespace {
+
+// oneDNN sizes a primitive's work for the threads OpenMP allows when it is
+// created: owned primitives are created for one.
+class ScopedOneThread {
+ public:
+  ScopedOneThread() : saved_(omp_get_max_threads()) { omp_set_num_threads(1); }
+  ~ScopedOneThread() { omp_set_num_threads(saved_); }
+
+ private:
+  int saved_;
+};
+
+using Args = std::vector<std::pair<int, memory::desc>>;
+
+// Runs body(t) for every chunk t in one OpenMP region; the first oneDNN
+// failure is returned.
+template <typename Body>
+dnnl_status_t RunChunks(int chunks, const Body& body) {
+  std::atomic<int> failed{dnnl_success};
+#pragma omp parallel num_threads(chunks)
+  ForEachChunk(omp_get_thread_num(), omp_get_num_threads(), chunks,
+               [&](int t) {
+                 const dnnl_status_t s = body(t);
+                 if (s != dnnl_success) failed = s;
+               });
+  return static_cast<dnnl_status_t>(failed.load());
+}
+
+absl::Status OwnedStatus(dnnl_status_t s, const std::string& label) {
+  if (s == dnnl_success) return absl::OkStatus();
+  return DnnlError(dnnl::error(s, "could not execute a primitive"),
+                   absl::StrCat(label, ", an owned step"));
+}
+
+bool IsReference(const char* impl) {
+  return impl == nullptr || std::string(impl).rfind("ref", 0) == 0;
+}
+
+template <typename T>
+T* At(std::byte* base, int64_t bytes) {
+  return reinterpret_cast<T*>(base + bytes);
+}
+
+}  // namespace
+
+std::optional<Lowering::OwnedSplit> Lowering::OwnedSplitOf(
+    ValueId blocked) const {
+  if (!owned_layers) return std::nullopt;
+  const CpuVariableStore::Layout* layout = BlockedLayout(blocked);
+  if (layout == nullptr || layout->blocked.dims().size() != 2)
+    return std::nullopt;
+  const int64_t oc = layout->blocked.dims()[0], ic = layout->blocked.dims()[1];
+  const int chunks = exe_.num_threads;
+  // Whole 64-output blocks per chunk, so that a chunk is contiguous in every
+  // layout below and Adam's ThreadChunk split falls on its edges.
+  if (oc % (64 * chunks) != 0) return std::nullopt;
+  for (tag t : {tag::AB16b64a, tag::AB16b32a, tag::AB16b16a}) {
+    if (layout->blocked != memory::desc({oc, ic}, memory::data_type::f32, t))
+      continue;
+    OwnedSplit split;
+    split.oc = oc;
+    split.ic = ic;
+    split.chunk = oc / chunks;
+    split.chunk_weights =
+        memory::desc({split.chunk, ic}, memory::data_type::f32, t);
+    split.chunk_weight_bytes =
+        static_cast<int64_t>(split.chunk_weights.get_size());
+    if (split.chunk_weight_bytes * chunks !=
+        static_cast<int64_t>(layout->blocked.get_size())) {
+      return std::nullopt;
+    }
+    return split;
+  }
+  return std::nullopt;
+}
+
+std::shared_ptr<OwnedTeam> Lowering::Team() {
+  if (owned_team_ == nullptr)
+    owned_team_ = std::make_shared<OwnedTeam>(engine(), exe_.num_threads);
+  return owned_team_;
+}
+
+void Lowering::Finish() {
+  if (owned_team_ != nullptr) owned_team_->Allocate();
+}
+
+void Lowering::AddOwnedLoop(const std::string& impl,
+                            std::function<absl::Status(const Pointers&)> loop) {
+  AddLoop(std::move(loop));
+  exe_.steps.back().kind = absl::StrCat("owned x", exe_.num_threads, ": ", impl);
+}
+
+bool Lowering::ReadersAreOwned(ValueId dz, int64_t width) const {
+  if (graph == nullptr) return false;
+  for (const GraphOutput& out : graph->outputs())
+    if (out.value == dz) return false;
+  const auto users = graph->Users(dz);
+  if (users.empty()) return false;
+  for (const auto& [user, index] : users) {
+    const Node& u = graph->node(user);
+    std::optional<OwnedSplit> split;
+    if (u.op == "matmul" && index == 0 &&
+        !BoolAttrOr(u.attrs, "transpose_a", false) &&
+        BoolAttrOr(u.attrs, "transpose_b", false)) {
+      split = OwnedSplitOf(u.inputs[1]);
+    } else if (u.op == kDenseBackwardWeightsOp && index == 1) {
+      split = OwnedSplitOf(u.outputs[0]);
+    }
+    if (!split.has_value() || split->oc != width) return false;
+  }
+  return true;
+}
+
+absl::StatusOr<bool> Lowering::LowerOwnedDense(const Node& node,
+                                               const dnnl::primitive_attr& attr,
+                                               ValueId x_id, ValueId w_id,
+                                               ValueId bias_id) {
+  const std::optional<OwnedSplit> split = OwnedSplitOf(w_id);
+  if (!split.has_value()) return false;
+  const int64_t m = type(x_id).shape[0], k = split->ic, chunk = split->chunk,
+                p = split->oc;
+  const auto f32 = memory::data_type::f32;
+  const memory::desc src({m, k}, f32, tag::ab), dst({m, chunk}, f32, tag::ab),
+      bias({chunk}, f32, tag::a);
+  const bool has_bias = bias_id != kNoValue;
+  std::optional<dnnl::inner_product_forward::primitive_desc> pd;
+  {
+    ScopedOneThread one;
+    pd = has_bias ? dnnl::inner_product_forward::primitive_desc(
+                        {dnnl::prop_kind::forward_inference, src,
+                         split->chunk_weights, bias, dst},
+                        attr, engine())
+                  : dnnl::inner_product_forward::primitive_desc(
+                        {dnnl::prop_kind::forward_inference, src,
+                         split->chunk_weights, dst},
+                        attr, engine());
+    if (IsReference(pd->impl_info_str())) return false;
+  }
+  Args args = {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, split->chunk_weights}};
+  if (has_bias) args.push_back({DNNL_ARG_BIAS, bias});
+  args.push_back({DNNL_ARG_DST, dst});
+  std::shared_ptr<OwnedCall> call;
+  {
+    ScopedOneThread one;
+    call = std::make_shared<OwnedCall>(dnnl::inner_product_forward(*pd), args,
+                                       pd->scratchpad_desc(), engine(),
+                                       exe_.num_threads);
+  }
+  std::shared_ptr<OwnedTeam> team = Team();
+  const int64_t workspace = OwnedTeam::WorkspaceOffset(call->scratchpad_bytes());
+  team->Reserve(workspace + m * chunk * 4);
+  const int64_t w_bytes = split->chunk_weight_bytes;
+  const ValueId z_id = node.outputs[0];
+  const std::string label = label_;
+  AddOwnedLoop(PrimitiveKindName(*pd), [=](const Pointers& ptr) {
+    const std::byte* x = ptr[x_id];
+    std::byte* w = ptr[w_id];
+    const float* b = has_bias ? At<float>(ptr[bias_id], 0) : nullptr;
+    float* z = At<float>(ptr[z_id], 0);
+    const dnnl_status_t s = RunChunks(team->chunks(), [&](int t) {
+      float* out = At<float>(team->memory(t), workspace);
+      const dnnl_status_t e =
+          has_bias ? call->Execute(*team, t,
+                                   {x, w + t * w_bytes, b + t * chunk, out})
+                   : call->Execute(*team, t, {x, w + t * w_bytes, out});
+      if (e == dnnl_success) CopyToColumns(out, m, chunk, z, p, t * chunk);
+      return e;
+    });
+    return OwnedStatus(s, label);
+  });
+  owned_outputs_.insert(z_id);
+  return true;
+}
+
+absl::StatusOr<bool> Lowering::LowerOwnedInputGradient(const Node& node) {
+  const ValueId dz_id = node.inputs[0], w_id = node.inputs[1],
+                dx_id = node.outputs[0];
+  const std::optional<OwnedSplit> split = OwnedSplitOf(w_id);
+  if (!split.has_value()) return false;
+  const int64_t m = type(dz_id).shape[0], ic = split->ic, oc = split->oc,
+                chunk = split->chunk;
+  const auto f32 = memory::data_type::f32;
+  const memory::desc diff_dst({m, chunk}, f32, tag::ab),
+      diff_src({m, ic}, f32, tag::ab);
+  std::shared_ptr<OwnedCall> call;
+  std::string impl;
+  {
+    ScopedOneThread one;
+    dnnl::inner_product_forward::primitive_desc hint(
+        {dnnl::prop_kind::forward_training, diff_src, split->chunk_weights,
+         diff_dst},
+        engine());
+    dnnl::inner_product_backward_data::primitive_desc pd(
+        {diff_src, split->chunk_weights, diff_dst}, Attr(), engine(), hint);
+    if (IsReference(pd.impl_info_str())) return false;
+    impl = PrimitiveKindName(pd);
+    call = std::make_shared<OwnedCall>(
+        dnnl::inner_product_backward_data(pd),
+        Args{{DNNL_ARG_DIFF_DST, diff_dst},
+             {DNNL_ARG_WEIGHTS, split->chunk_weights},
+             {DNNL_ARG_DIFF_SRC, diff_src}},
+        pd.scratchpad_desc(), engine(), exe_.num_threads);
+  }
+  // Chunk t's memory: scratchpad, its partial dx (its outputs' share of every
+  // input's gradient), then its columns of dz unless dz is stored chunked.
+  std::shared_ptr<OwnedTeam> team = Team();
+  const int64_t partial = OwnedTeam::WorkspaceOffset(call->scratchpad_bytes());
+  const int64_t dz_copy = partial + AlignUp(m * ic * 4);
+  const bool chunked = chunked_values_.contains(dz_id);
+  team->Reserve(dz_copy + (chunked ? 0 : m * chunk * 4));
+  const int64_t w_bytes = split->chunk_weight_bytes;
+  const std::string label = label_;
+  AddOwnedLoop(impl, [=](const Pointers& ptr) {
+    const float* dz = At<float>(ptr[dz_id], 0);
+    std::byte* w = ptr[w_id];
+    float* dx = At<float>(ptr[dx_id], 0);
+    const int chunks = team->chunks();
+    std::atomic<int> failed{dnnl_success};
+#pragma omp parallel num_threads(chunks)
+    {
+      const int t0 = omp_get_thread_num(), threads = omp_get_num_threads();
+      ForEachChunk(t0, threads, chunks, [&](int t) {
+        const float* own_dz = dz + t * m * chunk;
+        if (!chunked) {
+          float* copy = At<float>(team->memory(t), dz_copy);
+          CopyFromColumns(dz, oc, t * chunk, m, chunk, copy);
+          own_dz = copy;
+        }
+        const dnnl_status_t s =
+            call->Execute(*team, t,
+                          {own_dz, w + t * w_bytes,
+                           At<float>(team->memory(t), partial)});
+        if (s != dnnl_success) failed = s;
+      });
+#pragma omp barrier
+      ForEachChunk(t0, threads, chunks, [&](int t) {
+        const auto [lo, hi] = ColumnChunk(ic, t, chunks);
+        SumPartialColumns(*team, partial, m, ic, lo, hi, dx);
+      });
+    }
+    return OwnedStatus(static_cast<dnnl_status_t>(failed.load()), label);
+  });
+  return true;
+}
+
+absl::StatusOr<bool> Lowering::LowerOwnedWeightGradient(const Node& node) {
+  const ValueId x_id = node.inputs[0], dz_id = node.inputs[1],
+                dw_id = node.outputs[0], db_id = node.outputs[1];
+  const std::optional<OwnedSplit> split = OwnedSplitOf(dw_id);
+  if (!split.has_value()) return false;
+  const int64_t m = type(x_id).shape[0], ic = split->ic, oc = split->oc,
+                chunk = split->chunk;
+  const auto f32 = memory::data_type::f32;
+  const memory::desc src({m, ic}, f32, tag::ab),
+      diff_dst({m, chunk}, f32, tag::ab), bias({chunk}, f32, tag::a);
+  std::shared_ptr<OwnedCall> call;
+  std::string impl;
+  {
+    ScopedOneThread one;
+    dnnl::inner_product_forward::primitive_desc hint(
+        {dnnl::prop_kind::forward_training, src, split->chunk_weights, bias,
+         diff_dst},
+        engine());
+    dnnl::inner_product_backward_weights::primitive_desc pd(
+        {src, split->chunk_weights, bias, diff_dst}, Attr(), engine(), hint);
+    if (IsReference(pd.impl_info_str())) return false;
+    impl = PrimitiveKindName(pd);
+    call = std::make_shared<OwnedCall>(
+        dnnl::inner_product_backward_weights(pd),
+        Args{{DNNL_ARG_SRC, src},
+             {DNNL_ARG_DIFF_DST, diff_dst},
+             {DNNL_ARG_DIFF_WEIGHTS, split->chunk_weights},
+             {DNNL_ARG_DIFF_BIAS, bias}},
+        pd.scratchpad_desc(), engine(), exe_.num_threads);
+  }
+  std::shared_ptr<OwnedTeam> team = Team();
+  const int64_t dz_copy = OwnedTeam::WorkspaceOffset(call->scratchpad_bytes());
+  const bool chunked = chunked_values_.contains(dz_id);
+  team->Reserve(dz_copy + (chunked ? 0 : m * chunk * 4));
+  const int64_t w_bytes = split->chunk_weight_bytes;
+  const std::string label = label_;
+  AddOwnedLoop(impl, [=](const Pointers& ptr) {
+    const std::byte* x = ptr[x_id];
+    const float* dz = At<float>(ptr[dz_id], 0);
+    std::byte* dw = ptr[dw_id];
+    float* db = At<float>(ptr[db_id], 0);
+    const dnnl_status_t s = RunChunks(team->chunks(), [&](int t) {
+      const float* own_dz = dz + t * m * chunk;
+      if (!chunked) {
+        float* copy = At<float>(team->memory(t), dz_copy);
+        CopyFromColumns(dz, oc, t * chunk, m, chunk, copy);
+        own_dz = copy;
+      }
+      return call->Execute(*team, t,
+                           {x, own_dz, dw + t * w_bytes, db + t * chunk});
+    });
+    return OwnedStatus(s, label);
+  });
+  return true;
+}
+
+absl::StatusOr<bool> Lowering::LowerOwnedActivationGrad(
+    const Node& node, const ops::Activation& act) {
+  const ValueId d_id = node.inputs[0], y_id = node.inputs[1],
+                dz_id = node.outputs[0];
+  const TensorType& dy = type(d_id);
+  if (!owned_outputs_.contains(y_id) || dy.dtype != DType::kF32 ||
+      dy.shape.rank() != 2) {
+    return false;
+  }
+  const int64_t m = dy.shape[0], c = dy.shape[1];
+  const int chunks = exe_.num_threads;
+  // dz stored as its chunks one after the other, each row-major [m, c / T],
+  // when only owned steps read it (they read their chunk as it is) and its
+  // buffer is its own (chunk t's rows would land on rows other chunks read).
+  const bool chunked = c % (64 * chunks) == 0 && ReadersAreOwned(dz_id, c) &&
+                       exe_.plan.buffers[dz_id].kind ==
+                           BufferAssignment::Kind::kArena;
+  if (chunked) chunked_values_.insert(dz_id);
+  std::shared_ptr<OwnedTeam> team = Team();
+  AddOwnedLoop("loop", [=](const Pointers& ptr) {
+    const float* d = At<float>(ptr[d_id], 0);
+    const float* y = At<float>(ptr[y_id], 0);
+    float* dz = At<float>(ptr[dz_id], 0);
+    RunChunks(chunks, [&](int t) {
+      const auto [lo, hi] = ColumnChunk(c, t, chunks);
+      for (int64_t r = 0; r < m; ++r) {
+        float* out = chunked ? dz + lo * m + r * (hi - lo) : dz + r * c + lo;
+        ActivationGrad(act, /*from_output=*/true, DType::kF32, d + r * c + lo,
+                       y + r * c + lo, out, hi - lo);
+      }
+      return dnnl_success;
+    });
+    return absl::OkStatus();
+  });
+  return true;
+}
+
+}  // namespace sequent::cpu
