@@ -487,6 +487,18 @@ class Lowering {
   // Whether every reader of `dz` [M, width] is an owned step that takes its
   // chunk as it is (an input or weight gradient of an owned layer).
   bool ReadersAreOwned(ValueId dz, int64_t width) const;
+  // Where the activation gradient dz [M, width] is stored chunked, when it
+  // is: its offset in the team's resident memory (recorded in
+  // chunked_values_).
+  std::optional<int64_t> ChunkedGradient(ValueId dz, int64_t width);
+  std::optional<int64_t> ChunkedHome(ValueId v) const;
+  // The activation_grad node that alone reads dx, over an owned forward's
+  // output; null if none.
+  const Node* OwnedActivationGradOf(ValueId dx) const;
+  // Whether arena value v's buffer may be written from schedule step `step`
+  // on, before the step the memory plan gave it: no other value lives in
+  // its bytes in between.
+  bool WritableFrom(ValueId v, int step) const;
   std::shared_ptr<OwnedTeam> Team();
   void AddOwnedLoop(const std::string& impl,
                     std::function<absl::Status(const Pointers&)> loop);
@@ -552,9 +564,12 @@ class Lowering {
   std::shared_ptr<OwnedTeam> owned_team_;
   // Outputs of owned dense forwards.
   absl::flat_hash_set<ValueId> owned_outputs_;
-  // Values [M, C] stored as their T chunks one after the other, each
-  // row-major [M, C / T] (LowerOwnedActivationGrad).
-  absl::flat_hash_set<ValueId> chunked_values_;
+  // Values [M, C] stored as T chunks, each row-major [M, C / T], chunk t in
+  // the team's resident memory of chunk t at the offset mapped here (their
+  // arena buffers are not written).
+  absl::flat_hash_map<ValueId, int64_t> chunked_values_;
+  // Activation gradients computed by the owned input gradient before them.
+  absl::flat_hash_set<ValueId> fused_activation_grads_;
 
  public:
   // Update values an update step wrote in place into their variable (and

@@ -16,6 +16,7 @@
 #include "backends/cpu/onednn_util.h"
 #include "backends/cpu/owned_team.h"
 #include "backends/cpu/weight_layout.h"
+#include "ops/backward_activation.h"
 
 namespace sequent::cpu {
 namespace {
@@ -39,11 +40,10 @@ template <typename Body>
 dnnl_status_t RunChunks(int chunks, const Body& body) {
   std::atomic<int> failed{dnnl_success};
 #pragma omp parallel num_threads(chunks)
-  ForEachChunk(omp_get_thread_num(), omp_get_num_threads(), chunks,
-               [&](int t) {
-                 const dnnl_status_t s = body(t);
-                 if (s != dnnl_success) failed = s;
-               });
+  ForEachChunk(omp_get_thread_num(), omp_get_num_threads(), chunks, [&](int t) {
+    const dnnl_status_t s = body(t);
+    if (s != dnnl_success) failed = s;
+  });
   return static_cast<dnnl_status_t>(failed.load());
 }
 
@@ -95,6 +95,58 @@ std::optional<Lowering::OwnedSplit> Lowering::OwnedSplitOf(
   return std::nullopt;
 }
 
+std::optional<int64_t> Lowering::ChunkedGradient(ValueId dz, int64_t width) {
+  // Stored as chunks in the team's resident memory when only owned steps read
+  // it: they read their chunk as it is, with no copy out of its columns.
+  if (width % (64 * exe_.num_threads) != 0 || !ReadersAreOwned(dz, width))
+    return std::nullopt;
+  const int64_t rows = type(dz).shape[0];
+  const int64_t offset =
+      Team()->AddResident(rows * (width / exe_.num_threads) * 4);
+  chunked_values_[dz] = offset;
+  return offset;
+}
+
+std::optional<int64_t> Lowering::ChunkedHome(ValueId v) const {
+  auto it = chunked_values_.find(v);
+  if (it == chunked_values_.end()) return std::nullopt;
+  return it->second;
+}
+
+const Node* Lowering::OwnedActivationGradOf(ValueId dx) const {
+  if (graph == nullptr || type(dx).dtype != DType::kF32 ||
+      type(dx).shape.rank() != 2) {
+    return nullptr;
+  }
+  for (const GraphOutput& out : graph->outputs())
+    if (out.value == dx) return nullptr;
+  const auto users = graph->Users(dx);
+  if (users.size() != 1 || users[0].second != 0) return nullptr;
+  const Node& user = graph->node(users[0].first);
+  if (user.op != "activation_grad" || user.inputs.size() != 2 ||
+      !owned_outputs_.contains(user.inputs[1]) ||
+      !ops::BackwardActivation(user.attrs, /*from_output=*/true).ok()) {
+    return nullptr;
+  }
+  return &user;
+}
+
+bool Lowering::WritableFrom(ValueId v, int step) const {
+  const BufferAssignment& b = exe_.plan.buffers[v];
+  if (b.kind != BufferAssignment::Kind::kArena) return false;
+  for (ValueId u = 0; u < static_cast<ValueId>(exe_.plan.buffers.size()); ++u) {
+    const BufferAssignment& o = exe_.plan.buffers[u];
+    if (u == v || o.kind == BufferAssignment::Kind::kVariable || o.offset < 0 ||
+        o.offset >= b.offset + b.bytes || b.offset >= o.offset + o.bytes) {
+      continue;
+    }
+    // Another value in the same bytes, live at some step in [step, the
+    // step that was to write v).
+    if (o.last_step >= step && o.first_step < b.first_step) return false;
+  }
+  return true;
+}
+
 std::shared_ptr<OwnedTeam> Lowering::Team() {
   if (owned_team_ == nullptr)
     owned_team_ = std::make_shared<OwnedTeam>(engine(), exe_.num_threads);
@@ -108,13 +160,16 @@ void Lowering::Finish() {
 void Lowering::AddOwnedLoop(const std::string& impl,
                             std::function<absl::Status(const Pointers&)> loop) {
   AddLoop(std::move(loop));
-  exe_.steps.back().kind = absl::StrCat("owned x", exe_.num_threads, ": ", impl);
+  exe_.steps.back().kind =
+      absl::StrCat("owned x", exe_.num_threads, ": ", impl);
 }
 
 bool Lowering::ReadersAreOwned(ValueId dz, int64_t width) const {
   if (graph == nullptr) return false;
   for (const GraphOutput& out : graph->outputs())
     if (out.value == dz) return false;
+  for (const VariableUpdate& u : graph->updates())
+    if (u.value == dz) return false;
   const auto users = graph->Users(dz);
   if (users.empty()) return false;
   for (const auto& [user, index] : users) {
@@ -168,7 +223,8 @@ absl::StatusOr<bool> Lowering::LowerOwnedDense(const Node& node,
                                        exe_.num_threads);
   }
   std::shared_ptr<OwnedTeam> team = Team();
-  const int64_t workspace = OwnedTeam::WorkspaceOffset(call->scratchpad_bytes());
+  const int64_t workspace =
+      OwnedTeam::WorkspaceOffset(call->scratchpad_bytes());
   team->Reserve(workspace + m * chunk * 4);
   const int64_t w_bytes = split->chunk_weight_bytes;
   const ValueId z_id = node.outputs[0];
@@ -222,41 +278,84 @@ absl::StatusOr<bool> Lowering::LowerOwnedInputGradient(const Node& node) {
              {DNNL_ARG_DIFF_SRC, diff_src}},
         pd.scratchpad_desc(), engine(), exe_.num_threads);
   }
+  // dx's activation gradient, when it alone reads dx and runs over an owned
+  // forward's output, is computed here from the sums of the partials, row by
+  // row (dx itself is never written): one pass less over [M, IC]. Its result
+  // goes to chunks in resident memory, or when other steps read it, to its
+  // own buffer, which must then be free from this step on.
+  const Node* act_node = OwnedActivationGradOf(dx_id);
+  ops::Activation act;
+  ValueId y_id = kNoValue, out_id = dx_id;
+  std::optional<int64_t> out_home;
+  if (act_node != nullptr) {
+    out_home = ChunkedGradient(act_node->outputs[0], ic);
+    if (!out_home.has_value() &&
+        !WritableFrom(act_node->outputs[0],
+                      exe_.plan.buffers[dx_id].first_step)) {
+      act_node = nullptr;
+    }
+  }
+  const bool fused = act_node != nullptr;
+  if (fused) {
+    act = *ops::BackwardActivation(act_node->attrs, /*from_output=*/false);
+    y_id = act_node->inputs[1];
+    out_id = act_node->outputs[0];
+    fused_activation_grads_.insert(out_id);
+  }
   // Chunk t's memory: scratchpad, its partial dx (its outputs' share of every
-  // input's gradient), then its columns of dz unless dz is stored chunked.
+  // input's gradient), its columns of dz unless dz is chunked, and a row of
+  // sums for the activation gradient.
   std::shared_ptr<OwnedTeam> team = Team();
   const int64_t partial = OwnedTeam::WorkspaceOffset(call->scratchpad_bytes());
   const int64_t dz_copy = partial + AlignUp(m * ic * 4);
-  const bool chunked = chunked_values_.contains(dz_id);
-  team->Reserve(dz_copy + (chunked ? 0 : m * chunk * 4));
+  const std::optional<int64_t> dz_home = ChunkedHome(dz_id);
+  const int64_t row_sums =
+      dz_copy + AlignUp(dz_home.has_value() ? 0 : m * chunk * 4);
+  team->Reserve(row_sums + ic * 4);
   const int64_t w_bytes = split->chunk_weight_bytes;
   const std::string label = label_;
   AddOwnedLoop(impl, [=](const Pointers& ptr) {
-    const float* dz = At<float>(ptr[dz_id], 0);
     std::byte* w = ptr[w_id];
-    float* dx = At<float>(ptr[dx_id], 0);
+    float* out = At<float>(ptr[out_id], 0);
+    const float* y = fused ? At<float>(ptr[y_id], 0) : nullptr;
     const int chunks = team->chunks();
     std::atomic<int> failed{dnnl_success};
 #pragma omp parallel num_threads(chunks)
     {
       const int t0 = omp_get_thread_num(), threads = omp_get_num_threads();
       ForEachChunk(t0, threads, chunks, [&](int t) {
-        const float* own_dz = dz + t * m * chunk;
-        if (!chunked) {
+        const float* own_dz;
+        if (dz_home.has_value()) {
+          own_dz = At<float>(team->resident(t), *dz_home);
+        } else {
           float* copy = At<float>(team->memory(t), dz_copy);
-          CopyFromColumns(dz, oc, t * chunk, m, chunk, copy);
+          CopyFromColumns(At<float>(ptr[dz_id], 0), oc, t * chunk, m, chunk,
+                          copy);
           own_dz = copy;
         }
-        const dnnl_status_t s =
-            call->Execute(*team, t,
-                          {own_dz, w + t * w_bytes,
-                           At<float>(team->memory(t), partial)});
+        const dnnl_status_t s = call->Execute(
+            *team, t,
+            {own_dz, w + t * w_bytes, At<float>(team->memory(t), partial)});
         if (s != dnnl_success) failed = s;
       });
 #pragma omp barrier
       ForEachChunk(t0, threads, chunks, [&](int t) {
         const auto [lo, hi] = ColumnChunk(ic, t, chunks);
-        SumPartialColumns(*team, partial, m, ic, lo, hi, dx);
+        if (!fused) {
+          SumPartialColumns(*team, partial, m, ic, lo, hi, out + lo, ic);
+          return;
+        }
+        float* sums = At<float>(team->memory(t), row_sums);
+        for (int64_t r = 0; r < m; ++r) {
+          SumPartialColumns(*team, partial + r * ic * 4, 1, ic, lo, hi, sums,
+                            0);
+          float* row =
+              out_home.has_value()
+                  ? At<float>(team->resident(t), *out_home) + r * (hi - lo)
+                  : out + r * ic + lo;
+          ActivationGrad(act, /*from_output=*/true, DType::kF32, sums,
+                         y + r * ic + lo, row, hi - lo);
+        }
       });
     }
     return OwnedStatus(static_cast<dnnl_status_t>(failed.load()), label);
@@ -296,20 +395,22 @@ absl::StatusOr<bool> Lowering::LowerOwnedWeightGradient(const Node& node) {
   }
   std::shared_ptr<OwnedTeam> team = Team();
   const int64_t dz_copy = OwnedTeam::WorkspaceOffset(call->scratchpad_bytes());
-  const bool chunked = chunked_values_.contains(dz_id);
-  team->Reserve(dz_copy + (chunked ? 0 : m * chunk * 4));
+  const std::optional<int64_t> dz_home = ChunkedHome(dz_id);
+  team->Reserve(dz_copy + (dz_home.has_value() ? 0 : m * chunk * 4));
   const int64_t w_bytes = split->chunk_weight_bytes;
   const std::string label = label_;
   AddOwnedLoop(impl, [=](const Pointers& ptr) {
     const std::byte* x = ptr[x_id];
-    const float* dz = At<float>(ptr[dz_id], 0);
     std::byte* dw = ptr[dw_id];
     float* db = At<float>(ptr[db_id], 0);
     const dnnl_status_t s = RunChunks(team->chunks(), [&](int t) {
-      const float* own_dz = dz + t * m * chunk;
-      if (!chunked) {
+      const float* own_dz;
+      if (dz_home.has_value()) {
+        own_dz = At<float>(team->resident(t), *dz_home);
+      } else {
         float* copy = At<float>(team->memory(t), dz_copy);
-        CopyFromColumns(dz, oc, t * chunk, m, chunk, copy);
+        CopyFromColumns(At<float>(ptr[dz_id], 0), oc, t * chunk, m, chunk,
+                        copy);
         own_dz = copy;
       }
       return call->Execute(*team, t,
@@ -324,6 +425,8 @@ absl::StatusOr<bool> Lowering::LowerOwnedActivationGrad(
     const Node& node, const ops::Activation& act) {
   const ValueId d_id = node.inputs[0], y_id = node.inputs[1],
                 dz_id = node.outputs[0];
+  // Computed by the owned input gradient that produced its input.
+  if (fused_activation_grads_.contains(dz_id)) return true;
   const TensorType& dy = type(d_id);
   if (!owned_outputs_.contains(y_id) || dy.dtype != DType::kF32 ||
       dy.shape.rank() != 2) {
@@ -331,13 +434,7 @@ absl::StatusOr<bool> Lowering::LowerOwnedActivationGrad(
   }
   const int64_t m = dy.shape[0], c = dy.shape[1];
   const int chunks = exe_.num_threads;
-  // dz stored as its chunks one after the other, each row-major [m, c / T],
-  // when only owned steps read it (they read their chunk as it is) and its
-  // buffer is its own (chunk t's rows would land on rows other chunks read).
-  const bool chunked = c % (64 * chunks) == 0 && ReadersAreOwned(dz_id, c) &&
-                       exe_.plan.buffers[dz_id].kind ==
-                           BufferAssignment::Kind::kArena;
-  if (chunked) chunked_values_.insert(dz_id);
+  const std::optional<int64_t> home = ChunkedGradient(dz_id, c);
   std::shared_ptr<OwnedTeam> team = Team();
   AddOwnedLoop("loop", [=](const Pointers& ptr) {
     const float* d = At<float>(ptr[d_id], 0);
@@ -346,9 +443,11 @@ absl::StatusOr<bool> Lowering::LowerOwnedActivationGrad(
     RunChunks(chunks, [&](int t) {
       const auto [lo, hi] = ColumnChunk(c, t, chunks);
       for (int64_t r = 0; r < m; ++r) {
-        float* out = chunked ? dz + lo * m + r * (hi - lo) : dz + r * c + lo;
+        float* row = home.has_value()
+                         ? At<float>(team->resident(t), *home) + r * (hi - lo)
+                         : dz + r * c + lo;
         ActivationGrad(act, /*from_output=*/true, DType::kF32, d + r * c + lo,
-                       y + r * c + lo, out, hi - lo);
+                       y + r * c + lo, row, hi - lo);
       }
       return dnnl_success;
     });

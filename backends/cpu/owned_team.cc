@@ -12,17 +12,20 @@ std::pair<int64_t, int64_t> ColumnChunk(int64_t n, int t, int chunks) {
   return {lo, std::min(n, lo + per)};
 }
 
-OwnedTeam::OwnedTeam(const dnnl::engine& engine, int chunks)
-    : chunks_(chunks) {
+OwnedTeam::OwnedTeam(const dnnl::engine& engine, int chunks) : chunks_(chunks) {
   for (int t = 0; t < chunks; ++t) streams_.emplace_back(engine);
 }
 
 void OwnedTeam::Allocate() {
   buffers_.clear();
   data_.clear();
+  resident_buffers_.clear();
+  resident_data_.clear();
   for (int t = 0; t < chunks_; ++t) {
     buffers_.push_back(AllocateAligned(bytes_));
     data_.push_back(buffers_.back().get());
+    resident_buffers_.push_back(AllocateAligned(resident_bytes_));
+    resident_data_.push_back(resident_buffers_.back().get());
   }
 }
 
@@ -73,8 +76,8 @@ void CopyToColumns(const float* chunk, int64_t rows, int64_t width, float* dst,
   }
 }
 
-void CopyFromColumns(const float* src, int64_t ld, int64_t column,
-                     int64_t rows, int64_t width, float* chunk) {
+void CopyFromColumns(const float* src, int64_t ld, int64_t column, int64_t rows,
+                     int64_t width, float* chunk) {
   for (int64_t r = 0; r < rows; ++r) {
     std::memcpy(chunk + r * width, src + r * ld + column,
                 width * sizeof(float));
@@ -83,20 +86,22 @@ void CopyFromColumns(const float* src, int64_t ld, int64_t column,
 
 __attribute__((target_clones("avx512f", "avx2", "default"))) void
 SumPartialColumns(const OwnedTeam& team, int64_t offset, int64_t rows,
-                  int64_t ld, int64_t lo, int64_t hi, float* out) {
-  const auto partial = [&](int t) {
-    return reinterpret_cast<const float*>(team.memory(t) + offset);
+                  int64_t ld, int64_t lo, int64_t hi, float* out,
+                  int64_t out_ld) {
+  const int64_t width = hi - lo;
+  const auto partial = [&](int t, int64_t r) {
+    return reinterpret_cast<const float*>(team.memory(t) + offset) + r * ld +
+           lo;
   };
-  const float* first = partial(0);
   for (int64_t r = 0; r < rows; ++r) {
-    float* o = out + r * ld;
-    const float* a = first + r * ld;
+    float* o = out + r * out_ld;
+    const float* a = partial(0, r);
 #pragma omp simd
-    for (int64_t c = lo; c < hi; ++c) o[c] = a[c];
+    for (int64_t c = 0; c < width; ++c) o[c] = a[c];
     for (int t = 1; t < team.chunks(); ++t) {
-      const float* b = partial(t) + r * ld;
+      const float* b = partial(t, r);
 #pragma omp simd
-      for (int64_t c = lo; c < hi; ++c) o[c] += b[c];
+      for (int64_t c = 0; c < width; ++c) o[c] += b[c];
     }
   }
 }

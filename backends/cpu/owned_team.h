@@ -53,6 +53,15 @@ class OwnedTeam {
   }
   // Each chunk's memory will hold at least `bytes` (after Allocate).
   void Reserve(int64_t bytes) { bytes_ = std::max(bytes_, bytes); }
+  // Chunk t's resident memory holds values that live from step to step
+  // (chunked gradients, which only owned steps read): a slot of `bytes` per
+  // chunk, at the offset returned, never reused.
+  int64_t AddResident(int64_t bytes) {
+    const int64_t offset = resident_bytes_;
+    resident_bytes_ += AlignUp(bytes);
+    return offset;
+  }
+  std::byte* resident(int t) const { return resident_data_[t]; }
   // At the end of lowering: no step runs before it.
   void Allocate();
 
@@ -62,6 +71,9 @@ class OwnedTeam {
   std::vector<AlignedBuffer> buffers_;
   std::vector<std::byte*> data_;
   int64_t bytes_ = 0;
+  std::vector<AlignedBuffer> resident_buffers_;
+  std::vector<std::byte*> resident_data_;
+  int64_t resident_bytes_ = 0;
 };
 
 // One primitive, created for one thread, that every chunk runs over its own
@@ -101,12 +113,13 @@ void ForEachChunk(int t0, int threads, int chunks, const Body& body) {
 // width) of the rows of `dst` (`ld` floats per row), and back.
 void CopyToColumns(const float* chunk, int64_t rows, int64_t width, float* dst,
                    int64_t ld, int64_t column);
-void CopyFromColumns(const float* src, int64_t ld, int64_t column,
-                     int64_t rows, int64_t width, float* chunk);
-// out[r, c] = the sum over chunks t of the partial [rows, ld] at `offset` in
-// chunk t's memory, for columns [lo, hi).
+void CopyFromColumns(const float* src, int64_t ld, int64_t column, int64_t rows,
+                     int64_t width, float* chunk);
+// The sum over chunks t of the partials [rows, ld] at `offset` in chunk t's
+// memory, columns [lo, hi): row r into out + r * out_ld.
 void SumPartialColumns(const OwnedTeam& team, int64_t offset, int64_t rows,
-                       int64_t ld, int64_t lo, int64_t hi, float* out);
+                       int64_t ld, int64_t lo, int64_t hi, float* out,
+                       int64_t out_ld);
 
 }  // namespace sequent::cpu
 
