@@ -335,6 +335,11 @@ absl::Status Lowering::LowerMatmul(const Node& node, const Attributes& attrs) {
                   {DNNL_ARG_DIFF_SRC, node.outputs[0], diff_src}});
     return absl::OkStatus();
   }
+  if (layout == nullptr && !ta && tb && a.shape.rank() == 2 &&
+      b.shape.rank() == 2 && !bf16) {
+    SEQUENT_ASSIGN_OR_RETURN(bool owned, LowerOwnedRowSplitInputGradient(node));
+    if (owned) return absl::OkStatus();
+  }
   const GemmChoice choice = GemmChoiceFromEnv();
   if (!ta && tb && a.shape.rank() == 2 && b.shape.rank() == 2 &&
       choice != GemmChoice::kMatmul &&

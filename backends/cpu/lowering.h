@@ -495,6 +495,28 @@ class Lowering {
   // The activation_grad node that alone reads dx, over an owned forward's
   // output; null if none.
   const Node* OwnedActivationGradOf(ValueId dx) const;
+  // dx's activation gradient, when it alone reads dx and runs over an owned
+  // forward's output, computed by the owned step that produces dx, row by
+  // row from its columns of dx (which is then never written): one pass less
+  // over [M, width].
+  struct FusedActivationGrad {
+    ops::Activation act;
+    ValueId y = kNoValue, out = kNoValue;
+    int64_t width = 0;
+    std::optional<int64_t> home;  // ChunkedGradient's.
+    // Row r, columns [lo, hi) of chunk t, from that row of dx.
+    void Compute(const OwnedTeam& team, const Pointers& ptr, int t, int64_t r,
+                 int64_t lo, int64_t hi, const float* dx_row) const {
+      float* row = home.has_value()
+                       ? reinterpret_cast<float*>(team.resident(t) + *home) +
+                             r * (hi - lo)
+                       : reinterpret_cast<float*>(ptr[out]) + r * width + lo;
+      ActivationGrad(act, /*from_output=*/true, DType::kF32, dx_row,
+                     reinterpret_cast<const float*>(ptr[y]) + r * width + lo,
+                     row, hi - lo);
+    }
+  };
+  std::optional<FusedActivationGrad> FuseActivationGrad(ValueId dx);
   // Whether arena value v's buffer may be written from schedule step `step`
   // on, before the step the memory plan gave it: no other value lives in
   // its bytes in between.
@@ -509,6 +531,13 @@ class Lowering {
                                        ValueId bias_id);
   absl::StatusOr<bool> LowerOwnedInputGradient(const Node& node);
   absl::StatusOr<bool> LowerOwnedWeightGradient(const Node& node);
+  // A plain kernel W [IC, OC] over an owned layer's output (IC its owned
+  // width, OC small: a classifier head): chunk t takes rows [lo, hi) of W,
+  // the input columns it owns. The input gradient's columns then need no
+  // sum (and its activation gradient is fused), the weight gradient's rows
+  // are contiguous.
+  absl::StatusOr<bool> LowerOwnedRowSplitInputGradient(const Node& node);
+  absl::StatusOr<bool> LowerOwnedRowSplitWeightGradient(const Node& node);
   absl::StatusOr<bool> LowerOwnedActivationGrad(const Node& node,
                                                 const ops::Activation& act);
 

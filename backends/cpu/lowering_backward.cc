@@ -779,6 +779,11 @@ absl::Status Lowering::LowerDenseBackwardWeights(const Node& node) {
                   {DNNL_ARG_DIFF_BIAS, node.outputs[1], bias}});
     return absl::OkStatus();
   }
+  if (layout == nullptr && !bf16) {
+    SEQUENT_ASSIGN_OR_RETURN(bool owned,
+                             LowerOwnedRowSplitWeightGradient(node));
+    if (owned) return absl::OkStatus();
+  }
   dnnl::inner_product_forward::primitive_desc hint(
       dnnl::inner_product_forward::desc(dnnl::prop_kind::forward_training, src,
                                         memory::desc({p, k}, in, tag::io), bias,

@@ -147,6 +147,26 @@ bool Lowering::WritableFrom(ValueId v, int step) const {
   return true;
 }
 
+std::optional<Lowering::FusedActivationGrad> Lowering::FuseActivationGrad(
+    ValueId dx) {
+  const Node* node = OwnedActivationGradOf(dx);
+  if (node == nullptr) return std::nullopt;
+  FusedActivationGrad f;
+  f.act = *ops::BackwardActivation(node->attrs, /*from_output=*/false);
+  f.y = node->inputs[1];
+  f.out = node->outputs[0];
+  f.width = type(dx).shape[1];
+  // Its result goes to chunks in resident memory, or when other steps read
+  // it, to its own buffer, which must then be free from this step on.
+  f.home = ChunkedGradient(f.out, f.width);
+  if (!f.home.has_value() &&
+      !WritableFrom(f.out, exe_.plan.buffers[dx].first_step)) {
+    return std::nullopt;
+  }
+  fused_activation_grads_.insert(f.out);
+  return f;
+}
+
 std::shared_ptr<OwnedTeam> Lowering::Team() {
   if (owned_team_ == nullptr)
     owned_team_ = std::make_shared<OwnedTeam>(engine(), exe_.num_threads);
@@ -278,30 +298,7 @@ absl::StatusOr<bool> Lowering::LowerOwnedInputGradient(const Node& node) {
              {DNNL_ARG_DIFF_SRC, diff_src}},
         pd.scratchpad_desc(), engine(), exe_.num_threads);
   }
-  // dx's activation gradient, when it alone reads dx and runs over an owned
-  // forward's output, is computed here from the sums of the partials, row by
-  // row (dx itself is never written): one pass less over [M, IC]. Its result
-  // goes to chunks in resident memory, or when other steps read it, to its
-  // own buffer, which must then be free from this step on.
-  const Node* act_node = OwnedActivationGradOf(dx_id);
-  ops::Activation act;
-  ValueId y_id = kNoValue, out_id = dx_id;
-  std::optional<int64_t> out_home;
-  if (act_node != nullptr) {
-    out_home = ChunkedGradient(act_node->outputs[0], ic);
-    if (!out_home.has_value() &&
-        !WritableFrom(act_node->outputs[0],
-                      exe_.plan.buffers[dx_id].first_step)) {
-      act_node = nullptr;
-    }
-  }
-  const bool fused = act_node != nullptr;
-  if (fused) {
-    act = *ops::BackwardActivation(act_node->attrs, /*from_output=*/false);
-    y_id = act_node->inputs[1];
-    out_id = act_node->outputs[0];
-    fused_activation_grads_.insert(out_id);
-  }
+  const std::optional<FusedActivationGrad> fused = FuseActivationGrad(dx_id);
   // Chunk t's memory: scratchpad, its partial dx (its outputs' share of every
   // input's gradient), its columns of dz unless dz is chunked, and a row of
   // sums for the activation gradient.
@@ -316,8 +313,7 @@ absl::StatusOr<bool> Lowering::LowerOwnedInputGradient(const Node& node) {
   const std::string label = label_;
   AddOwnedLoop(impl, [=](const Pointers& ptr) {
     std::byte* w = ptr[w_id];
-    float* out = At<float>(ptr[out_id], 0);
-    const float* y = fused ? At<float>(ptr[y_id], 0) : nullptr;
+    float* dx = At<float>(ptr[dx_id], 0);
     const int chunks = team->chunks();
     std::atomic<int> failed{dnnl_success};
 #pragma omp parallel num_threads(chunks)
@@ -341,20 +337,15 @@ absl::StatusOr<bool> Lowering::LowerOwnedInputGradient(const Node& node) {
 #pragma omp barrier
       ForEachChunk(t0, threads, chunks, [&](int t) {
         const auto [lo, hi] = ColumnChunk(ic, t, chunks);
-        if (!fused) {
-          SumPartialColumns(*team, partial, m, ic, lo, hi, out + lo, ic);
+        if (!fused.has_value()) {
+          SumPartialColumns(*team, partial, m, ic, lo, hi, dx + lo, ic);
           return;
         }
         float* sums = At<float>(team->memory(t), row_sums);
         for (int64_t r = 0; r < m; ++r) {
           SumPartialColumns(*team, partial + r * ic * 4, 1, ic, lo, hi, sums,
                             0);
-          float* row =
-              out_home.has_value()
-                  ? At<float>(team->resident(t), *out_home) + r * (hi - lo)
-                  : out + r * ic + lo;
-          ActivationGrad(act, /*from_output=*/true, DType::kF32, sums,
-                         y + r * ic + lo, row, hi - lo);
+          fused->Compute(*team, ptr, t, r, lo, hi, sums);
         }
       });
     }
@@ -452,6 +443,109 @@ absl::StatusOr<bool> Lowering::LowerOwnedActivationGrad(
       return dnnl_success;
     });
     return absl::OkStatus();
+  });
+  return true;
+}
+
+absl::StatusOr<bool> Lowering::LowerOwnedRowSplitInputGradient(
+    const Node& node) {
+  const ValueId dz_id = node.inputs[0], w_id = node.inputs[1],
+                dx_id = node.outputs[0];
+  const int chunks = exe_.num_threads;
+  if (!owned_layers || OwnedActivationGradOf(dx_id) == nullptr ||
+      type(dz_id).dtype != DType::kF32 || type(w_id).dtype != DType::kF32) {
+    return false;
+  }
+  const int64_t m = type(dz_id).shape[0], oc = type(dz_id).shape[1],
+                ic = type(dx_id).shape[1];
+  if (ic % (16 * chunks) != 0 || type(w_id).shape[0] != ic) return false;
+  const int64_t chunk = ic / chunks;
+  const auto f32 = memory::data_type::f32;
+  // dx[:, lo:hi] = dz W[lo:hi, :]^T: the rows of W read transposed.
+  const memory::desc src({m, oc}, f32, tag::ab),
+      weights({oc, chunk}, f32, Dims({1, oc})), dst({m, chunk}, f32, tag::ab);
+  std::shared_ptr<OwnedCall> call;
+  std::string impl;
+  {
+    ScopedOneThread one;
+    dnnl::matmul::primitive_desc pd({src, weights, dst}, Attr(), engine());
+    if (IsReference(pd.impl_info_str())) return false;
+    impl = PrimitiveKindName(pd);
+    call = std::make_shared<OwnedCall>(dnnl::matmul(pd),
+                                       Args{{DNNL_ARG_SRC, src},
+                                            {DNNL_ARG_WEIGHTS, weights},
+                                            {DNNL_ARG_DST, dst}},
+                                       pd.scratchpad_desc(), engine(), chunks);
+  }
+  const std::optional<FusedActivationGrad> fused = FuseActivationGrad(dx_id);
+  if (!fused.has_value()) return false;
+  std::shared_ptr<OwnedTeam> team = Team();
+  const int64_t columns = OwnedTeam::WorkspaceOffset(call->scratchpad_bytes());
+  team->Reserve(columns + m * chunk * 4);
+  const std::string label = label_;
+  AddOwnedLoop(impl, [=](const Pointers& ptr) {
+    const float* dz = At<float>(ptr[dz_id], 0);
+    const float* w = At<float>(ptr[w_id], 0);
+    const dnnl_status_t s = RunChunks(chunks, [&](int t) {
+      float* own = At<float>(team->memory(t), columns);
+      const dnnl_status_t e =
+          call->Execute(*team, t, {dz, w + t * chunk * oc, own});
+      if (e != dnnl_success) return e;
+      for (int64_t r = 0; r < m; ++r) {
+        fused->Compute(*team, ptr, t, r, t * chunk, (t + 1) * chunk,
+                       own + r * chunk);
+      }
+      return dnnl_success;
+    });
+    return OwnedStatus(s, label);
+  });
+  return true;
+}
+
+absl::StatusOr<bool> Lowering::LowerOwnedRowSplitWeightGradient(
+    const Node& node) {
+  const ValueId x_id = node.inputs[0], dz_id = node.inputs[1],
+                dw_id = node.outputs[0], db_id = node.outputs[1];
+  const int chunks = exe_.num_threads;
+  if (!owned_layers || !owned_outputs_.contains(x_id) ||
+      type(x_id).dtype != DType::kF32 || type(dz_id).dtype != DType::kF32 ||
+      ChunkedHome(dz_id).has_value()) {
+    return false;
+  }
+  const int64_t m = type(x_id).shape[0], ic = type(x_id).shape[1],
+                oc = type(dz_id).shape[1];
+  if (ic % (16 * chunks) != 0) return false;
+  const int64_t chunk = ic / chunks;
+  const auto f32 = memory::data_type::f32;
+  // dW[lo:hi, :] = x[:, lo:hi]^T dz, straight into W's rows.
+  const memory::desc src({chunk, m}, f32, Dims({1, ic})),
+      weights({m, oc}, f32, tag::ab), dst({chunk, oc}, f32, tag::ab);
+  std::shared_ptr<OwnedCall> call;
+  std::string impl;
+  {
+    ScopedOneThread one;
+    dnnl::matmul::primitive_desc pd({src, weights, dst}, Attr(), engine());
+    if (IsReference(pd.impl_info_str())) return false;
+    impl = PrimitiveKindName(pd);
+    call = std::make_shared<OwnedCall>(dnnl::matmul(pd),
+                                       Args{{DNNL_ARG_SRC, src},
+                                            {DNNL_ARG_WEIGHTS, weights},
+                                            {DNNL_ARG_DST, dst}},
+                                       pd.scratchpad_desc(), engine(), chunks);
+  }
+  std::shared_ptr<OwnedTeam> team = Team();
+  team->Reserve(call->scratchpad_bytes());
+  const std::string label = label_;
+  AddOwnedLoop(impl, [=](const Pointers& ptr) {
+    const float* x = At<float>(ptr[x_id], 0);
+    const float* dz = At<float>(ptr[dz_id], 0);
+    float* dw = At<float>(ptr[dw_id], 0);
+    const dnnl_status_t s = RunChunks(chunks, [&](int t) {
+      // The bias gradient is small ([OC]): the last chunk sums it.
+      if (t == chunks - 1) ColumnSumsF32(dz, m, oc, At<float>(ptr[db_id], 0));
+      return call->Execute(*team, t, {x + t * chunk, dz, dw + t * chunk * oc});
+    });
+    return OwnedStatus(s, label);
   });
   return true;
 }
