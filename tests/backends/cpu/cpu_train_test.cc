@@ -432,16 +432,26 @@ int CountBlocked(const VariableStore& store) {
   return blocked;
 }
 
+int CountOwnedSteps(const Executable& exe) {
+  int owned = 0;
+  for (const std::string& step : CpuBackend::StepImplementations(exe))
+    owned += absl::StrContains(step, "owned x") ? 1 : 0;
+  return owned;
+}
+
 // `blocked`: how many variables the cpu store must keep in oneDNN's blocked
-// layout.
+// layout; `threads`: the cpu backend's (0: all cores); `owned_steps`, when
+// set, how many steps run as owned layers (backends/cpu/owned_team.h).
 void CompareTrainSteps(Sequential model, const Optimizer& optimizer,
                        const Shape& x_shape, double tol,
-                       const std::string& what, int blocked = 0) {
+                       const std::string& what, int blocked = 0,
+                       int threads = 0, int owned_steps = -1) {
   model.compile(optimizer, SparseCategoricalCrossentropy{.from_logits = true},
                 {"accuracy"}, Device::CPU());
   const Graph& train = model.graph(GraphStage::kTrain);
   ReferenceBackend reference;
   CpuBackend cpu;
+  cpu.SetNumThreads(threads);
   auto ref_store = reference.CreateVariableStore();
   auto cpu_store = cpu.CreateVariableStore();
   constexpr int64_t kBatch = 6;
@@ -449,6 +459,8 @@ void CompareTrainSteps(Sequential model, const Optimizer& optimizer,
   ASSERT_TRUE(ref_exe.ok()) << ref_exe.status();
   auto cpu_exe = cpu.Compile(train, kBatch, cpu_store.get());
   ASSERT_TRUE(cpu_exe.ok()) << cpu_exe.status();
+  if (owned_steps >= 0)
+    EXPECT_EQ(CountOwnedSteps(**cpu_exe), owned_steps) << what;
   std::mt19937 rng(11);
   for (int step = 0; step < 2; ++step) {
     Batch batch = RandomBatch(x_shape, kBatch, 5, rng);
@@ -526,6 +538,37 @@ TEST(CpuTrainTest, BlockedKernelTrainStepsMatchReference) {
       BlockableMlp(),
       SGD{.learning_rate = 0.01, .momentum = 0.9, .clipnorm = 0.5}, Shape{32},
       1e-5, "blocked sgd", /*blocked=*/6);
+}
+
+// Owned layers (backends/cpu/owned_team.h): on 2 and 4 threads each thread
+// takes its share of every 256-unit layer's outputs from the forward to the
+// update, with one-thread primitives, its chunks of the activation gradients
+// kept apart, and the head's kernel split by rows. A linear middle layer
+// gives an input gradient no activation gradient reads (copied chunks); the
+// relu and tanh gradients are fused into the input gradients before them.
+// Training must match the reference backend's either way, and the flag must
+// turn it off. 10 owned steps: 3 forwards (the head's stays pooled), 3 input
+// gradients and 4 weight gradients.
+TEST(CpuTrainTest, OwnedLayersTrainLikeReference) {
+  const auto model = [] {
+    return Sequential({Input({32}), Dense(256, "relu"), Dense(256),
+                       Dense(256, "tanh"), Dense(10)});
+  };
+  for (int threads : {2, 4}) {
+    CompareTrainSteps(model(), Adam{}, Shape{32}, 1e-4,
+                      absl::StrCat("owned adam x", threads), /*blocked=*/9,
+                      threads, /*owned_steps=*/10);
+    CompareTrainSteps(
+        model(), SGD{.learning_rate = 0.01, .momentum = 0.9, .clipnorm = 0.5},
+        Shape{32}, 1e-5, absl::StrCat("owned sgd x", threads), /*blocked=*/6,
+        threads, /*owned_steps=*/10);
+  }
+  // Three threads do not divide 256 into whole 64-output blocks.
+  CompareTrainSteps(model(), Adam{}, Shape{32}, 1e-4, "adam x3", 9, 3, 0);
+  CpuBackend::SetOwnedLayers(false);
+  CompareTrainSteps(model(), Adam{}, Shape{32}, 1e-4, "owned off", 9, 2, 0);
+  CpuBackend::SetOwnedLayers(true);
+  CompareTrainSteps(model(), Adam{}, Shape{32}, 1e-4, "one thread", 9, 1, 0);
 }
 
 // L2 penalties on every kernel: the cpu backend computes each penalty in one
