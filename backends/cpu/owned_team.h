@@ -14,7 +14,7 @@
 // op hands the other core cache lines the previous op wrote. On some hosts
 // that hand-over costs ~5x more at times (bench/handover_probe: 40 -> 170 us
 // for 6.4 MB), and the MLP b128 step went from 0.95 to 1.4-1.5 ms while one
-// thread's own work stayed as fast (bench/owned_step_prototype, bench/README).
+// thread's own work stayed as fast (bench/README.md, sessions 8 and 9).
 //
 // The pieces here are the runtime side: per-chunk streams, private memory
 // (each primitive's scratchpad: oneDNN 2.6's library scratchpad is one
