@@ -317,6 +317,7 @@ absl::Status Lowering::LowerMatmul(const Node& node, const Attributes& attrs) {
   if (layout != nullptr && !ta && tb) {
     SEQUENT_ASSIGN_OR_RETURN(bool owned, LowerOwnedInputGradient(node));
     if (owned) return absl::OkStatus();
+    MaterializeChunked(node.inputs[0]);
     // A dense layer's input gradient over its blocked kernel: dz [M, OC],
     // the kernel {OC, IC} (here k = OC, p = IC).
     const memory::desc diff_dst({m, k}, f32, tag::ab);

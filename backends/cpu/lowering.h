@@ -521,6 +521,10 @@ class Lowering {
   // on, before the step the memory plan gave it: no other value lives in
   // its bytes in between.
   bool WritableFrom(ValueId v, int step) const;
+  // A reader of chunked value v that ReadersAreOwned counted on but that
+  // could not be lowered as owned after all (oneDNN offered only a reference
+  // kernel) reads v's arena buffer: the chunks are copied into it first.
+  void MaterializeChunked(ValueId v);
   std::shared_ptr<OwnedTeam> Team();
   void AddOwnedLoop(const std::string& impl,
                     std::function<absl::Status(const Pointers&)> loop);
@@ -599,6 +603,7 @@ class Lowering {
   absl::flat_hash_map<ValueId, int64_t> chunked_values_;
   // Activation gradients computed by the owned input gradient before them.
   absl::flat_hash_set<ValueId> fused_activation_grads_;
+  absl::flat_hash_set<ValueId> materialized_;  // MaterializeChunked's.
 
  public:
   // Update values an update step wrote in place into their variable (and

@@ -762,6 +762,7 @@ absl::Status Lowering::LowerDenseBackwardWeights(const Node& node) {
     SEQUENT_ASSIGN_OR_RETURN(bool owned, LowerOwnedWeightGradient(node));
     if (owned) return absl::OkStatus();
   }
+  MaterializeChunked(node.inputs[1]);
   if (layout != nullptr) {
     // The kernel's gradient in the kernel's blocked layout.
     dnnl::inner_product_forward::primitive_desc blocked_hint(

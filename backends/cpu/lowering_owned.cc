@@ -1,8 +1,10 @@
 // Owned layers (owned_team.h): the dense forward, input gradient, weight
 // gradient and activation gradient of a layer whose kernel is blocked, each
 // as one step in which chunk t of T computes output columns [t OC/T, (t+1)
-// OC/T) with a one-thread oneDNN primitive. Adam's update needs nothing of
-// its own: its ThreadChunk halves are already the owned rows.
+// OC/T) with a one-thread oneDNN primitive; and a plain head's input and
+// weight gradients split by its kernel's rows, the columns its input's owners
+// hold. Adam's update needs nothing of its own: its ThreadChunk halves are
+// already the owned rows.
 
 #include <omp.h>
 
@@ -167,6 +169,24 @@ std::optional<Lowering::FusedActivationGrad> Lowering::FuseActivationGrad(
   return f;
 }
 
+void Lowering::MaterializeChunked(ValueId v) {
+  const std::optional<int64_t> home = ChunkedHome(v);
+  if (!home.has_value() || !materialized_.insert(v).second) return;
+  const int64_t m = type(v).shape[0], c = type(v).shape[1];
+  const int chunks = exe_.num_threads;
+  const int64_t chunk = c / chunks;
+  std::shared_ptr<OwnedTeam> team = Team();
+  AddOwnedLoop("loop", [=](const Pointers& ptr) {
+    float* out = At<float>(ptr[v], 0);
+    RunChunks(chunks, [&](int t) {
+      CopyToColumns(At<float>(team->resident(t), *home), m, chunk, out, c,
+                    t * chunk);
+      return dnnl_success;
+    });
+    return absl::OkStatus();
+  });
+}
+
 std::shared_ptr<OwnedTeam> Lowering::Team() {
   if (owned_team_ == nullptr)
     owned_team_ = std::make_shared<OwnedTeam>(engine(), exe_.num_threads);
@@ -219,27 +239,25 @@ absl::StatusOr<bool> Lowering::LowerOwnedDense(const Node& node,
   const memory::desc src({m, k}, f32, tag::ab), dst({m, chunk}, f32, tag::ab),
       bias({chunk}, f32, tag::a);
   const bool has_bias = bias_id != kNoValue;
-  std::optional<dnnl::inner_product_forward::primitive_desc> pd;
-  {
-    ScopedOneThread one;
-    pd = has_bias ? dnnl::inner_product_forward::primitive_desc(
-                        {dnnl::prop_kind::forward_inference, src,
-                         split->chunk_weights, bias, dst},
-                        attr, engine())
-                  : dnnl::inner_product_forward::primitive_desc(
-                        {dnnl::prop_kind::forward_inference, src,
-                         split->chunk_weights, dst},
-                        attr, engine());
-    if (IsReference(pd->impl_info_str())) return false;
-  }
   Args args = {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, split->chunk_weights}};
   if (has_bias) args.push_back({DNNL_ARG_BIAS, bias});
   args.push_back({DNNL_ARG_DST, dst});
   std::shared_ptr<OwnedCall> call;
+  std::string impl;
   {
     ScopedOneThread one;
-    call = std::make_shared<OwnedCall>(dnnl::inner_product_forward(*pd), args,
-                                       pd->scratchpad_desc(), engine(),
+    const auto pd = has_bias ? dnnl::inner_product_forward::primitive_desc(
+                                   {dnnl::prop_kind::forward_inference, src,
+                                    split->chunk_weights, bias, dst},
+                                   attr, engine())
+                             : dnnl::inner_product_forward::primitive_desc(
+                                   {dnnl::prop_kind::forward_inference, src,
+                                    split->chunk_weights, dst},
+                                   attr, engine());
+    if (IsReference(pd.impl_info_str())) return false;
+    impl = PrimitiveKindName(pd);
+    call = std::make_shared<OwnedCall>(dnnl::inner_product_forward(pd), args,
+                                       pd.scratchpad_desc(), engine(),
                                        exe_.num_threads);
   }
   std::shared_ptr<OwnedTeam> team = Team();
@@ -249,7 +267,7 @@ absl::StatusOr<bool> Lowering::LowerOwnedDense(const Node& node,
   const int64_t w_bytes = split->chunk_weight_bytes;
   const ValueId z_id = node.outputs[0];
   const std::string label = label_;
-  AddOwnedLoop(PrimitiveKindName(*pd), [=](const Pointers& ptr) {
+  AddOwnedLoop(impl, [=](const Pointers& ptr) {
     const std::byte* x = ptr[x_id];
     std::byte* w = ptr[w_id];
     const float* b = has_bias ? At<float>(ptr[bias_id], 0) : nullptr;
