@@ -317,12 +317,14 @@ absl::StatusOr<bool> Lowering::LowerOwnedInputGradient(const Node& node) {
         pd.scratchpad_desc(), engine(), exe_.num_threads);
   }
   const std::optional<FusedActivationGrad> fused = FuseActivationGrad(dx_id);
-  // Chunk t's memory: scratchpad, its partial dx (its outputs' share of every
-  // input's gradient), its columns of dz unless dz is chunked, and a row of
-  // sums for the activation gradient.
+  // Chunk t's partial dx (its outputs' share of every input's gradient),
+  // which the other chunks read, lives in resident memory: bytes no other
+  // step writes, so no scratchpad later has to take lines back from the
+  // cores that read it. Its memory: scratchpad, its columns of dz unless dz
+  // is chunked, and a row of sums for the activation gradient.
   std::shared_ptr<OwnedTeam> team = Team();
-  const int64_t partial = OwnedTeam::WorkspaceOffset(call->scratchpad_bytes());
-  const int64_t dz_copy = partial + AlignUp(m * ic * 4);
+  const int64_t partial = team->AddResident(m * ic * 4);
+  const int64_t dz_copy = OwnedTeam::WorkspaceOffset(call->scratchpad_bytes());
   const std::optional<int64_t> dz_home = ChunkedHome(dz_id);
   const int64_t row_sums =
       dz_copy + AlignUp(dz_home.has_value() ? 0 : m * chunk * 4);
@@ -349,7 +351,7 @@ absl::StatusOr<bool> Lowering::LowerOwnedInputGradient(const Node& node) {
         }
         const dnnl_status_t s = call->Execute(
             *team, t,
-            {own_dz, w + t * w_bytes, At<float>(team->memory(t), partial)});
+            {own_dz, w + t * w_bytes, At<float>(team->resident(t), partial)});
         if (s != dnnl_success) failed = s;
       });
 #pragma omp barrier

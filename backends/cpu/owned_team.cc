@@ -98,7 +98,7 @@ SumPartialColumns(const OwnedTeam& team, int64_t offset, int64_t rows,
                   int64_t out_ld) {
   const int64_t width = hi - lo;
   const auto partial = [&](int t, int64_t r) {
-    return reinterpret_cast<const float*>(team.memory(t) + offset) + r * ld +
+    return reinterpret_cast<const float*>(team.resident(t) + offset) + r * ld +
            lo;
   };
   for (int64_t r = 0; r < rows; ++r) {

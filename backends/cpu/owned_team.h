@@ -53,9 +53,11 @@ class OwnedTeam {
   }
   // Each chunk's memory will hold at least `bytes` (after Allocate).
   void Reserve(int64_t bytes) { bytes_ = std::max(bytes_, bytes); }
-  // Chunk t's resident memory holds values that live from step to step
-  // (chunked gradients, which only owned steps read): a slot of `bytes` per
-  // chunk, at the offset returned, never reused.
+  // Chunk t's resident memory holds what other steps or other chunks read:
+  // chunked gradients, which live from step to step, and the partial sums
+  // the other chunks add up. A slot of `bytes` per chunk, at the offset
+  // returned, never reused, so that no scratchpad write has to take back
+  // lines another core has read (it costs ~5x in the slow phase).
   int64_t AddResident(int64_t bytes) {
     const int64_t offset = resident_bytes_;
     resident_bytes_ += AlignUp(bytes);
@@ -119,7 +121,7 @@ void CopyFromColumns(const float* src, int64_t ld, int64_t column, int64_t rows,
 // double.
 void ColumnSumsF32(const float* in, int64_t rows, int64_t cols, float* out);
 // The sum over chunks t of the partials [rows, ld] at `offset` in chunk t's
-// memory, columns [lo, hi): row r into out + r * out_ld.
+// resident memory, columns [lo, hi): row r into out + r * out_ld.
 void SumPartialColumns(const OwnedTeam& team, int64_t offset, int64_t rows,
                        int64_t ld, int64_t lo, int64_t hi, float* out,
                        int64_t out_ld);
