@@ -86,6 +86,48 @@ std::atomic<bool>& OwnedLayersFlag() {
   return owned;
 }
 
+// Whether a batch-bound graph's step is too small to split between cores: no
+// convolutions, under kTinyMacs multiply-adds in its dense layers and matmuls,
+// kTinyBytes of variables and kTinyBytes of values (the memory plan's arena).
+// Splitting it costs more than it saves whenever handing data between cores is
+// expensive: the (5,5,5) net's train step at batch 200 took 25.5-27.8 us on two
+// threads and 26.6-28.0 on one when the host was quiet, but 41-48 against 27.5
+// us in its slow phase (bench/README.md, ninth session).
+bool TinyStep(const Graph& graph, int64_t arena_bytes) {
+  constexpr int64_t kTinyMacs = int64_t{4} << 20;
+  constexpr int64_t kTinyBytes = int64_t{1} << 20;
+  if (arena_bytes > kTinyBytes) return false;
+  int64_t macs = 0, weight_bytes = 0;
+  for (NodeId id : graph.LiveNodes()) {
+    const Node& node = graph.node(id);
+    if (absl::StrContains(node.op, "conv") ||
+        absl::StrContains(node.op, "pool"))
+      return false;
+    if (node.op == kVariableOp) {
+      const TensorType& t = graph.type(node.outputs[0]);
+      if (!t.shape.IsStatic()) return false;
+      weight_bytes += t.shape.NumElements() * DTypeSize(t.dtype);
+    }
+    // One multiply-add per output element and element of the reduction:
+    // dense x [M, K] W [K, P] and the weight gradient x^T dz reduce over K
+    // and M, a matmul over a's columns (rows when transposed).
+    int64_t reduction = 0;
+    const auto dim = [&](int input, int axis) {
+      const Shape& shape = graph.type(node.inputs[input]).shape;
+      return shape.rank() == 2 ? shape[axis] : int64_t{-1};
+    };
+    if (node.op == "dense") reduction = dim(1, 0);
+    if (node.op == kDenseBackwardWeightsOp) reduction = dim(0, 0);
+    if (node.op == "matmul")
+      reduction = dim(0, BoolAttrOr(node.attrs, "transpose_a", false) ? 0 : 1);
+    if (reduction == 0) continue;
+    const Shape& out = graph.type(node.outputs[0]).shape;
+    if (reduction < 0 || !out.IsStatic()) return false;
+    macs += reduction * out.NumElements();
+  }
+  return macs <= kTinyMacs && weight_bytes <= kTinyBytes;
+}
+
 }  // namespace
 }  // namespace cpu
 
@@ -103,6 +145,11 @@ void CpuBackend::SetNumThreads(int num_threads) {
 const MemoryPlan* CpuBackend::MemoryPlanOf(const Executable& executable) {
   const auto* cpu = dynamic_cast<const CpuExecutable*>(&executable);
   return cpu != nullptr ? &cpu->plan : nullptr;
+}
+
+int CpuBackend::NumThreadsOf(const Executable& executable) {
+  const auto* cpu = dynamic_cast<const CpuExecutable*>(&executable);
+  return cpu != nullptr ? cpu->num_threads : 0;
 }
 
 std::string CpuBackend::ProfileString(const Executable& executable) {
@@ -222,7 +269,10 @@ absl::StatusOr<std::unique_ptr<Executable>> CpuBackend::Compile(
   exe->batch_size_ = batch_size;
   exe->bf16 = compute_dtype_ == DType::kBF16;
   exe->bf16_native = exe->bf16 && bf16_support() == Bf16Support::kNative;
-  exe->num_threads = num_threads_ > 0 ? num_threads_ : omp_get_num_procs();
+  exe->num_threads = num_threads_ > 0 ? num_threads_
+                     : cpu::TinyStep(exe->planned_graph, exe->plan.arena_bytes)
+                         ? 1
+                         : omp_get_num_procs();
   // oneDNN tunes primitives to the thread count they are created under.
   omp_set_num_threads(exe->num_threads);
   exe->store = host;

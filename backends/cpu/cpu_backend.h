@@ -83,7 +83,9 @@ class CpuBackend : public Backend {
 
   // Threads used by executables compiled afterwards (oneDNN primitives are
   // tuned for the thread count they are created with). `num_threads` <= 0 means
-  // all cores.
+  // all cores, except for a step too small to split (no convolutions, under
+  // 4M multiply-adds, 1 MB of weights and 1 MB of values: scikit-learn's
+  // small nets), which runs on one.
   void SetNumThreads(int num_threads);
   int num_threads() const { return num_threads_; }
 
@@ -131,6 +133,10 @@ class CpuBackend : public Backend {
   // Write still see row-major data.
   static bool StoresBlocked(const VariableStore& store,
                             absl::string_view variable);
+
+  // The threads an executable this backend compiled runs on (0 for any other
+  // executable).
+  static int NumThreadsOf(const Executable& executable);
 
   // The memory plan of an executable this backend compiled (null for any
   // other executable), and the plan's table (MemoryPlan::ToString over the

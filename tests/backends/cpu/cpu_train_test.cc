@@ -3,6 +3,8 @@
 // small MLP and CNN (every variable and optimizer slot after two steps), and
 // the memory plan (reuse, in-place updates, no growth across runs).
 
+#include <omp.h>
+
 #include <cmath>
 #include <cstdlib>
 #include <functional>
@@ -751,6 +753,47 @@ TEST(CpuTrainTest, ConvBiasGradientRunsInsideConvBackwardWeights) {
   EXPECT_TRUE(absl::StrContains(table, "[cpu.conv2d_backward_weights]"))
       << table;
   EXPECT_FALSE(absl::StrContains(table, "[conv2d_backprop_filter]")) << table;
+}
+
+// By default a step too small to split between cores runs on one thread:
+// scikit-learn's (5,5,5) net at batch 200 does, the MLP 784-512-512-10 at
+// batch 32 and a large elementwise graph use every core, and a thread count
+// set by the caller is kept.
+TEST(CpuTrainTest, TinyStepsRunOnOneThread) {
+  const auto threads = [](Sequential model, int64_t batch, int set) {
+    model.compile(Adam{}, SparseCategoricalCrossentropy{.from_logits = true},
+                  {"accuracy"}, Device::CPU());
+    CpuBackend cpu;
+    cpu.SetNumThreads(set);
+    auto store = cpu.CreateVariableStore();
+    auto exe = cpu.Compile(model.graph(GraphStage::kTrain), batch, store.get());
+    EXPECT_TRUE(exe.ok()) << exe.status();
+    return exe.ok() ? CpuBackend::NumThreadsOf(**exe) : -1;
+  };
+  const auto small = [] {
+    return Sequential({Input({784}), Dense(5, "relu"), Dense(5, "relu"),
+                       Dense(5, "relu"), Dense(10)});
+  };
+  const auto mlp = [] {
+    return Sequential(
+        {Input({784}), Dense(512, "relu"), Dense(512, "relu"), Dense(10)});
+  };
+  EXPECT_EQ(threads(small(), 200, 0), 1);
+  EXPECT_EQ(threads(small(), 200, 2), 2);
+  EXPECT_EQ(threads(mlp(), 32, 0), omp_get_num_procs());
+
+  Graph graph("g");
+  GraphBuilder b(&graph, &ops::DefaultRegistry());
+  graph.AddOutput("y",
+                  b.Op("relu", {b.Input("x", {DType::kF32, Shape{N, 4096}})}));
+  CpuBackend cpu;
+  auto store = cpu.CreateVariableStore();
+  auto big = cpu.Compile(graph, 256, store.get());
+  ASSERT_TRUE(big.ok()) << big.status();
+  EXPECT_EQ(CpuBackend::NumThreadsOf(**big), omp_get_num_procs());
+  auto tiny = cpu.Compile(graph, 2, store.get());
+  ASSERT_TRUE(tiny.ok()) << tiny.status();
+  EXPECT_EQ(CpuBackend::NumThreadsOf(**tiny), 1);
 }
 
 TEST(CpuTrainTest, PlanIsNullForOtherExecutables) {
