@@ -755,6 +755,15 @@ TEST(CpuTrainTest, ConvBiasGradientRunsInsideConvBackwardWeights) {
   EXPECT_FALSE(absl::StrContains(table, "[conv2d_backprop_filter]")) << table;
 }
 
+// y = relu(x) over x [N, width].
+Graph ReluGraph(int64_t width) {
+  Graph graph("g");
+  GraphBuilder b(&graph, &ops::DefaultRegistry());
+  graph.AddOutput("y",
+                  b.Op("relu", {b.Input("x", {DType::kF32, Shape{N, width}})}));
+  return graph;
+}
+
 // By default a step too small to split between cores runs on one thread:
 // scikit-learn's (5,5,5) net at batch 200 does, the MLP 784-512-512-10 at
 // batch 32 and a large elementwise graph use every core, and a thread count
@@ -782,10 +791,7 @@ TEST(CpuTrainTest, TinyStepsRunOnOneThread) {
   EXPECT_EQ(threads(small(), 200, 2), 2);
   EXPECT_EQ(threads(mlp(), 32, 0), omp_get_num_procs());
 
-  Graph graph("g");
-  GraphBuilder b(&graph, &ops::DefaultRegistry());
-  graph.AddOutput("y",
-                  b.Op("relu", {b.Input("x", {DType::kF32, Shape{N, 4096}})}));
+  const Graph graph = ReluGraph(4096);
   CpuBackend cpu;
   auto store = cpu.CreateVariableStore();
   auto big = cpu.Compile(graph, 256, store.get());
@@ -797,10 +803,7 @@ TEST(CpuTrainTest, TinyStepsRunOnOneThread) {
 }
 
 TEST(CpuTrainTest, PlanIsNullForOtherExecutables) {
-  Graph graph("g");
-  GraphBuilder b(&graph, &ops::DefaultRegistry());
-  graph.AddOutput("y",
-                  b.Op("relu", {b.Input("x", {DType::kF32, Shape{N, 3}})}));
+  const Graph graph = ReluGraph(3);
   ReferenceBackend reference;
   auto store = reference.CreateVariableStore();
   auto exe = reference.Compile(graph, 2, store.get());
