@@ -487,6 +487,9 @@ class Lowering {
   // Whether every reader of `dz` [M, width] is an owned step that takes its
   // chunk as it is (an input or weight gradient of an owned layer).
   bool ReadersAreOwned(ValueId dz, int64_t width) const;
+  // Whether v is a graph output or a variable's update: Run reads it from
+  // its buffer after the steps.
+  bool LeavesTheStep(ValueId v) const;
   // Where the activation gradient dz [M, width] is stored chunked, when it
   // is: its offset in the team's resident memory (recorded in
   // chunked_values_).

@@ -59,9 +59,40 @@ bool IsReference(const char* impl) {
   return impl == nullptr || std::string(impl).rfind("ref", 0) == 0;
 }
 
+// The owned call of the primitive descriptor `make_pd()` returns, both made
+// while OpenMP allows one thread; null when oneDNN offers only its reference
+// kernel. Sets *impl to the implementation's name.
+template <typename Primitive, typename MakePd>
+std::shared_ptr<OwnedCall> OneThreadCall(const MakePd& make_pd,
+                                         const Args& args,
+                                         const dnnl::engine& engine, int chunks,
+                                         std::string* impl) {
+  ScopedOneThread one;
+  const auto pd = make_pd();
+  if (IsReference(pd.impl_info_str())) return nullptr;
+  *impl = PrimitiveKindName(pd);
+  return std::make_shared<OwnedCall>(Primitive(pd), args, pd.scratchpad_desc(),
+                                     engine, chunks);
+}
+
 template <typename T>
 T* At(std::byte* base, int64_t bytes) {
   return reinterpret_cast<T*>(base + bytes);
+}
+
+// OneThreadCall of the matmul src x weights -> dst.
+std::shared_ptr<OwnedCall> OneThreadMatmul(const memory::desc& src,
+                                           const memory::desc& weights,
+                                           const memory::desc& dst,
+                                           const dnnl::primitive_attr& attr,
+                                           const dnnl::engine& engine,
+                                           int chunks, std::string* impl) {
+  return OneThreadCall<dnnl::matmul>(
+      [&] {
+        return dnnl::matmul::primitive_desc({src, weights, dst}, attr, engine);
+      },
+      {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DST, dst}},
+      engine, chunks, impl);
 }
 
 }  // namespace
@@ -120,8 +151,7 @@ const Node* Lowering::OwnedActivationGradOf(ValueId dx) const {
       type(dx).shape.rank() != 2) {
     return nullptr;
   }
-  for (const GraphOutput& out : graph->outputs())
-    if (out.value == dx) return nullptr;
+  if (LeavesTheStep(dx)) return nullptr;
   const auto users = graph->Users(dx);
   if (users.size() != 1 || users[0].second != 0) return nullptr;
   const Node& user = graph->node(users[0].first);
@@ -147,6 +177,14 @@ bool Lowering::WritableFrom(ValueId v, int step) const {
     if (o.last_step >= step && o.first_step < b.first_step) return false;
   }
   return true;
+}
+
+bool Lowering::LeavesTheStep(ValueId v) const {
+  for (const GraphOutput& out : graph->outputs())
+    if (out.value == v) return true;
+  for (const VariableUpdate& u : graph->updates())
+    if (u.value == v) return true;
+  return false;
 }
 
 std::optional<Lowering::FusedActivationGrad> Lowering::FuseActivationGrad(
@@ -206,10 +244,7 @@ void Lowering::AddOwnedLoop(const std::string& impl,
 
 bool Lowering::ReadersAreOwned(ValueId dz, int64_t width) const {
   if (graph == nullptr) return false;
-  for (const GraphOutput& out : graph->outputs())
-    if (out.value == dz) return false;
-  for (const VariableUpdate& u : graph->updates())
-    if (u.value == dz) return false;
+  if (LeavesTheStep(dz)) return false;
   const auto users = graph->Users(dz);
   if (users.empty()) return false;
   for (const auto& [user, index] : users) {
@@ -242,24 +277,19 @@ absl::StatusOr<bool> Lowering::LowerOwnedDense(const Node& node,
   Args args = {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, split->chunk_weights}};
   if (has_bias) args.push_back({DNNL_ARG_BIAS, bias});
   args.push_back({DNNL_ARG_DST, dst});
-  std::shared_ptr<OwnedCall> call;
   std::string impl;
-  {
-    ScopedOneThread one;
-    const auto pd = has_bias ? dnnl::inner_product_forward::primitive_desc(
-                                   {dnnl::prop_kind::forward_inference, src,
-                                    split->chunk_weights, bias, dst},
-                                   attr, engine())
-                             : dnnl::inner_product_forward::primitive_desc(
-                                   {dnnl::prop_kind::forward_inference, src,
-                                    split->chunk_weights, dst},
-                                   attr, engine());
-    if (IsReference(pd.impl_info_str())) return false;
-    impl = PrimitiveKindName(pd);
-    call = std::make_shared<OwnedCall>(dnnl::inner_product_forward(pd), args,
-                                       pd.scratchpad_desc(), engine(),
-                                       exe_.num_threads);
-  }
+  const std::shared_ptr<OwnedCall> call =
+      OneThreadCall<dnnl::inner_product_forward>(
+          [&] {
+            using Pd = dnnl::inner_product_forward::primitive_desc;
+            const auto prop = dnnl::prop_kind::forward_inference;
+            return has_bias ? Pd({prop, src, split->chunk_weights, bias, dst},
+                                 attr, engine())
+                            : Pd({prop, src, split->chunk_weights, dst}, attr,
+                                 engine());
+          },
+          args, engine(), exe_.num_threads, &impl);
+  if (call == nullptr) return false;
   std::shared_ptr<OwnedTeam> team = Team();
   const int64_t workspace =
       OwnedTeam::WorkspaceOffset(call->scratchpad_bytes());
@@ -297,25 +327,23 @@ absl::StatusOr<bool> Lowering::LowerOwnedInputGradient(const Node& node) {
   const auto f32 = memory::data_type::f32;
   const memory::desc diff_dst({m, chunk}, f32, tag::ab),
       diff_src({m, ic}, f32, tag::ab);
-  std::shared_ptr<OwnedCall> call;
   std::string impl;
-  {
-    ScopedOneThread one;
-    dnnl::inner_product_forward::primitive_desc hint(
-        {dnnl::prop_kind::forward_training, diff_src, split->chunk_weights,
-         diff_dst},
-        engine());
-    dnnl::inner_product_backward_data::primitive_desc pd(
-        {diff_src, split->chunk_weights, diff_dst}, Attr(), engine(), hint);
-    if (IsReference(pd.impl_info_str())) return false;
-    impl = PrimitiveKindName(pd);
-    call = std::make_shared<OwnedCall>(
-        dnnl::inner_product_backward_data(pd),
-        Args{{DNNL_ARG_DIFF_DST, diff_dst},
-             {DNNL_ARG_WEIGHTS, split->chunk_weights},
-             {DNNL_ARG_DIFF_SRC, diff_src}},
-        pd.scratchpad_desc(), engine(), exe_.num_threads);
-  }
+  const std::shared_ptr<OwnedCall> call =
+      OneThreadCall<dnnl::inner_product_backward_data>(
+          [&] {
+            dnnl::inner_product_forward::primitive_desc hint(
+                {dnnl::prop_kind::forward_training, diff_src,
+                 split->chunk_weights, diff_dst},
+                engine());
+            return dnnl::inner_product_backward_data::primitive_desc(
+                {diff_src, split->chunk_weights, diff_dst}, Attr(), engine(),
+                hint);
+          },
+          {{DNNL_ARG_DIFF_DST, diff_dst},
+           {DNNL_ARG_WEIGHTS, split->chunk_weights},
+           {DNNL_ARG_DIFF_SRC, diff_src}},
+          engine(), exe_.num_threads, &impl);
+  if (call == nullptr) return false;
   const std::optional<FusedActivationGrad> fused = FuseActivationGrad(dx_id);
   // Chunk t's partial dx (its outputs' share of every input's gradient),
   // which the other chunks read, lives in resident memory: bytes no other
@@ -384,26 +412,24 @@ absl::StatusOr<bool> Lowering::LowerOwnedWeightGradient(const Node& node) {
   const auto f32 = memory::data_type::f32;
   const memory::desc src({m, ic}, f32, tag::ab),
       diff_dst({m, chunk}, f32, tag::ab), bias({chunk}, f32, tag::a);
-  std::shared_ptr<OwnedCall> call;
   std::string impl;
-  {
-    ScopedOneThread one;
-    dnnl::inner_product_forward::primitive_desc hint(
-        {dnnl::prop_kind::forward_training, src, split->chunk_weights, bias,
-         diff_dst},
-        engine());
-    dnnl::inner_product_backward_weights::primitive_desc pd(
-        {src, split->chunk_weights, bias, diff_dst}, Attr(), engine(), hint);
-    if (IsReference(pd.impl_info_str())) return false;
-    impl = PrimitiveKindName(pd);
-    call = std::make_shared<OwnedCall>(
-        dnnl::inner_product_backward_weights(pd),
-        Args{{DNNL_ARG_SRC, src},
-             {DNNL_ARG_DIFF_DST, diff_dst},
-             {DNNL_ARG_DIFF_WEIGHTS, split->chunk_weights},
-             {DNNL_ARG_DIFF_BIAS, bias}},
-        pd.scratchpad_desc(), engine(), exe_.num_threads);
-  }
+  const std::shared_ptr<OwnedCall> call =
+      OneThreadCall<dnnl::inner_product_backward_weights>(
+          [&] {
+            dnnl::inner_product_forward::primitive_desc hint(
+                {dnnl::prop_kind::forward_training, src, split->chunk_weights,
+                 bias, diff_dst},
+                engine());
+            return dnnl::inner_product_backward_weights::primitive_desc(
+                {src, split->chunk_weights, bias, diff_dst}, Attr(), engine(),
+                hint);
+          },
+          {{DNNL_ARG_SRC, src},
+           {DNNL_ARG_DIFF_DST, diff_dst},
+           {DNNL_ARG_DIFF_WEIGHTS, split->chunk_weights},
+           {DNNL_ARG_DIFF_BIAS, bias}},
+          engine(), exe_.num_threads, &impl);
+  if (call == nullptr) return false;
   std::shared_ptr<OwnedTeam> team = Team();
   const int64_t dz_copy = OwnedTeam::WorkspaceOffset(call->scratchpad_bytes());
   const std::optional<int64_t> dz_home = ChunkedHome(dz_id);
@@ -484,19 +510,10 @@ absl::StatusOr<bool> Lowering::LowerOwnedRowSplitInputGradient(
   // dx[:, lo:hi] = dz W[lo:hi, :]^T: the rows of W read transposed.
   const memory::desc src({m, oc}, f32, tag::ab),
       weights({oc, chunk}, f32, Dims({1, oc})), dst({m, chunk}, f32, tag::ab);
-  std::shared_ptr<OwnedCall> call;
   std::string impl;
-  {
-    ScopedOneThread one;
-    dnnl::matmul::primitive_desc pd({src, weights, dst}, Attr(), engine());
-    if (IsReference(pd.impl_info_str())) return false;
-    impl = PrimitiveKindName(pd);
-    call = std::make_shared<OwnedCall>(dnnl::matmul(pd),
-                                       Args{{DNNL_ARG_SRC, src},
-                                            {DNNL_ARG_WEIGHTS, weights},
-                                            {DNNL_ARG_DST, dst}},
-                                       pd.scratchpad_desc(), engine(), chunks);
-  }
+  const std::shared_ptr<OwnedCall> call =
+      OneThreadMatmul(src, weights, dst, Attr(), engine(), chunks, &impl);
+  if (call == nullptr) return false;
   const std::optional<FusedActivationGrad> fused = FuseActivationGrad(dx_id);
   if (!fused.has_value()) return false;
   std::shared_ptr<OwnedTeam> team = Team();
@@ -540,19 +557,10 @@ absl::StatusOr<bool> Lowering::LowerOwnedRowSplitWeightGradient(
   // dW[lo:hi, :] = x[:, lo:hi]^T dz, straight into W's rows.
   const memory::desc src({chunk, m}, f32, Dims({1, ic})),
       weights({m, oc}, f32, tag::ab), dst({chunk, oc}, f32, tag::ab);
-  std::shared_ptr<OwnedCall> call;
   std::string impl;
-  {
-    ScopedOneThread one;
-    dnnl::matmul::primitive_desc pd({src, weights, dst}, Attr(), engine());
-    if (IsReference(pd.impl_info_str())) return false;
-    impl = PrimitiveKindName(pd);
-    call = std::make_shared<OwnedCall>(dnnl::matmul(pd),
-                                       Args{{DNNL_ARG_SRC, src},
-                                            {DNNL_ARG_WEIGHTS, weights},
-                                            {DNNL_ARG_DST, dst}},
-                                       pd.scratchpad_desc(), engine(), chunks);
-  }
+  const std::shared_ptr<OwnedCall> call =
+      OneThreadMatmul(src, weights, dst, Attr(), engine(), chunks, &impl);
+  if (call == nullptr) return false;
   std::shared_ptr<OwnedTeam> team = Team();
   team->Reserve(call->scratchpad_bytes());
   const std::string label = label_;
@@ -562,7 +570,10 @@ absl::StatusOr<bool> Lowering::LowerOwnedRowSplitWeightGradient(
     float* dw = At<float>(ptr[dw_id], 0);
     const dnnl_status_t s = RunChunks(chunks, [&](int t) {
       // The bias gradient is small ([OC]): the last chunk sums it.
-      if (t == chunks - 1) ColumnSumsF32(dz, m, oc, At<float>(ptr[db_id], 0));
+      if (t == chunks - 1) {
+        ColumnSums(DType::kF32, dz, ptr[db_id], m, oc, 1.0,
+                   /*scratch=*/nullptr);
+      }
       return call->Execute(*team, t, {x + t * chunk, dz, dw + t * chunk * oc});
     });
     return OwnedStatus(s, label);

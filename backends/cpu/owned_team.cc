@@ -84,14 +84,6 @@ void CopyFromColumns(const float* src, int64_t ld, int64_t column, int64_t rows,
   }
 }
 
-void ColumnSumsF32(const float* in, int64_t rows, int64_t cols, float* out) {
-  for (int64_t c = 0; c < cols; ++c) {
-    double sum = 0;
-    for (int64_t r = 0; r < rows; ++r) sum += in[r * cols + c];
-    out[c] = static_cast<float>(sum);
-  }
-}
-
 __attribute__((target_clones("avx512f", "avx2", "default"))) void
 SumPartialColumns(const OwnedTeam& team, int64_t offset, int64_t rows,
                   int64_t ld, int64_t lo, int64_t hi, float* out,

@@ -117,9 +117,6 @@ void CopyToColumns(const float* chunk, int64_t rows, int64_t width, float* dst,
                    int64_t ld, int64_t column);
 void CopyFromColumns(const float* src, int64_t ld, int64_t column, int64_t rows,
                      int64_t width, float* chunk);
-// out[c] = the sum of in[r, c] over `rows` rows of `cols` floats, summed in
-// double.
-void ColumnSumsF32(const float* in, int64_t rows, int64_t cols, float* out);
 // The sum over chunks t of the partials [rows, ld] at `offset` in chunk t's
 // resident memory, columns [lo, hi): row r into out + r * out_ld.
 void SumPartialColumns(const OwnedTeam& team, int64_t offset, int64_t rows,
