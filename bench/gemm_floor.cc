@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <random>
@@ -34,6 +36,7 @@ dnnl::engine& Engine() {
 struct Call {
   dnnl::primitive primitive;
   std::unordered_map<int, memory> args;
+  std::string label = "";  // For SEQUENT_FLOOR_PROFILE.
 };
 
 // Owns every memory of one step and the calls over them.
@@ -109,6 +112,12 @@ class Step {
                              {DNNL_ARG_DST, Buffer(c_t)}}});
     }
     calls_.push_back(Fastest(candidates));
+    char label[96];
+    std::snprintf(label, sizeof(label), "%s [%lld, %lld] x [%lld, %lld]",
+                  transpose_a ? "weight gradient" : "forward or dx",
+                  static_cast<long long>(m), static_cast<long long>(k),
+                  static_cast<long long>(k), static_cast<long long>(n));
+    calls_.back().label = label;
   }
 
   // One valid, stride-1 convolution layer: forward, optionally backward-data,
@@ -176,14 +185,52 @@ class Step {
     return std::move(candidates[best]);
   }
 
+  void ResetProfile() {
+    seconds_.clear();
+    runs_ = 0;
+  }
+
   void Run(dnnl::stream& stream) {
-    for (Call& call : calls_) call.primitive.execute(stream, call.args);
-    stream.wait();
+    if (!profile_) {
+      for (Call& call : calls_) call.primitive.execute(stream, call.args);
+      stream.wait();
+      return;
+    }
+    seconds_.resize(calls_.size());
+    for (size_t i = 0; i < calls_.size(); ++i) {
+      const auto t0 = std::chrono::steady_clock::now();
+      calls_[i].primitive.execute(stream, calls_[i].args);
+      stream.wait();
+      seconds_[i] +=
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
+              .count();
+    }
+    ++runs_;
+  }
+
+  // With SEQUENT_FLOOR_PROFILE set, each primitive is timed on its own (a
+  // stream wait after each: ~1 us more per call) and this lists their mean
+  // times in step order (forward, backward-data, backward-weights), to set
+  // beside the CPU backend's SEQUENT_CPU_PROFILE.
+  std::string Profile() const {
+    std::string out;
+    for (size_t i = 0; i < seconds_.size(); ++i) {
+      char line[160];
+      std::snprintf(
+          line, sizeof(line), "  %8.1f us  %s\n",
+          seconds_[i] / std::max<int64_t>(runs_, 1) * 1e6,
+          calls_[i].label.empty() ? "convolution" : calls_[i].label.c_str());
+      out += line;
+    }
+    return out;
   }
 
  private:
   std::mt19937 rng_{42};
   std::vector<Call> calls_;
+  const bool profile_ = std::getenv("SEQUENT_FLOOR_PROFILE") != nullptr;
+  std::vector<double> seconds_;
+  int64_t runs_ = 0;
 };
 
 // The GEMMs of a dense stack `widths` (input first) at `batch`: forward, and
@@ -220,7 +267,12 @@ Step& Cached(const std::string& workload, int64_t batch, Build build) {
 void RunStep(benchmark::State& state, Step& step, int64_t batch) {
   dnnl::stream stream(Engine());
   step.Run(stream);  // Warm-up: first-touch pages and JIT caches.
+  step.ResetProfile();
   for (auto _ : state) step.Run(stream);
+  if (std::getenv("SEQUENT_FLOOR_PROFILE") != nullptr) {
+    std::fprintf(stderr, "floor at batch %lld, by primitive:\n%s\n",
+                 static_cast<long long>(batch), step.Profile().c_str());
+  }
   state.counters["samples_per_s"] =
       benchmark::Counter(static_cast<double>(batch),
                          benchmark::Counter::kIsIterationInvariantRate);
