@@ -7,6 +7,7 @@
 #   PEERS=pytorch,sklearn bench/run_all.sh    # a subset of peers; PEERS=none skips them
 #   BENCH_OUT=/tmp/b bench/run_all.sh         # keep the JSON files there
 #   SEQUENT_THREADS="1 2" bench/run_all.sh    # sequent at each thread count, best kept
+#   PAIRED_SECONDS=0 bench/run_all.sh         # skip the paired MLP b128 / floor minute
 #
 # Every stage may fail on its own (no peer installed, sequent's training path not
 # lowered yet): the table then says n/a and why.
@@ -75,6 +76,17 @@ fi
 PROBE_AFTER="$(probe)"
 echo "== $PROBE_AFTER" >&2
 
+# The MLP b128 step and its floor alternated for PAIRED_SECONDS (default 60):
+# the table's floor fractions pair medians taken a minute or more apart, and
+# the host's phase can flip in between (bench/README.md, tenth session).
+PAIRED=""
+if [[ "${PAIRED_SECONDS:-60}" != 0 && -x "$BIN/sequent_bench" && -x "$BIN/gemm_floor" \
+      && -x "$BIN/handover_probe" ]]; then
+  echo "== MLP b128 and its floor, alternated for ${PAIRED_SECONDS:-60} s" >&2
+  PAIRED="$(BIN="$BIN" POOLED=0 bash bench/phase_compare.sh "${PAIRED_SECONDS:-60}" 2>&1 \
+            | sed -n '/^MLP b128 step/,$p')"
+fi
+
 PEER_ARGS=()
 if [[ "${PEERS:-}" != "none" ]]; then
   [[ -n "${PEERS:-}" ]] && PEER_ARGS+=(--only "$PEERS")
@@ -89,3 +101,7 @@ echo "host phase before sequent's runs: $PROBE_BEFORE"
 echo "host phase after sequent's runs:  $PROBE_AFTER"
 python3 bench/report.py "${SEQS[@]}" "${FLOORS[@]}" \
   $([[ "${PEERS:-}" != "none" ]] && echo --peers "$OUT/peers.json")
+if [[ -n "$PAIRED" ]]; then
+  echo
+  echo "$PAIRED" | sed '1s/^/paired, sequent at the default threads: /'
+fi
