@@ -239,6 +239,7 @@ absl::StatusOr<std::unique_ptr<Executable>> CpuBackend::Compile(
   Graph lowered_graph = graph;
   cpu::RewriteDenseBackward(lowered_graph);
   cpu::RewriteConvBiasActivation(lowered_graph);
+  cpu::RewriteMaxPoolActivationGrad(lowered_graph);
   cpu::RewriteWeightPenalties(lowered_graph);
   auto* cpu_store = dynamic_cast<cpu::CpuVariableStore*>(host);
   cpu::WeightLayoutPlan layouts;

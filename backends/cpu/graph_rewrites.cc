@@ -186,6 +186,37 @@ void RewriteConvBiasActivation(Graph& g) {
   }
 }
 
+void RewriteMaxPoolActivationGrad(Graph& g) {
+  for (NodeId act_id : g.LiveNodes()) {
+    const Node& act = g.node(act_id);
+    if (act.op != "activation_grad" || act.inputs.size() != 2 ||
+        act.outputs.size() != 1) {
+      continue;
+    }
+    const ValueId spread = act.inputs[0], y = act.inputs[1];
+    const NodeId pool_id = SoleUseProducer(g, spread, "max_pool2d_grad");
+    if (pool_id == kNoNode) continue;
+    const Node& pool = g.node(pool_id);
+    if (pool.inputs.size() != 3 || pool.inputs[0] != y) continue;
+    const ValueId pooled = pool.inputs[1], d = pool.inputs[2];
+    if (g.type(pooled) != g.type(d)) continue;
+    // The two nodes trade ops, each keeping its place in the order: the
+    // first now scales d, the second spreads the result.
+    const Node old_pool = pool, old_act = act;
+    Node& scale = g.mutable_node(pool_id);
+    scale.op = old_act.op;
+    scale.attrs = old_act.attrs;
+    scale.layer = old_act.layer;
+    scale.inputs = {d, pooled};
+    g.mutable_value(spread).type = g.type(d);
+    Node& spread_node = g.mutable_node(act_id);
+    spread_node.op = old_pool.op;
+    spread_node.attrs = old_pool.attrs;
+    spread_node.layer = old_pool.layer;
+    spread_node.inputs = {y, pooled, spread};
+  }
+}
+
 void RewriteWeightPenalties(Graph& g) {
   for (NodeId id : g.LiveNodes()) {
     const Node& node = g.node(id);

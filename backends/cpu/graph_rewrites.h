@@ -24,6 +24,15 @@ void RewriteDenseBackward(Graph& g);
 // passes over its output.
 void RewriteConvBiasActivation(Graph& g);
 
+// activation_grad(max_pool2d_grad(y, p, d), y), where p = max_pool2d(y) and
+// the pool gradient has no other reader, becomes max_pool2d_grad(y, p,
+// activation_grad(d, p)): the pool gradient puts each d at its window's
+// maximum, whose value is p, and zeros elsewhere, so the activation's
+// derivative at y is its derivative at p there and multiplies zero
+// elsewhere. The activation gradient then runs over the pooled values (a
+// quarter of them under 2x2 windows) instead of the layer's whole output.
+void RewriteMaxPoolActivationGrad(Graph& g);
+
 // A weight penalty's steps as single passes over the weights: the L2 term
 // reduce_sum(square(w)) becomes kSumOfSquaresOp(w), and its gradient added
 // to the weight gradient, add(mul(mul(w, 2), c), dw) (any number of scalar

@@ -327,6 +327,40 @@ TEST(CpuTrainTest, MaxPoolPairSharesTheWorkspace) {
   CompareBackends(graph, 2, {{"x", &xt}, {"dy", &dyt}}, 1e-6, "pool pair");
 }
 
+// An activation, a max pool, and their gradients as autodiff writes them:
+// the CPU backend computes the activation gradient over the pooled values
+// and spreads that (RewriteMaxPoolActivationGrad). Small integers make ties
+// (and all-zero relu windows); the 3x3 stride-1 "same" pool overlaps its
+// windows, so one position can take several windows' gradients.
+TEST(CpuTrainTest, ActivationGradientOverThePooledValues) {
+  for (const char* act : {"relu", "leaky_relu", "elu", "sigmoid", "tanh"}) {
+    for (const bool overlapping : {false, true}) {
+      Graph graph("pool_activation");
+      GraphBuilder b(&graph, &ops::DefaultRegistry());
+      const Attributes pool =
+          overlapping ? Attributes{{"pool_size", std::vector<int64_t>{3, 3}},
+                                   {"strides", std::vector<int64_t>{1, 1}},
+                                   {"padding", std::string("same")}}
+                      : Attributes{};
+      const int64_t side = overlapping ? 6 : 3;
+      ValueId z = b.Input("z", {DType::kF32, Shape{N, 6, 6, 3}});
+      ValueId d = b.Input("d", {DType::kF32, Shape{N, side, side, 3}});
+      ValueId y = b.Op(act, {z});
+      ValueId p = b.Op("max_pool2d", {y}, pool);
+      ValueId dz =
+          b.Op("activation_grad", {b.Op("max_pool2d_grad", {y, p, d}, pool), y},
+               {{"activation", std::string(act)}});
+      ASSERT_TRUE(b.ok()) << b.status();
+      graph.AddOutput("dz", dz);
+      std::mt19937 rng(11);
+      Tensor zt = RandomTensor(F32({2, 6, 6, 3}, Fill::kSmallInt), rng);
+      Tensor dt = RandomTensor(F32({2, side, side, 3}), rng);
+      CompareBackends(graph, 2, {{"z", &zt}, {"d", &dt}}, 1e-6,
+                      absl::StrCat(act, overlapping ? " overlapping" : ""));
+    }
+  }
+}
+
 // reduce_max then its gradient, so that y is the true maximum (with ties).
 TEST(CpuTrainTest, ReduceMaxGradSplitsTies) {
   Graph graph("reduce_max");

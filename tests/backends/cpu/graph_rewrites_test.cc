@@ -146,5 +146,63 @@ TEST(RewriteConvBiasActivationTest, StopsWhereAValueHasOtherUses) {
   EXPECT_FALSE(Has(LiveOps(g), "bias_add"));
 }
 
+const TensorType kPooled{DType::kF32, Shape{2, 3, 3, 3}};
+
+// relu, max_pool2d and their gradients as autodiff writes them.
+TEST(RewriteMaxPoolActivationGradTest, ActivationGradientMovesToThePooled) {
+  Graph g;
+  GraphBuilder b(&g, &ops::DefaultRegistry());
+  const ValueId y = b.Op("relu", {b.Input("z", kImages)});
+  const ValueId p = b.Op("max_pool2d", {y});
+  const ValueId d = b.Input("d", kPooled);
+  const ValueId spread = b.Op("max_pool2d_grad", {y, p, d});
+  const ValueId dz = b.Op("activation_grad", {spread, y},
+                          {{"activation", std::string("relu")}});
+  ASSERT_TRUE(b.status().ok()) << b.status();
+  g.AddOutput("dz", dz);
+
+  RewriteMaxPoolActivationGrad(g);
+  const Node& last = g.producer(dz);
+  EXPECT_EQ(last.op, "max_pool2d_grad");
+  ASSERT_EQ(last.inputs.size(), 3u);
+  EXPECT_EQ(last.inputs[0], y);
+  EXPECT_EQ(last.inputs[1], p);
+  const ValueId scaled = last.inputs[2];
+  const Node& first = g.producer(scaled);
+  EXPECT_EQ(first.op, "activation_grad");
+  EXPECT_EQ(first.inputs, (std::vector<ValueId>{d, p}));
+  EXPECT_EQ(StringAttrOr(first.attrs, "activation", ""), "relu");
+  EXPECT_EQ(g.type(scaled), kPooled);
+  EXPECT_EQ(g.type(dz), kImages);
+  EXPECT_TRUE(g.TopologicalOrder().ok());
+}
+
+// The pool gradient read elsewhere, or an activation gradient over another
+// value than the pool's input: nothing moves.
+TEST(RewriteMaxPoolActivationGradTest, StopsWhereItWouldChangeAResult) {
+  Graph g;
+  GraphBuilder b(&g, &ops::DefaultRegistry());
+  const ValueId y = b.Op("relu", {b.Input("z", kImages)});
+  const ValueId other = b.Input("other", kImages);
+  const ValueId p = b.Op("max_pool2d", {y});
+  const ValueId d = b.Input("d", kPooled);
+  const ValueId shared = b.Op("max_pool2d_grad", {y, p, d});
+  const Attributes relu = {{"activation", std::string("relu")}};
+  const ValueId dz_shared = b.Op("activation_grad", {shared, y}, relu);
+  const ValueId spread = b.Op("max_pool2d_grad", {y, p, d});
+  const ValueId dz_other = b.Op("activation_grad", {spread, other}, relu);
+  ASSERT_TRUE(b.status().ok()) << b.status();
+  g.AddOutput("shared", shared);
+  g.AddOutput("dz_shared", dz_shared);
+  g.AddOutput("dz_other", dz_other);
+
+  RewriteMaxPoolActivationGrad(g);
+  EXPECT_EQ(g.producer(dz_shared).op, "activation_grad");
+  EXPECT_EQ(g.producer(shared).op, "max_pool2d_grad");
+  EXPECT_EQ(g.producer(dz_other).op, "activation_grad");
+  EXPECT_EQ(g.producer(spread).op, "max_pool2d_grad");
+  EXPECT_EQ(g.type(spread), kImages);
+}
+
 }  // namespace
 }  // namespace sequent::cpu
