@@ -36,7 +36,7 @@ dnnl::engine& Engine() {
 struct Call {
   dnnl::primitive primitive;
   std::unordered_map<int, memory> args;
-  std::string label = "";  // For SEQUENT_FLOOR_PROFILE.
+  std::string label;  // For SEQUENT_FLOOR_PROFILE.
 };
 
 // Owns every memory of one step and the calls over them.
