@@ -292,6 +292,9 @@ absl::StatusOr<std::unique_ptr<Executable>> CpuBackend::Compile(
     exe->output_values.push_back(out.value);
   }
 
+  // Before lowering: a step may borrow arena bytes no value holds at the
+  // time (Lowering::ArenaScratch).
+  exe->arena = cpu::AllocateAligned(exe->plan.arena_bytes);
   cpu::Lowering lowering(*exe);
   lowering.blocked_values = layouts.blocked;
   lowering.penalties_in_updates = cpu::PenaltiesAddedByUpdates(lowered_graph);
@@ -482,7 +485,6 @@ absl::StatusOr<std::unique_ptr<Executable>> CpuBackend::Compile(
     }
   }
   lowering.Finish();
-  exe->arena = cpu::AllocateAligned(exe->plan.arena_bytes);
   exe->scratchpad = cpu::AllocateAligned(lowering.scratchpad_bytes());
   exe->pointers.assign(lowered_graph.num_values(), nullptr);
   std::function<std::byte*(ValueId)> resolve = [&](ValueId v) -> std::byte* {

@@ -1186,4 +1186,32 @@ absl::Status Lowering::LowerNode(const Node& node, const Attributes& attrs) {
       absl::StrCat("[", op, "] the cpu backend does not lower ", op, " yet"));
 }
 
+ValueId Lowering::ArenaScratch(int step, int64_t bytes) {
+  const MemoryPlan& plan = exe_.plan;
+  std::vector<std::pair<int64_t, int64_t>> held;  // [begin, end) at `step`.
+  for (ValueId v = 0; v < static_cast<ValueId>(plan.buffers.size()); ++v) {
+    const BufferAssignment& b = plan.buffers[v];
+    int first = b.first_step;
+    if (auto it = early_writes_.find(v); it != early_writes_.end())
+      first = std::min(first, it->second);
+    if (b.kind == BufferAssignment::Kind::kVariable || b.offset < 0 ||
+        first > step || b.last_step < step) {
+      continue;
+    }
+    held.push_back({b.offset, b.offset + b.bytes});
+  }
+  for (const auto& [at, range] : arena_scratch_)
+    if (at == step) held.push_back(range);
+  std::sort(held.begin(), held.end());
+  const int64_t align = plan.alignment;
+  int64_t begin = 0;
+  for (const auto& [b, e] : held) {
+    if (b - begin >= bytes) break;
+    begin = std::max(begin, (e + align - 1) / align * align);
+  }
+  if (begin + bytes > plan.arena_bytes) return NewExtra(bytes);
+  arena_scratch_.push_back({step, {begin, begin + bytes}});
+  return NewExternal(exe_.arena.get() + begin);
+}
+
 }  // namespace sequent::cpu

@@ -278,6 +278,11 @@ class Lowering {
     if (data != nullptr) *data = exe_.extras.back().get();
     return NewExternal(exe_.extras.back().get());
   }
+  // `bytes` of the arena that no value holds while schedule step `step`
+  // runs, for a copy made and consumed within that step (it adds nothing to
+  // the memory the step touches, unlike an extra buffer); an extra buffer
+  // when no such gap exists.
+  ValueId ArenaScratch(int step, int64_t bytes);
   // An extra buffer the executable does not own.
   ValueId NewExternal(std::byte* data) {
     exe_.extra_data.push_back(data);
@@ -606,6 +611,11 @@ class Lowering {
   absl::flat_hash_map<ValueId, int64_t> chunked_values_;
   // Activation gradients computed by the owned input gradient before them.
   absl::flat_hash_set<ValueId> fused_activation_grads_;
+  // Of those, the ones written into their arena buffers from an earlier
+  // schedule step than the plan's (WritableFrom): value -> that step.
+  absl::flat_hash_map<ValueId, int> early_writes_;
+  // ArenaScratch's grants: (schedule step, [begin, end) in the arena).
+  std::vector<std::pair<int, std::pair<int64_t, int64_t>>> arena_scratch_;
   absl::flat_hash_set<ValueId> materialized_;  // MaterializeChunked's.
 
  public:

@@ -410,36 +410,107 @@ absl::Status Lowering::LowerConv2dBackprop(const Node& node,
     exe_.steps.back().kind =
         absl::StrCat("kernel gradient to HWIO: ", exe_.steps.back().kind);
   };
-  if (filter && node.outputs.size() == 2) {
-    // With the bias gradient (kConvBackwardWeightsOp).
+  if (filter) {
+    // With the bias gradient when it has one (kConvBackwardWeightsOp).
+    const bool with_bias = node.outputs.size() == 2;
     const memory::desc bias({k[3]}, memory::data_type::f32, tag::a);
-    dnnl::convolution_backward_weights::primitive_desc pd(
-        dnnl::convolution_backward_weights::desc(alg, g.src, any_diff_weights,
-                                                 bias, g.dst, g.strides,
-                                                 g.dilations, g.pad_l, g.pad_r),
-        Attr(), engine(), hint);
+    auto filter_pd = [&](const memory::desc& src, const memory::desc& dst) {
+      using Pd = dnnl::convolution_backward_weights::primitive_desc;
+      using Desc = dnnl::convolution_backward_weights::desc;
+      dnnl::convolution_forward::primitive_desc forward(
+          dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training,
+                                          alg, src, any_weights, dst, g.strides,
+                                          g.dilations, g.pad_l, g.pad_r),
+          engine());
+      return with_bias ? Pd(Desc(alg, src, any_diff_weights, bias, dst,
+                                 g.strides, g.dilations, g.pad_l, g.pad_r),
+                            Attr(), engine(), forward)
+                       : Pd(Desc(alg, src, any_diff_weights, dst, g.strides,
+                                 g.dilations, g.pad_l, g.pad_r),
+                            Attr(), engine(), forward);
+    };
+    auto args =
+        [&](const dnnl::convolution_backward_weights::primitive_desc& pd) {
+          std::vector<std::pair<int, memory::desc>> a = {
+              {DNNL_ARG_SRC, pd.src_desc()},
+              {DNNL_ARG_DIFF_DST, pd.diff_dst_desc()},
+              {DNNL_ARG_DIFF_WEIGHTS, pd.diff_weights_desc()}};
+          if (with_bias) a.push_back({DNNL_ARG_DIFF_BIAS, bias});
+          return a;
+        };
+    auto pd = filter_pd(g.src, g.dst);
+    // oneDNN 2.6's filter gradients over NHWC operands can be much slower
+    // than over its own blocked layouts (the CNN's first layer, 1 -> 32
+    // channels on 26x26: 233 against 88 us on 2 threads), enough to pay for
+    // reordering the operands first (62 us): the faster of the two, timed,
+    // unless SEQUENT_CPU_CONV_FILTER says "nhwc" or "blocked" (tests), or
+    // deterministic mode keeps NHWC.
+    const char* form = std::getenv("SEQUENT_CPU_CONV_FILTER");
+    const std::string forced = form == nullptr ? "" : form;
+    if (!bf16 && forced != "nhwc" &&
+        (!fixed_kernel_choice.load() || forced == "blocked")) {
+      const memory::desc any_src(g.src.dims(), g.src.data_type(), tag::any),
+          any_dst(g.dst.dims(), g.dst.data_type(), tag::any);
+      auto blocked = filter_pd(any_src, any_dst);
+      const bool differs =
+          blocked.src_desc() != g.src || blocked.diff_dst_desc() != g.dst;
+      const std::string key = absl::StrCat(
+          "conv filter gradient ", absl::StrJoin(g.src.dims(), "x"), " -> ",
+          absl::StrJoin(g.dst.dims(), "x"), " kernel ",
+          absl::StrJoin(f.weights.dims(), "x"), " stride ",
+          absl::StrJoin(g.strides, "x"), " pad ", absl::StrJoin(g.pad_l, "x"),
+          "/", absl::StrJoin(g.pad_r, "x"), " bias ", with_bias, " threads ",
+          exe_.num_threads);
+      const bool use_blocked =
+          differs &&
+          (forced == "blocked" ||
+           RememberedChoice(key, [&]() -> int {
+             const double direct =
+                 TimePrimitive(dnnl::convolution_backward_weights(pd), args(pd),
+                               pd.scratchpad_desc());
+             double reordered =
+                 TimePrimitive(dnnl::convolution_backward_weights(blocked),
+                               args(blocked), blocked.scratchpad_desc());
+             for (const auto& [plain, want] :
+                  {std::pair(g.src, blocked.src_desc()),
+                   std::pair(g.dst, blocked.diff_dst_desc())}) {
+               if (plain == want) continue;
+               dnnl::reorder::primitive_desc r(engine(), plain, engine(), want,
+                                               Attr());
+               reordered +=
+                   TimePrimitive(dnnl::reorder(r),
+                                 {{DNNL_ARG_FROM, plain}, {DNNL_ARG_TO, want}},
+                                 r.scratchpad_desc());
+             }
+             return reordered < direct ? 1 : 0;
+           }) == 1);
+      if (use_blocked) pd = blocked;
+    }
+    // The operands in the layouts pd takes: reordered copies where they are
+    // not the arena's NHWC.
+    auto operand = [&](ValueId v, const memory::desc& plain,
+                       const memory::desc& want) {
+      if (want == plain) return v;
+      const ValueId copy =
+          ArenaScratch(exe_.plan.buffers[node.outputs[0]].first_step,
+                       static_cast<int64_t>(want.get_size()));
+      AddReorder(v, plain, copy, want);
+      exe_.steps.back().kind =
+          absl::StrCat("operand to blocked: ", exe_.steps.back().kind);
+      return copy;
+    };
+    const ValueId src_id = operand(in0, g.src, pd.src_desc());
+    const ValueId dst_id = operand(in1, g.dst, pd.diff_dst_desc());
     const memory::desc dw = pd.diff_weights_desc();
     const ValueId dw_id =
         dw == f.weights ? node.outputs[0] : NewExtra(dw.get_size());
-    AddPrimitive(pd, dnnl::convolution_backward_weights(pd),
-                 {{DNNL_ARG_SRC, in0, g.src},
-                  {DNNL_ARG_DIFF_DST, in1, g.dst},
-                  {DNNL_ARG_DIFF_WEIGHTS, dw_id, dw},
-                  {DNNL_ARG_DIFF_BIAS, node.outputs[1], bias}});
-    if (dw_id != node.outputs[0]) to_hwio(dw, dw_id);
-  } else if (filter) {
-    dnnl::convolution_backward_weights::primitive_desc pd(
-        dnnl::convolution_backward_weights::desc(alg, g.src, any_diff_weights,
-                                                 g.dst, g.strides, g.dilations,
-                                                 g.pad_l, g.pad_r),
-        Attr(), engine(), hint);
-    const memory::desc dw = pd.diff_weights_desc();
-    const ValueId dw_id =
-        dw == f.weights ? node.outputs[0] : NewExtra(dw.get_size());
-    AddPrimitive(pd, dnnl::convolution_backward_weights(pd),
-                 {{DNNL_ARG_SRC, in0, g.src},
-                  {DNNL_ARG_DIFF_DST, in1, g.dst},
-                  {DNNL_ARG_DIFF_WEIGHTS, dw_id, dw}});
+    std::vector<std::tuple<int, ValueId, memory::desc>> primitive_args = {
+        {DNNL_ARG_SRC, src_id, pd.src_desc()},
+        {DNNL_ARG_DIFF_DST, dst_id, pd.diff_dst_desc()},
+        {DNNL_ARG_DIFF_WEIGHTS, dw_id, dw}};
+    if (with_bias)
+      primitive_args.push_back({DNNL_ARG_DIFF_BIAS, node.outputs[1], bias});
+    AddPrimitive(pd, dnnl::convolution_backward_weights(pd), primitive_args);
     if (dw_id != node.outputs[0]) to_hwio(dw, dw_id);
   } else {
     dnnl::convolution_backward_data::primitive_desc pd(

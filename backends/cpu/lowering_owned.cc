@@ -204,6 +204,8 @@ std::optional<Lowering::FusedActivationGrad> Lowering::FuseActivationGrad(
     return std::nullopt;
   }
   fused_activation_grads_.insert(f.out);
+  if (!f.home.has_value())
+    early_writes_[f.out] = exe_.plan.buffers[dx].first_step;
   return f;
 }
 
