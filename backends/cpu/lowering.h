@@ -527,7 +527,7 @@ class Lowering {
   std::optional<FusedActivationGrad> FuseActivationGrad(ValueId dx);
   // Whether arena value v's buffer may be written from schedule step `step`
   // on, before the step the memory plan gave it: no other value lives in
-  // its bytes in between.
+  // its bytes in between, nor does an ArenaScratch copy.
   bool WritableFrom(ValueId v, int step) const;
   // A reader of chunked value v that ReadersAreOwned counted on but that
   // could not be lowered as owned after all (oneDNN offered only a reference

@@ -399,11 +399,14 @@ absl::Status Lowering::LowerConv2dBackprop(const Node& node,
   const ValueId in1 =
       filter ? GemmOperand(node.inputs[1], bf16) : node.inputs[1];
   const auto alg = dnnl::algorithm::convolution_direct;
-  dnnl::convolution_forward::primitive_desc hint(
-      dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, alg,
-                                      g.src, any_weights, g.dst, g.strides,
-                                      g.dilations, g.pad_l, g.pad_r),
-      engine());
+  // The forward over src and dst that hints a backward primitive.
+  auto forward_hint = [&](const memory::desc& src, const memory::desc& dst) {
+    return dnnl::convolution_forward::primitive_desc(
+        dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, alg,
+                                        src, any_weights, dst, g.strides,
+                                        g.dilations, g.pad_l, g.pad_r),
+        engine());
+  };
   // Writes the filter gradient `pd` produced into an extra buffer as HWIO.
   auto to_hwio = [&](const memory::desc& blocked, ValueId blocked_id) {
     AddReorder(blocked_id, blocked, node.outputs[0], f.weights);
@@ -417,11 +420,7 @@ absl::Status Lowering::LowerConv2dBackprop(const Node& node,
     auto filter_pd = [&](const memory::desc& src, const memory::desc& dst) {
       using Pd = dnnl::convolution_backward_weights::primitive_desc;
       using Desc = dnnl::convolution_backward_weights::desc;
-      dnnl::convolution_forward::primitive_desc forward(
-          dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training,
-                                          alg, src, any_weights, dst, g.strides,
-                                          g.dilations, g.pad_l, g.pad_r),
-          engine());
+      const auto forward = forward_hint(src, dst);
       return with_bias ? Pd(Desc(alg, src, any_diff_weights, bias, dst,
                                  g.strides, g.dilations, g.pad_l, g.pad_r),
                             Attr(), engine(), forward)
@@ -520,7 +519,7 @@ absl::Status Lowering::LowerConv2dBackprop(const Node& node,
         dnnl::convolution_backward_data::desc(alg, f.src, any_weights, g.dst,
                                               g.strides, g.dilations, g.pad_l,
                                               g.pad_r),
-        Attr(), engine(), hint);
+        Attr(), engine(), forward_hint(g.src, g.dst));
     const ValueId k_id = ConvWeights(in1, f.weights, pd.weights_desc());
     AddPrimitive(pd, dnnl::convolution_backward_data(pd),
                  {{DNNL_ARG_DIFF_DST, in0, g.dst},
@@ -854,7 +853,7 @@ absl::Status Lowering::LowerDenseBackwardWeights(const Node& node) {
                   {DNNL_ARG_DIFF_BIAS, node.outputs[1], bias}});
     return absl::OkStatus();
   }
-  if (layout == nullptr && !bf16) {
+  if (!bf16) {
     SEQUENT_ASSIGN_OR_RETURN(bool owned,
                              LowerOwnedRowSplitWeightGradient(node));
     if (owned) return absl::OkStatus();

@@ -80,6 +80,18 @@ T* At(std::byte* base, int64_t bytes) {
   return reinterpret_cast<T*>(base + bytes);
 }
 
+// Chunk t's columns [t * chunk, (t + 1) * chunk) of dz [m, oc], row-major:
+// its chunk in resident memory as it is when dz is stored chunked (`home`),
+// else copied out of dz into chunk t's memory at `copy`.
+const float* OwnColumns(const OwnedTeam& team, int t,
+                        const std::optional<int64_t>& home, const float* dz,
+                        int64_t m, int64_t oc, int64_t chunk, int64_t copy) {
+  if (home.has_value()) return At<float>(team.resident(t), *home);
+  float* own = At<float>(team.memory(t), copy);
+  CopyFromColumns(dz, oc, t * chunk, m, chunk, own);
+  return own;
+}
+
 // OneThreadCall of the matmul src x weights -> dst.
 std::shared_ptr<OwnedCall> OneThreadMatmul(const memory::desc& src,
                                            const memory::desc& weights,
@@ -175,6 +187,13 @@ bool Lowering::WritableFrom(ValueId v, int step) const {
     // Another value in the same bytes, live at some step in [step, the
     // step that was to write v).
     if (o.last_step >= step && o.first_step < b.first_step) return false;
+  }
+  // Or bytes ArenaScratch lent a step in that range.
+  for (const auto& [at, range] : arena_scratch_) {
+    if (at >= step && at < b.first_step && range.first < b.offset + b.bytes &&
+        b.offset < range.second) {
+      return false;
+    }
   }
   return true;
 }
@@ -370,15 +389,8 @@ absl::StatusOr<bool> Lowering::LowerOwnedInputGradient(const Node& node) {
     {
       const int t0 = omp_get_thread_num(), threads = omp_get_num_threads();
       ForEachChunk(t0, threads, chunks, [&](int t) {
-        const float* own_dz;
-        if (dz_home.has_value()) {
-          own_dz = At<float>(team->resident(t), *dz_home);
-        } else {
-          float* copy = At<float>(team->memory(t), dz_copy);
-          CopyFromColumns(At<float>(ptr[dz_id], 0), oc, t * chunk, m, chunk,
-                          copy);
-          own_dz = copy;
-        }
+        const float* own_dz = OwnColumns(
+            *team, t, dz_home, At<float>(ptr[dz_id], 0), m, oc, chunk, dz_copy);
         const dnnl_status_t s = call->Execute(
             *team, t,
             {own_dz, w + t * w_bytes, At<float>(team->resident(t), partial)});
@@ -443,15 +455,8 @@ absl::StatusOr<bool> Lowering::LowerOwnedWeightGradient(const Node& node) {
     std::byte* dw = ptr[dw_id];
     float* db = At<float>(ptr[db_id], 0);
     const dnnl_status_t s = RunChunks(team->chunks(), [&](int t) {
-      const float* own_dz;
-      if (dz_home.has_value()) {
-        own_dz = At<float>(team->resident(t), *dz_home);
-      } else {
-        float* copy = At<float>(team->memory(t), dz_copy);
-        CopyFromColumns(At<float>(ptr[dz_id], 0), oc, t * chunk, m, chunk,
-                        copy);
-        own_dz = copy;
-      }
+      const float* own_dz = OwnColumns(
+          *team, t, dz_home, At<float>(ptr[dz_id], 0), m, oc, chunk, dz_copy);
       return call->Execute(*team, t,
                            {x, own_dz, dw + t * w_bytes, db + t * chunk});
     });

@@ -21,11 +21,10 @@
 // buffer shared by all primitives, so concurrent primitives need their own)
 // and a primitive run once per chunk. lowering_owned.cc lowers the ops.
 
-#include <omp.h>
-
-#include <atomic>
+#include <algorithm>
 #include <cstdint>
 #include <dnnl.hpp>
+#include <initializer_list>
 #include <utility>
 #include <vector>
 

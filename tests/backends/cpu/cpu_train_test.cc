@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <functional>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -476,17 +477,21 @@ int CountSteps(const Executable& exe, absl::string_view what) {
   return n;
 }
 
-int CountOwnedSteps(const Executable& exe) {
-  return CountSteps(exe, "owned x");
-}
+// How many of the cpu executable's steps must have `what` in their
+// implementation ("owned x": owned layers, backends/cpu/owned_team.h).
+struct ExpectedSteps {
+  std::string what;
+  int count = 0;
+};
 
 // `blocked`: how many variables the cpu store must keep in oneDNN's blocked
-// layout; `threads`: the cpu backend's (0: all cores); `owned_steps`, when
-// set, how many steps run as owned layers (backends/cpu/owned_team.h).
+// layout; `threads`: the cpu backend's (0: all cores); `steps`, when set, a
+// count of steps of one kind.
 void CompareTrainSteps(Sequential model, const Optimizer& optimizer,
                        const Shape& x_shape, double tol,
                        const std::string& what, int blocked = 0,
-                       int threads = 0, int owned_steps = -1) {
+                       int threads = 0,
+                       std::optional<ExpectedSteps> steps = std::nullopt) {
   model.compile(optimizer, SparseCategoricalCrossentropy{.from_logits = true},
                 {"accuracy"}, Device::CPU());
   const Graph& train = model.graph(GraphStage::kTrain);
@@ -500,8 +505,8 @@ void CompareTrainSteps(Sequential model, const Optimizer& optimizer,
   ASSERT_TRUE(ref_exe.ok()) << ref_exe.status();
   auto cpu_exe = cpu.Compile(train, kBatch, cpu_store.get());
   ASSERT_TRUE(cpu_exe.ok()) << cpu_exe.status();
-  if (owned_steps >= 0)
-    EXPECT_EQ(CountOwnedSteps(**cpu_exe), owned_steps) << what;
+  if (steps.has_value())
+    EXPECT_EQ(CountSteps(**cpu_exe, steps->what), steps->count) << what;
   std::mt19937 rng(11);
   for (int step = 0; step < 2; ++step) {
     Batch batch = RandomBatch(x_shape, kBatch, 5, rng);
@@ -583,18 +588,11 @@ TEST(CpuTrainTest, CnnTrainStepsMatchReferenceWithEitherFilterGradientForm) {
   for (const auto& [form, reorders] :
        {std::pair{"nhwc", 0}, std::pair{"blocked", 3}}) {
     setenv("SEQUENT_CPU_CONV_FILTER", form, 1);
-    Sequential m = model();
-    m.compile(Adam{}, SparseCategoricalCrossentropy{.from_logits = true}, {},
-              Device::CPU());
-    CpuBackend cpu;
-    auto store = cpu.CreateVariableStore();
-    auto exe = cpu.Compile(m.graph(GraphStage::kTrain), 6, store.get());
-    ASSERT_TRUE(exe.ok()) << exe.status();
-    EXPECT_EQ(CountSteps(**exe, "operand to blocked"), reorders) << form;
     // The dense kernel and its two slots are kept blocked.
     CompareTrainSteps(model(), Adam{}, Shape{10, 10, 1}, 1e-4,
                       absl::StrCat("cnn, filter gradient ", form),
-                      /*blocked=*/3);
+                      /*blocked=*/3, /*threads=*/0,
+                      ExpectedSteps{"operand to blocked", reorders});
     unsetenv("SEQUENT_CPU_CONV_FILTER");
   }
 }
@@ -629,18 +627,19 @@ TEST(CpuTrainTest, OwnedLayersTrainLikeReference) {
   for (int threads : {2, 4}) {
     CompareTrainSteps(model(), Adam{}, Shape{32}, 1e-4,
                       absl::StrCat("owned adam x", threads), /*blocked=*/9,
-                      threads, /*owned_steps=*/10);
+                      threads, ExpectedSteps{"owned x", 10});
     CompareTrainSteps(
         model(), SGD{.learning_rate = 0.01, .momentum = 0.9, .clipnorm = 0.5},
         Shape{32}, 1e-5, absl::StrCat("owned sgd x", threads), /*blocked=*/6,
-        threads, /*owned_steps=*/10);
+        threads, ExpectedSteps{"owned x", 10});
   }
   // Three threads do not divide 256 into whole 64-output blocks.
-  CompareTrainSteps(model(), Adam{}, Shape{32}, 1e-4, "adam x3", 9, 3, 0);
+  const ExpectedSteps none{"owned x", 0};
+  CompareTrainSteps(model(), Adam{}, Shape{32}, 1e-4, "adam x3", 9, 3, none);
   CpuBackend::SetOwnedLayers(false);
-  CompareTrainSteps(model(), Adam{}, Shape{32}, 1e-4, "owned off", 9, 2, 0);
+  CompareTrainSteps(model(), Adam{}, Shape{32}, 1e-4, "owned off", 9, 2, none);
   CpuBackend::SetOwnedLayers(true);
-  CompareTrainSteps(model(), Adam{}, Shape{32}, 1e-4, "one thread", 9, 1, 0);
+  CompareTrainSteps(model(), Adam{}, Shape{32}, 1e-4, "one thread", 9, 1, none);
 }
 
 // L2 penalties on every kernel: the cpu backend computes each penalty in one
